@@ -1,0 +1,190 @@
+"""The one configuration object of OpenMaia, and its named presets.
+
+A :class:`Config` flows from the CLI (``--config NAME``) into the RTL, the SDK, the reports and
+the FPGA builds. Every size that another part needs is either a field here or a property computed
+here; nothing re-derives a parameter on its own.
+
+Wave 1 has one clock domain: one HBM model cycle is one tile cycle (``clock_mhz``).
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .numerics.formats import BLOCK_SIZE, Format
+
+__all__ = ["Config", "PRESETS", "HBM_PRESETS", "get_config", "preset_names"]
+
+#: HBM presets the memory model knows (timing tables in docs/ and ../shared/brief/hbm3.md).
+#: ``ONCHIP`` stands for FPGA block RAM / SPRAM behind the same AXI4 port.
+HBM_PRESETS = ("HBM3_6400", "HBM3E_9600", "ONCHIP")
+
+ALL_FORMATS = frozenset(Format)
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Parameters of one OpenMaia build.
+
+    Tile Tensor Unit: an ``array_rows`` x ``array_cols`` grid of MX dot-product engines, each
+    consuming ``lanes`` FP8 elements (``2 * lanes`` FP4 elements) of A and of B a cycle, with
+    ``acc_depth`` FP32 accumulators per engine. ``formats`` is the set of element formats the
+    hardware builds in; the others are compiled out.
+
+    Tile SRAM: ``tsram_banks`` banks of ``tsram_bank_depth`` words of ``tsram_bank_bytes`` bytes,
+    SECDED-protected when ``tsram_ecc``.
+
+    Memory: ``hbm_preset`` (one of :data:`HBM_PRESETS`) with ``hbm_pseudo_channels``
+    pseudo-channels, each behind an AXI4 port of ``axi_data_bits`` data and ``axi_addr_bits``
+    address bits.
+    """
+    name: str
+    array_rows: int
+    array_cols: int
+    lanes: int
+    acc_depth: int
+    formats: frozenset = field(default=ALL_FORMATS)
+    tsram_banks: int
+    tsram_bank_bytes: int
+    tsram_bank_depth: int
+    tsram_ecc: bool = True
+    hbm_preset: str = "HBM3_6400"
+    hbm_pseudo_channels: int = 1
+    axi_data_bits: int = 128
+    axi_addr_bits: int = 32
+    clock_mhz: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "formats", frozenset(Format.of(f) for f in self.formats))
+        for name in ("array_rows", "array_cols", "acc_depth", "tsram_banks", "tsram_bank_depth",
+                     "hbm_pseudo_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.lanes, int) or self.lanes not in (1, 2, 4, 8, 16):
+            raise ValueError(f"lanes must be 1, 2, 4, 8 or 16 (a divisor of half the "
+                             f"{BLOCK_SIZE}-element block), not {self.lanes!r}")
+        if not self.formats:
+            raise ValueError("formats must name at least one element format")
+        if not _is_pow2(self.tsram_banks):
+            raise ValueError(f"tsram_banks must be a power of two, not {self.tsram_banks}")
+        if not _is_pow2(self.tsram_bank_bytes) or self.tsram_bank_bytes < 4:
+            raise ValueError(f"tsram_bank_bytes must be a power of two >= 4, "
+                             f"not {self.tsram_bank_bytes}")
+        if not _is_pow2(self.tsram_bank_depth):
+            raise ValueError(f"tsram_bank_depth must be a power of two, "
+                             f"not {self.tsram_bank_depth}")
+        if self.hbm_preset not in HBM_PRESETS:
+            raise ValueError(f"hbm_preset must be one of {', '.join(HBM_PRESETS)}, "
+                             f"not {self.hbm_preset!r}")
+        if self.axi_data_bits not in (32, 64, 128, 256, 512):
+            raise ValueError(f"axi_data_bits must be 32, 64, 128, 256 or 512, "
+                             f"not {self.axi_data_bits}")
+        if not 16 <= self.axi_addr_bits <= 64:
+            raise ValueError(f"axi_addr_bits must be in 16..64, not {self.axi_addr_bits}")
+        if not self.clock_mhz > 0:
+            raise ValueError(f"clock_mhz must be positive, not {self.clock_mhz!r}")
+
+    # Derived sizes: the only place they are computed.
+
+    @property
+    def block_size(self) -> int:
+        """Elements per MX block."""
+        return BLOCK_SIZE
+
+    @property
+    def engines(self) -> int:
+        """Dot-product engines in the Tile Tensor Unit."""
+        return self.array_rows * self.array_cols
+
+    @property
+    def fp8_macs_per_cycle(self) -> int:
+        """Peak MACs a cycle for pairs whose wider side is 6 or 8 bits wide."""
+        return self.engines * self.lanes
+
+    @property
+    def fp4_macs_per_cycle(self) -> int:
+        """Peak MACs a cycle for FP4 x FP4 (twice the FP8 rate)."""
+        return 2 * self.fp8_macs_per_cycle
+
+    def macs_per_cycle(self, fmt_a: Format | str, fmt_b: Format | str) -> int:
+        """Peak MACs a cycle for one element-format pair (the wider side sets the rate)."""
+        fmt_a, fmt_b = Format.of(fmt_a), Format.of(fmt_b)
+        for fmt in (fmt_a, fmt_b):
+            if fmt not in self.formats:
+                raise ValueError(f"format {fmt} is not built into configuration {self.name!r}")
+        if fmt_a is Format.E2M1 and fmt_b is Format.E2M1:
+            return self.fp4_macs_per_cycle
+        return self.fp8_macs_per_cycle
+
+    @property
+    def tsram_bytes(self) -> int:
+        """Total tile SRAM capacity in bytes."""
+        return self.tsram_banks * self.tsram_bank_bytes * self.tsram_bank_depth
+
+    @property
+    def axi_data_bytes(self) -> int:
+        return self.axi_data_bits // 8
+
+    @property
+    def format_names(self) -> tuple[str, ...]:
+        """Built-in formats in the canonical order of :class:`Format`."""
+        return tuple(f.value for f in Format if f in self.formats)
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed (validated like a new object)."""
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> dict:
+        """Fields and derived sizes as plain data (for reports and ``--json``)."""
+        data = dataclasses.asdict(self)
+        data["formats"] = list(self.format_names)
+        data.update(engines=self.engines, fp8_macs_per_cycle=self.fp8_macs_per_cycle,
+                    fp4_macs_per_cycle=self.fp4_macs_per_cycle, tsram_bytes=self.tsram_bytes)
+        return data
+
+
+PRESETS: dict[str, Config] = {
+    # Fast tests: every format, a 2 x 2 array of 4-lane engines.
+    "small": Config(name="small", array_rows=2, array_cols=2, lanes=4, acc_depth=4,
+                    tsram_banks=4, tsram_bank_bytes=16, tsram_bank_depth=256,
+                    hbm_preset="HBM3_6400", hbm_pseudo_channels=1, axi_data_bits=128,
+                    clock_mhz=1600.0),
+    # A realistic tile: 8 x 8 engines of 16 lanes (1,024 FP8 / 2,048 FP4 MACs a cycle), 1 MiB of
+    # TSRAM in 16 banks of 32-byte words, two HBM3-6400 pseudo-channels. Maia 200's per-tile
+    # sizes are not public; these are our choice (docs/architecture.md).
+    "default": Config(name="default", array_rows=8, array_cols=8, lanes=16, acc_depth=8,
+                      tsram_banks=16, tsram_bank_bytes=32, tsram_bank_depth=2048,
+                      hbm_preset="HBM3_6400", hbm_pseudo_channels=2, axi_data_bits=256,
+                      clock_mhz=1600.0),
+    # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, SPRAM-sized TSRAM.
+    "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
+                    formats=frozenset({Format.E4M3, Format.E2M1}),
+                    tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=4096, tsram_ecc=False,
+                    hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
+                    axi_addr_bits=24, clock_mhz=24.0),
+    # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
+    "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
+                    formats=frozenset({Format.E4M3, Format.E2M1}),
+                    tsram_banks=8, tsram_bank_bytes=16, tsram_bank_depth=1024,
+                    hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=64,
+                    axi_addr_bits=28, clock_mhz=75.0),
+}
+
+
+def preset_names() -> tuple[str, ...]:
+    return tuple(PRESETS)
+
+
+def get_config(name: "str | Config") -> Config:
+    """The preset called ``name`` (a :class:`Config` passes through unchanged)."""
+    if isinstance(name, Config):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown configuration {name!r}; presets: "
+                         f"{', '.join(PRESETS)}") from None
