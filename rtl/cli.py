@@ -1,0 +1,151 @@
+"""The ``openmaia`` command line."""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import get_config, preset_names
+
+__all__ = ["main"]
+
+
+def _console():
+    from rich.console import Console
+    return Console()
+
+
+def _cmd_config(args) -> int:
+    config = get_config(args.name)
+    summary = config.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    from rich.table import Table
+    table = Table(title=f"configuration {config.name!r}")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+    _console().print(table)
+    return 0
+
+
+def _cmd_elaborate(args) -> int:
+    from .harness import elaborate, lint
+    from .tops import get_top
+    top = get_top(args.top)
+    config = get_config(args.config)
+    text = elaborate(top.build(config), name=top.module_name)
+    if args.lint:
+        lint(text, name=top.module_name)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}: module {top.module_name}, {len(text.splitlines())} lines, "
+              f"configuration {config.name}" + (", lint clean" if args.lint else ""),
+              file=sys.stderr)
+    return 0
+
+
+def _cmd_lint(args) -> int:
+    from .harness import LintError, lint
+    from .tops import TOPS, get_top
+    config = get_config(args.config)
+    failed = 0
+    for name in args.tops or list(TOPS):
+        top = get_top(name)
+        try:
+            lint(top.build(config), name=top.module_name)
+            print(f"{name}: lint clean ({config.name})")
+        except LintError as error:
+            failed += 1
+            print(error, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_selfcheck(args) -> int:
+    """Elaborate every registered top of a configuration, lint it and run its bench."""
+    from .harness import LintError, elaborate, lint, simulate
+    from .tops import TOPS
+    config = get_config(args.config)
+    rows, ok = [], True
+    console = _console()
+    for top in TOPS.values():
+        with console.status(f"{top.name}: elaborate, lint, build and simulate ({config.name})"):
+            start = time.monotonic()
+            component = top.build(config)
+            text = elaborate(component, name=top.module_name)
+            try:
+                lint(text, name=top.module_name)
+                lint_ok = True
+            except LintError as error:
+                console.print(str(error))
+                lint_ok = False
+            result = simulate(top.build(config), bench=top.bench, name=top.module_name,
+                              params=top.bench_params(config), seed=args.seed, check=False)
+        passed = lint_ok and result.passed
+        ok &= passed
+        rows.append({"top": top.name, "config": config.name, "verilog_lines": len(text.splitlines()),
+                     "lint": "clean" if lint_ok else "FAILED", "tests": result.tests,
+                     "failed": result.failed, "seed": result.seed,
+                     "build_s": round(result.build_seconds, 1),
+                     "run_s": round(result.run_seconds, 1),
+                     "total_s": round(time.monotonic() - start, 1),
+                     "result": "PASS" if passed else "FAIL"})
+        if not result.passed:
+            console.print(result.log_tail())
+    if args.json:
+        print(json.dumps({"config": config.summary(), "tops": rows, "passed": ok}, indent=2))
+    else:
+        from rich.table import Table
+        table = Table(title=f"OpenMaia self-check, configuration {config.name!r} "
+                            f"({config.fp8_macs_per_cycle} FP8 / {config.fp4_macs_per_cycle} FP4 "
+                            f"MAC lanes)")
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        console.print(table)
+        console.print("[bold green]self-check passed" if ok else "[bold red]self-check FAILED")
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="openmaia", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="show a configuration preset")
+    p.add_argument("name", nargs="?", default="default", choices=preset_names())
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_config)
+
+    p = sub.add_parser("elaborate", help="write the Verilog of a registered top")
+    p.add_argument("top")
+    p.add_argument("--config", default="default", choices=preset_names())
+    p.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
+    p.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
+    p.set_defaults(func=_cmd_elaborate)
+
+    p = sub.add_parser("lint", help="verilator --lint-only -Wall on registered tops")
+    p.add_argument("tops", nargs="*")
+    p.add_argument("--config", default="default", choices=preset_names())
+    p.set_defaults(func=_cmd_lint)
+
+    p = sub.add_parser("selfcheck", help="elaborate, lint and simulate every registered top")
+    p.add_argument("--config", default="default", choices=preset_names())
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_selfcheck)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

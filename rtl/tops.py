@@ -1,0 +1,54 @@
+"""Registry of the elaboratable tops: the names ``openmaia elaborate`` and the self-check know.
+
+Each entry builds a component from a :class:`~openmaia.config.Config` and names the cocotb bench
+that checks it (run by ``openmaia selfcheck`` and by the test suite).
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from amaranth.lib import wiring
+
+from .config import Config
+
+__all__ = ["Top", "TOPS", "get_top"]
+
+
+@dataclass(frozen=True)
+class Top:
+    """An elaboratable top: ``build(config)`` makes the component, ``bench`` checks it with the
+    parameters ``bench_params(config)``."""
+    name: str
+    description: str
+    build: Callable[[Config], wiring.Component]
+    bench: str
+    bench_params: Callable[[Config], dict]
+
+    @property
+    def module_name(self) -> str:
+        """The Verilog module name of this top."""
+        return self.name.replace("-", "_")
+
+
+def _element_decoder(config: Config):
+    from .compute.element_decoder import ElementDecoder
+    return ElementDecoder(formats=config.formats, lanes=config.lanes)
+
+
+def _element_decoder_params(config: Config) -> dict:
+    return {"formats": list(config.format_names), "lanes": config.lanes}
+
+
+TOPS: dict[str, Top] = {top.name: top for top in [
+    Top(name="element-decoder",
+        description="MX element decoder (codes -> sign, exponent, significand), one per lane",
+        build=_element_decoder, bench="openmaia.benches.element_decoder",
+        bench_params=_element_decoder_params),
+]}
+
+
+def get_top(name: str) -> Top:
+    try:
+        return TOPS[name]
+    except KeyError:
+        raise ValueError(f"unknown top {name!r}; tops: {', '.join(TOPS)}") from None

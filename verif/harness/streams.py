@@ -1,0 +1,122 @@
+"""cocotb bus models for ``amaranth.lib.stream`` ports of elaborated designs.
+
+An Amaranth stream port ``i`` appears in Verilog as ``i__valid``, ``i__ready`` and ``i__payload``
+(the payload flattened to bits). :class:`StreamSource` drives such a port, :class:`StreamSink`
+accepts from one; both take a pause generator (an iterator of booleans, true = idle this cycle)
+in the style of cocotbext-axi's ``set_pause_generator``, so every stream can be stalled at random.
+
+Both drive on the falling clock edge and sample in the read-only phase after it, so a transfer
+is recorded for exactly the rising edge at which ``valid & ready`` holds, on every simulator.
+"""
+
+import itertools
+import random
+from collections import deque
+
+from cocotb.triggers import Event, FallingEdge, ReadOnly
+
+__all__ = ["StreamSource", "StreamSink", "random_pauses", "payload_const", "payload_bits"]
+
+
+def random_pauses(rng: random.Random, probability: float):
+    """An endless pause generator: each cycle idle with the given probability."""
+    if not 0 <= probability < 1:
+        raise ValueError(f"pause probability must be in [0, 1), not {probability}")
+    while True:
+        yield rng.random() < probability
+
+
+def payload_const(shape, bits: int):
+    """The integer ``bits`` read back as a constant of the Amaranth ``shape`` (a data layout).
+
+    Fields are then read as on any ``amaranth.lib.data.Const``: ``c.field``, ``c["field"]``,
+    ``c[index]``; a leaf is a Python int.
+    """
+    from amaranth.lib import data
+    layout = data.Layout.cast(shape)
+    return data.Const(layout, bits)
+
+
+def payload_bits(shape, value) -> int:
+    """The bits of ``value`` (a dict / list for a data layout, or an int) as an int."""
+    from amaranth.lib import data
+    if isinstance(value, int):
+        return value
+    return data.Layout.cast(shape).const(value).as_bits()
+
+
+class StreamSource:
+    """Drives items (ints, or values packed with ``shape``) into a stream port of the DUT."""
+
+    def __init__(self, dut, prefix: str, clock, *, shape=None, pauses=None):
+        self._valid = getattr(dut, f"{prefix}__valid")
+        self._ready = getattr(dut, f"{prefix}__ready")
+        self._payload = getattr(dut, f"{prefix}__payload")
+        self._clock = clock
+        self._shape = shape
+        self._pauses = pauses if pauses is not None else itertools.repeat(False)
+        self._queue = deque()
+        self._idle = Event()
+        self.sent = 0
+        self._valid.value = 0
+
+    def set_pause_generator(self, pauses):
+        self._pauses = pauses if pauses is not None else itertools.repeat(False)
+
+    def send_nowait(self, item):
+        self._queue.append(item if self._shape is None else payload_bits(self._shape, item))
+        self._idle.clear()
+
+    async def wait_idle(self):
+        """Return when every queued item has been accepted by the DUT."""
+        if self._queue:
+            await self._idle.wait()
+
+    async def run(self):
+        """The driver coroutine: start it with ``cocotb.start_soon(source.run())``."""
+        presenting = False
+        while True:
+            await FallingEdge(self._clock)
+            if not presenting and self._queue and not next(self._pauses):
+                self._payload.value = self._queue[0]
+                presenting = True
+            self._valid.value = int(presenting)
+            await ReadOnly()
+            if presenting and int(self._ready.value):
+                self._queue.popleft()
+                self.sent += 1
+                presenting = False
+                if not self._queue:
+                    self._idle.set()
+
+
+class StreamSink:
+    """Accepts items from a stream port of the DUT into :attr:`items` (ints, in order)."""
+
+    def __init__(self, dut, prefix: str, clock, *, pauses=None, callback=None):
+        self._valid = getattr(dut, f"{prefix}__valid")
+        self._ready = getattr(dut, f"{prefix}__ready")
+        self._payload = getattr(dut, f"{prefix}__payload")
+        self._clock = clock
+        self._pauses = pauses if pauses is not None else itertools.repeat(False)
+        self._callback = callback
+        self.items = []
+        self.cycles = 0
+        self._ready.value = 0
+
+    def set_pause_generator(self, pauses):
+        self._pauses = pauses if pauses is not None else itertools.repeat(False)
+
+    async def run(self):
+        """The monitor coroutine: start it with ``cocotb.start_soon(sink.run())``."""
+        while True:
+            await FallingEdge(self._clock)
+            ready = not next(self._pauses)
+            self._ready.value = int(ready)
+            await ReadOnly()
+            self.cycles += 1
+            if ready and int(self._valid.value):
+                item = self._payload.value.to_unsigned()
+                self.items.append(item)
+                if self._callback is not None:
+                    self._callback(item)
