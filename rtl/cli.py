@@ -88,7 +88,8 @@ def _cmd_selfcheck(args) -> int:
                               params=top.bench_params(config), seed=args.seed, check=False)
         passed = lint_ok and result.passed
         ok &= passed
-        rows.append({"top": top.name, "config": config.name, "verilog_lines": len(text.splitlines()),
+        rows.append({"top": top.name, "config": config.name,
+                     "verilog_lines": len(text.splitlines()),
                      "lint": "clean" if lint_ok else "FAILED", "tests": result.tests,
                      "failed": result.failed, "seed": result.seed,
                      "build_s": round(result.build_seconds, 1),

@@ -8,7 +8,7 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from .toolchain import VERILATOR_WAIVERS, setup_environment, verilator_executable
+from .toolchain import setup_environment, verilator_executable, write_waiver_file
 
 __all__ = ["elaborate", "lint", "LintError", "verilog_digest"]
 
@@ -43,12 +43,12 @@ def lint(source: "wiring.Component | str", *, name: str) -> str:
     Returns Verilator's output; raises :class:`LintError` on any warning or error.
     """
     text = source if isinstance(source, str) else elaborate(source, name=name)
-    waivers = [f"-Wno-{w}" for w in VERILATOR_WAIVERS]
     with tempfile.TemporaryDirectory(prefix="openmaia-lint-") as tmp:
         path = Path(tmp, f"{name}.v")
         path.write_text(text)
-        proc = subprocess.run([verilator_executable(), "--lint-only", "-Wall", *waivers,
-                               "--top-module", name, str(path)],
+        waivers = write_waiver_file(Path(tmp))
+        proc = subprocess.run([verilator_executable(), "--lint-only", "-Wall", "--top-module",
+                               name, str(waivers), str(path)],
                               capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0 or "%Warning" in output or "%Error" in output:

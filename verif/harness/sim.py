@@ -25,7 +25,8 @@ from filelock import FileLock
 
 from .coverage import COVERAGE_FILE, CoverageReport
 from .elaborate import elaborate, verilog_digest
-from .toolchain import VERILATOR_WAIVERS, fst_missing_reason, have_icarus, setup_environment
+from .toolchain import (fst_missing_reason, have_icarus, setup_environment,
+                        waiver_config_text, write_waiver_file)
 
 __all__ = ["simulate", "SimResult", "SimulationFailed", "bench_params", "build_root",
            "SIMULATORS"]
@@ -100,14 +101,15 @@ def _tool_versions() -> str:
 
 
 def _build(runner, *, simulator, verilog_path, name, build_dir, waves):
-    build_args, extra = [], {}
+    from cocotb_tools.runner import VerilatorControlFile
+    sources, build_args, extra = [verilog_path], [], {}
     if simulator == "verilator":
-        build_args = [f"-Wno-{w}" for w in VERILATOR_WAIVERS]
+        sources.insert(0, VerilatorControlFile(write_waiver_file(build_dir)))
         if waves == "fst":
             build_args.append("--trace-fst")
     else:
         extra["timescale"] = ("1ns", "1ps")
-    runner.build(sources=[verilog_path], hdl_toplevel=name, build_dir=build_dir,
+    runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
                  build_args=build_args, waves=bool(waves), log_file=build_dir / "build.log",
                  **extra)
 
@@ -149,7 +151,7 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
     from cocotb_tools.check_results import get_results
 
     verilog_text = elaborate(component, name=name)
-    key = verilog_digest(verilog_text, name, simulator, str(waves), ",".join(VERILATOR_WAIVERS),
+    key = verilog_digest(verilog_text, name, simulator, str(waves), waiver_config_text(),
                          _tool_versions())
     build_dir = build_root() / f"{name}-{simulator}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,11 @@ import itertools
 import random
 from collections import deque
 
+from amaranth.hdl import ShapeCastable
+from amaranth.lib import data
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
-__all__ = ["StreamSource", "StreamSink", "random_pauses", "payload_const", "payload_bits"]
+__all__ = ["StreamSource", "StreamSink", "random_pauses", "pack", "unpack"]
 
 
 def random_pauses(rng: random.Random, probability: float):
@@ -26,23 +28,30 @@ def random_pauses(rng: random.Random, probability: float):
         yield rng.random() < probability
 
 
-def payload_const(shape, bits: int):
-    """The integer ``bits`` read back as a constant of the Amaranth ``shape`` (a data layout).
+def pack(layout, value) -> int:
+    """The bits of ``value`` under an Amaranth data layout, each field at its offset.
 
-    Fields are then read as on any ``amaranth.lib.data.Const``: ``c.field``, ``c["field"]``,
-    ``c[index]``; a leaf is a Python int.
+    ``value`` is a dict for a struct, a list for an array, or an int (a leaf, or an aggregate
+    already packed); ints may stand at any level.
     """
-    from amaranth.lib import data
-    layout = data.Layout.cast(shape)
-    return data.Const(layout, bits)
-
-
-def payload_bits(shape, value) -> int:
-    """The bits of ``value`` (a dict / list for a data layout, or an int) as an int."""
-    from amaranth.lib import data
     if isinstance(value, int):
         return value
-    return data.Layout.cast(shape).const(value).as_bits()
+    layout = data.Layout.cast(layout)
+    bits = 0
+    for key, field in layout:
+        bits |= (pack(field.shape, value[key]) & ((1 << field.width) - 1)) << field.offset
+    return bits
+
+
+def unpack(layout, bits: int):
+    """The fields of ``bits`` under an Amaranth data layout: a dict for a struct, a list for an
+    array, an int for a leaf."""
+    layout = data.Layout.cast(layout)
+    fields = {key: (bits >> field.offset) & ((1 << field.width) - 1) for key, field in layout}
+    values = {key: (unpack(field.shape, fields[key])
+                    if isinstance(field.shape, ShapeCastable) else fields[key])
+              for key, field in layout}
+    return list(values.values()) if isinstance(layout, data.ArrayLayout) else values
 
 
 class StreamSource:
@@ -64,7 +73,7 @@ class StreamSource:
         self._pauses = pauses if pauses is not None else itertools.repeat(False)
 
     def send_nowait(self, item):
-        self._queue.append(item if self._shape is None else payload_bits(self._shape, item))
+        self._queue.append(item if self._shape is None else pack(self._shape, item))
         self._idle.clear()
 
     async def wait_idle(self):

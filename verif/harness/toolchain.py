@@ -8,7 +8,9 @@ pitfalls listed in ``../shared/brief/toolchain.md`` so no user has to:
 2. the wheel's ``verilated.mk`` breaks precompiled headers: ``MAKEFLAGS`` disables them;
 5. Amaranth switches to a system Yosys once ``YOSYS`` is set: ``AMARANTH_USE_YOSYS=builtin``.
 
-The Verilator waivers for Amaranth's generated code live here and nowhere else.
+The Verilator waivers for Amaranth's generated code live here and nowhere else: whole rules in
+:data:`VERILATOR_WAIVERS`, single messages in :data:`VERILATOR_MESSAGE_WAIVERS`, both written to
+one Verilator control file by :func:`write_waiver_file` that every lint and build run reads.
 """
 
 import importlib.util
@@ -16,12 +18,36 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["VERILATOR_WAIVERS", "setup_environment", "verilator_executable", "have_icarus",
+__all__ = ["VERILATOR_WAIVERS", "VERILATOR_MESSAGE_WAIVERS", "write_waiver_file",
+           "setup_environment", "verilator_executable", "have_icarus",
            "have_fst", "fst_missing_reason"]
 
 #: Warnings that Amaranth's generated Verilog trips and that are waived, for every top, in every
 #: build and lint run. Every other Verilator warning stays fatal.
 VERILATOR_WAIVERS = ("WIDTHEXPAND", "UNUSEDSIGNAL", "PROCASSINIT", "DECLFILENAME")
+
+#: (rule, message pattern) pairs waived for one message only. Yosys writes ``x == 0`` as ``!x``
+#: on a multi-bit ``x``, which Verilator reports as a WIDTHTRUNC of the logical-not operand; every
+#: other WIDTHTRUNC stays fatal.
+VERILATOR_MESSAGE_WAIVERS = (
+    ("WIDTHTRUNC", "*Logical operator LOGNOT expects 1 bit*"),
+)
+
+
+def waiver_config_text() -> str:
+    lines = ["`verilator_config"]
+    lines += [f"lint_off -rule {rule}" for rule in VERILATOR_WAIVERS]
+    lines += [f'lint_off -rule {rule} -file "*" -match "{pattern}"'
+              for rule, pattern in VERILATOR_MESSAGE_WAIVERS]
+    return "\n".join(lines) + "\n"
+
+
+def write_waiver_file(directory: Path) -> Path:
+    """Write the project's Verilator waivers as a control file in ``directory``; its path."""
+    path = Path(directory) / "openmaia_waivers.vlt"
+    path.write_text(waiver_config_text())
+    return path
+
 
 _PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include PYTHON3=python3"
 
