@@ -16,11 +16,12 @@ from .dot import (CANONICAL_NAN, FP32_NEG_INF, FP32_NEG_ZERO, FP32_POS_INF, bloc
                   round_to_fp32_array)
 from .elements import (check_codes, decode, element_fraction, element_sign, element_value_int,
                        encode, inf_code, max_code, nan_code)
-from .formats import BLOCK_SIZE, E8M0_BIAS, E8M0_NAN, Format, FormatSpec
+from .formats import BLOCK_SIZE, E8M0_BIAS, E8M0_NAN, Format, FormatSpec, block_sum_bits
 from .mx import MXTensor, dequantize, quantize_mx, scale_codes, shared_exponent
 
 __all__ = [
     "Format", "FormatSpec", "BLOCK_SIZE", "E8M0_BIAS", "E8M0_NAN", "CANONICAL_NAN",
+    "block_sum_bits",
     "FP32_NEG_ZERO", "FP32_POS_INF", "FP32_NEG_INF",
     "encode", "decode", "element_value_int", "element_sign", "element_fraction", "check_codes",
     "nan_code", "inf_code", "max_code",

@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["Format", "FormatSpec", "E8M0_NAN", "E8M0_BIAS", "BLOCK_SIZE"]
+__all__ = ["Format", "FormatSpec", "E8M0_NAN", "E8M0_BIAS", "BLOCK_SIZE", "block_sum_bits"]
 
 #: Elements per MX block (OCP MX v1.0, k = 32).
 BLOCK_SIZE = 32
@@ -43,6 +43,13 @@ class FormatSpec:
     def codes(self) -> int:
         """Number of distinct codes."""
         return 1 << self.bits
+
+    @property
+    def max_int(self) -> int:
+        """Largest magnitude of a finite element in units of ``2 ** lsb_exp`` (INT8: 128)."""
+        if self.ebits == 0:
+            return 1 << (self.bits - 1)
+        return int(self.max_value / Fraction(2) ** self.lsb_exp)
 
     @property
     def bytes_per_block(self) -> int:
@@ -111,3 +118,10 @@ _SPECS = {
                             max_value=Fraction(127, 64), has_inf=False, has_nan=False, hw_code=5,
                             ml_dtype=None),
 }
+
+
+def block_sum_bits(fmt_a: "Format | str", fmt_b: "Format | str", block: int = BLOCK_SIZE) -> int:
+    """Signed bits that hold any exact sum of ``block`` products of two element formats, in units
+    of the product of the two smallest steps (the width table of docs/numerics.md)."""
+    fmt_a, fmt_b = Format.of(fmt_a), Format.of(fmt_b)
+    return (block * fmt_a.spec.max_int * fmt_b.spec.max_int).bit_length() + 1
