@@ -24,6 +24,7 @@ from cocotb.triggers import ClockCycles, FallingEdge
 
 from openmaia.compute.element_decoder import DecodedElement, ElementDecoder
 from openmaia.harness import bench_params
+from openmaia.harness.coverage import Coverage, export
 from openmaia.harness.streams import StreamSink, StreamSource, pack, random_pauses, unpack
 from openmaia.numerics import decode
 from openmaia.numerics.formats import Format
@@ -80,12 +81,31 @@ def expected_lane_bits(code: int, fmt_sel: int, formats) -> int:
     return _expected_table(frozenset(formats), fmt_sel)[code]
 
 
+def element_class(code: int, fmt_sel: int, formats) -> str:
+    """The coverage bin of one element: ``"<format>:<kind>"``, or ``"illegal"``."""
+    fmt = _format_of(fmt_sel, formats)
+    if fmt is None:
+        return "illegal"
+    e = expected_element(code, fmt_sel, formats)
+    kind = ("nan" if e["is_nan"] else "inf" if e["is_inf"] else "zero" if e["is_zero"]
+            else "subnormal" if fmt.is_float and e["exp"] == 0 else "normal")
+    return f"{fmt.value}:{kind}"
+
+
+def coverage_model(formats) -> Coverage:
+    """Element classes (format x zero / subnormal / normal / inf / nan, and illegal selectors)
+    that the built-in formats can produce; every one must be seen."""
+    bins = sorted({element_class(code, sel, formats) for sel in FMT_SELECTORS for code in CODES})
+    return Coverage("element_decoder", element=bins)
+
+
 class Scoreboard:
     """Compares each output transfer with the next expected one, in order."""
 
     def __init__(self, dut_model: ElementDecoder, log):
         self._model = dut_model
         self._log = log
+        self._coverage = coverage_model(dut_model.formats)
         self.expected = deque()
         self.errors = []
         self.compared = 0
@@ -100,6 +120,8 @@ class Scoreboard:
         (fmt_sel, codes), want = self.expected.popleft()
         self.compared += 1
         if bits == want:
+            for code in codes:
+                self._coverage.sample(element=element_class(code, fmt_sel, self._model.formats))
             return
         element = self._model.element
         got_lanes = unpack(self._model.o.payload.shape(), bits)
@@ -203,6 +225,7 @@ async def exhaustive_codes(dut):
     transactions = _transactions(rng, params["lanes"])
     await _run(dut, transactions, gap=params.get("gap", 0.3), stall=params.get("stall", 0.3),
                rng=rng)
+    export()
 
 
 @cocotb.test()

@@ -44,15 +44,16 @@ class Coverage:
         prefix = f"{_ROOT}.{name}"
         for key in [k for k in coverage_db if k == prefix or k.startswith(prefix + ".")]:
             del coverage_db[key]
+        # Points must exist before their cross; and cocotb-coverage samples in the outermost
+        # decorator first, so the points wrap the cross, which then sees this sample's hits.
+        point_names = [f"{prefix}.{axis}" for axis in self.axes]
+        points = [CoverPoint(point, xf=_getter(axis), bins=list(bins))
+                  for point, (axis, bins) in zip(point_names, self.axes.items())]
         sampler = _no_op
-        point_names = []
-        for axis, bins in self.axes.items():
-            point = f"{prefix}.{axis}"
-            point_names.append(point)
-            sampler = CoverPoint(point, xf=_getter(axis), bins=list(bins))(sampler)
         if len(axes) > 1:
-            cross = f"{prefix}.{'_x_'.join(self.axes)}"
-            sampler = CoverCross(cross, items=point_names)(sampler)
+            sampler = CoverCross(f"{prefix}.{'_x_'.join(self.axes)}", items=point_names)(sampler)
+        for point in points:
+            sampler = point(sampler)
         self._sampler = sampler
 
     def sample(self, **values):

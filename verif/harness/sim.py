@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,7 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
         env_seed = os.environ.get("OPENMAIA_SEED")
         seed = int(env_seed) if env_seed else secrets.randbits(31)
     print(f"openmaia.harness: {name} [{bench}] on {simulator}, seed {seed} "
-          f"(rerun with --seed {seed})")
+          f"(rerun with --seed {seed})", file=sys.stderr)
 
     from cocotb_tools.runner import get_runner
     from cocotb_tools.check_results import get_results

@@ -1,0 +1,182 @@
+"""The verification harness: lint waivers, cached and locked builds, seeds, waves, Icarus,
+coverage and the command line."""
+
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from openmaia.cli import main
+from openmaia.config import get_config
+from openmaia.harness import LintError, elaborate, lint, simulate
+from openmaia.harness.coverage import Coverage, CoverageReport
+from openmaia.harness.toolchain import VERILATOR_WAIVERS, waiver_config_text
+from openmaia.tops import TOPS, get_top
+
+DECODER = get_top("element-decoder")
+
+
+def _decoder(config="small", **params):
+    config = get_config(config)
+    return DECODER.build(config), DECODER.bench_params(config) | params
+
+
+def test_waivers_are_exactly_the_generated_code_ones():
+    assert set(VERILATOR_WAIVERS) == {"WIDTHEXPAND", "UNUSEDSIGNAL", "PROCASSINIT",
+                                      "DECLFILENAME"}
+    text = waiver_config_text()
+    assert text.startswith("`verilator_config")
+    assert text.count("lint_off") == len(VERILATOR_WAIVERS) + 1
+
+
+@pytest.mark.parametrize("config", ["small", "default", "ice40", "ulx3s"])
+@pytest.mark.parametrize("top", sorted(TOPS))
+def test_every_registered_top_is_lint_clean(top, config):
+    entry = get_top(top)
+    lint(entry.build(get_config(config)), name=entry.module_name)
+
+
+@pytest.mark.parametrize("verilog, rule", [
+    ("module bad(input [3:0] a, output [1:0] y); assign y = a; endmodule", "WIDTHTRUNC"),
+    ("module bad(input a, output y); wire w; assign y = a & w; endmodule", "UNDRIVEN"),
+    ("module bad(input a, output y); assign y = a; always @* begin end endmodule", "ALWNEVER"),
+])
+def test_lint_keeps_every_other_warning_fatal(verilog, rule):
+    with pytest.raises(LintError, match=rule):
+        lint(verilog + "\n", name="bad")
+
+
+def test_lint_waives_only_the_logical_not_truncation():
+    text = ("module bad(input [3:0] a, input [3:0] b, output y, output [1:0] z);\n"
+            "assign y = !a; assign z = b[1:0]; endmodule\n")
+    lint(text, name="bad")
+    with pytest.raises(LintError, match="WIDTHTRUNC"):
+        lint(text.replace("b[1:0]", "b"), name="bad")
+
+
+def test_cached_build_and_exact_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENMAIA_BUILD_DIR", str(tmp_path))
+    component, params = _decoder()
+    first = simulate(component, bench=DECODER.bench, name="decoder", params=params, seed=1234)
+    again = simulate(_decoder()[0], bench=DECODER.bench, name="decoder", params=params,
+                     seed=1234)
+    assert first.passed and again.passed
+    assert not first.build_cached and again.build_cached
+    assert again.build_seconds < first.build_seconds
+    for result in (first, again):
+        assert result.seed == 1234
+        assert "Seeding Python random module with 1234" in result.log_file.read_text()
+    assert first.run_dir != again.run_dir
+
+
+def _simulate_in_process(build_dir, queue):
+    os.environ["OPENMAIA_BUILD_DIR"] = build_dir
+    component, params = _decoder()
+    result = simulate(component, bench=DECODER.bench, name="decoder", params=params,
+                      check=False)
+    queue.put((result.passed, result.build_cached))
+
+
+def test_parallel_runs_share_one_locked_build(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_simulate_in_process, args=(str(tmp_path), queue))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join()
+    assert all(passed for passed, _ in results)
+    assert sorted(cached for _, cached in results) == [False, True]
+    assert len(list(tmp_path.glob("decoder-verilator-*/build.done"))) == 1
+
+
+def test_failing_bench_is_reported_with_its_seed():
+    from openmaia.compute.element_decoder import ElementDecoder
+    config = get_config("small")
+    params = DECODER.bench_params(config)
+    component = ElementDecoder(formats=config.formats, lanes=config.lanes, faults={"int8_min"})
+    result = simulate(component, bench=DECODER.bench, name="decoder_int8_min", params=params,
+                      check=False)
+    assert not result.passed and result.failed >= 1
+    with pytest.raises(AssertionError, match=f"seed {result.seed}"):
+        result.check()
+
+
+def test_vcd_waves(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENMAIA_BUILD_DIR", str(tmp_path))
+    component, params = _decoder()
+    result = simulate(component, bench=DECODER.bench, name="decoder", params=params,
+                      testcase="full_rate", waves="vcd")
+    assert result.waves_file is not None and result.waves_file.suffix == ".vcd"
+    assert "$enddefinitions" in result.waves_file.read_text(errors="replace")[:100_000]
+
+
+def test_fst_waves(tmp_path, monkeypatch, fst):
+    monkeypatch.setenv("OPENMAIA_BUILD_DIR", str(tmp_path))
+    component, params = _decoder()
+    result = simulate(component, bench=DECODER.bench, name="decoder", params=params,
+                      testcase="full_rate", waves="fst")
+    assert result.waves_file is not None and result.waves_file.suffix == ".fst"
+
+
+def test_icarus(icarus):
+    component, params = _decoder()
+    result = simulate(component, bench=DECODER.bench, name="decoder", params=params,
+                      simulator=icarus)
+    assert result.passed and result.simulator == "icarus"
+
+
+def test_coverage_model_reports_missing_bins():
+    model = Coverage("harness_selftest", fmt=["e4m3", "e2m1"], special=["nan", "zero"])
+    model.sample(fmt="e4m3", special="nan")
+    model.sample(fmt="e2m1", special="zero")
+    model.sample(fmt="e2m1", special="not-a-bin")
+    report = model.report()
+    assert ("openmaia.harness_selftest.fmt_x_special", "('e4m3', 'zero')") in report.missing()
+    with pytest.raises(AssertionError, match="2 coverage bins not hit"):
+        report.assert_complete()
+    model.sample(fmt="e4m3", special="zero")
+    model.sample(fmt="e2m1", special="nan")
+    model.report().assert_complete()
+    assert model.report().percentage() == 100.0
+
+
+def test_coverage_reports_merge_and_round_trip(tmp_path):
+    from openmaia.harness.coverage import export
+    model = Coverage("harness_merge", kind=["a", "b"])
+    model.sample(kind="a")
+    path = export(tmp_path / "coverage.yml")
+    loaded = CoverageReport.load(path)
+    assert loaded.items["openmaia.harness_merge.kind"] == {"a": 1, "b": 0}
+    other = CoverageReport({"openmaia.harness_merge.kind": {"a": 0, "b": 3}})
+    loaded.merge(other).assert_complete()
+    with pytest.raises(AssertionError, match="no coverage"):
+        CoverageReport().assert_complete()
+
+
+def test_coverage_is_exported_by_benches():
+    component, params = _decoder()
+    result = simulate(component, bench=DECODER.bench, name="decoder", params=params)
+    assert result.coverage is not None
+    result.coverage.assert_complete()
+
+
+def test_cli_config_and_elaborate(tmp_path, capsys):
+    assert main(["config", "small", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["name"] == "small" and summary["fp4_macs_per_cycle"] == 32
+    out = tmp_path / "decoder.v"
+    assert main(["elaborate", "element-decoder", "--config", "small", "-o", str(out),
+                 "--lint"]) == 0
+    assert out.read_text() == elaborate(_decoder()[0], name="element_decoder")
+    with pytest.raises(SystemExit):
+        main(["elaborate", "no-such-top", "-o", str(out)])
+
+
+def test_cli_selfcheck(capsys):
+    assert main(["selfcheck", "--config", "small", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["tops"][0]["result"] == "PASS"
