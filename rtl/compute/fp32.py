@@ -49,22 +49,33 @@ def _check_faults(faults) -> frozenset:
     return faults
 
 
-# Datapath building blocks (combinational)
+# Datapath building blocks (combinational). Each intermediate value that is used more than once
+# is a named wire: Amaranth lowers an expression tree as a tree, so a shared subexpression would
+# be duplicated at every use (exponentially many times in a logarithmic shifter).
 
 
-def _shift_left(x: Value, amount: Value) -> Value:
+def _wire(m: Module, value, name: str) -> Signal:
+    value = Value.cast(value)
+    wire = Signal(value.shape(), name=name)
+    m.d.comb += wire.eq(value)
+    return wire
+
+
+def _shift_left(m: Module, x: Value, amount: Value, name: str) -> Value:
     """``x << amount``, truncated to ``len(x)`` bits (a logarithmic shifter)."""
     width = len(x)
+    x = _wire(m, x, f"{name}_in")
     for k in range(len(amount)):
         n = 1 << k
         shifted = Cat(Const(0, n), x[:width - n]) if n < width else Const(0, width)
-        x = Mux(amount[k], shifted, x)
+        x = _wire(m, Mux(amount[k], shifted, x), f"{name}_{k}")
     return x
 
 
-def _shift_right_sticky(x: Value, amount: Value) -> tuple[Value, Value]:
+def _shift_right_sticky(m: Module, x: Value, amount: Value, name: str) -> tuple[Value, Value]:
     """``(x >> amount, any bit shifted out)`` (a logarithmic shifter collecting sticky bits)."""
     width = len(x)
+    x = _wire(m, x, f"{name}_in")
     sticky = Const(0, 1)
     for k in range(len(amount)):
         n = 1 << k
@@ -73,20 +84,23 @@ def _shift_right_sticky(x: Value, amount: Value) -> tuple[Value, Value]:
         else:
             lost, shifted = x.any(), Const(0, width)
         sticky = sticky | (amount[k] & lost)
-        x = Mux(amount[k], shifted, x)
-    return x, sticky
+        x = _wire(m, Mux(amount[k], shifted, x), f"{name}_{k}")
+    return x, _wire(m, sticky, f"{name}_sticky")
 
 
-def _leading_zeros(x: Value) -> Value:
+def _leading_zeros(m: Module, x: Value, name: str) -> Value:
     """Leading zeros of ``x`` (a power of two wide, at least 2); ``len(x) - 1`` if ``x == 0``."""
     width = len(x)
     assert width >= 2 and width & (width - 1) == 0
-    if width == 2:
-        return ~x[1]
-    half = width // 2
-    hi, lo = x[half:], x[:half]
-    count_hi, count_lo = _leading_zeros(hi), _leading_zeros(lo)
-    return Mux(hi.any(), Cat(count_hi, Const(0, 1)), Cat(count_lo, Const(1, 1)))
+
+    def count(x):
+        if len(x) == 2:
+            return ~x[1]
+        half = len(x) // 2
+        hi, lo = x[half:], x[:half]
+        return Mux(hi.any(), Cat(count(hi), Const(0, 1)), Cat(count(lo), Const(1, 1)))
+
+    return _wire(m, count(_wire(m, x, f"{name}_in")), name)
 
 
 def _pad_to_power_of_two(x: Value, fill: int) -> Value:
@@ -96,14 +110,14 @@ def _pad_to_power_of_two(x: Value, fill: int) -> Value:
     return Cat(Const((1 << pad) - 1 if fill else 0, pad), x) if pad else x
 
 
-def _round_pack(sig: Value, guard: Value, sticky: Value, exp_field: Value, sign: Value,
-                nan: Value, inf: Value, zero: Value, faults: frozenset) -> Value:
+def _round_pack(m: Module, sig: Value, guard: Value, sticky: Value, exp_field: Value,
+                sign: Value, nan: Value, inf: Value, zero: Value, faults: frozenset) -> Value:
     """FP32 bits from a 24-bit significand truncated to the result's last place.
 
     ``exp_field`` is the biased exponent minus one for a significand with its hidden bit set, 0
     for a subnormal one (below 2**23): adding the rounded significand to ``exp_field << 23``
     packs both, a carry out of the significand included. A field of 255 or more is +-Inf.
-    ``nan`` has priority over ``inf``, and ``inf`` over ``zero`` (a zero of sign ``sign``).
+    Priorities: ``nan``, then ``inf``, then ``zero`` (a zero of sign ``sign``), then overflow.
     """
     if "rounding_truncate" in faults:
         up = Const(0, 1)
@@ -111,42 +125,42 @@ def _round_pack(sig: Value, guard: Value, sticky: Value, exp_field: Value, sign:
         up = guard & sig[0]
     else:
         up = guard & (sticky | sig[0])
-    rounded = (sig + up)[:_SIG_BITS + 1]
-    field = exp_field + rounded[_FRAC_BITS:]
+    rounded = _wire(m, (sig + up)[:_SIG_BITS + 1], "rounded")
+    field = _wire(m, exp_field + rounded[_FRAC_BITS:], "field")
     overflow = field >= _EXP_MAX
     frac = Mux(nan, _NAN_FRAC, Mux(inf | zero | overflow, 0, rounded[:_FRAC_BITS]))
-    exp = Mux(nan | inf | overflow, _EXP_MAX, Mux(zero, 0, field[:8]))
+    exp = Mux(nan | inf, _EXP_MAX, Mux(zero, 0, Mux(overflow, _EXP_MAX, field[:8])))
     return Cat(frac[:_FRAC_BITS], exp[:8], sign & ~nan)
 
 
-def _pipeline(m: Module, en: Value, phases, registered: set, output: Value, stages: int):
-    """Chain ``phases`` (functions from a dict of values to a dict of values), with registers
-    after the phases whose indexes are in ``registered``, and ``stages - len(registered)`` output
-    registers driving ``output``. Every register is enabled by ``en``."""
+def _pipeline(m: Module, en: Value, phases: list, output: Value, *, stages: int,
+              boundaries: list):
+    """Chain ``phases`` (each a function from a dict of values to a dict of values; the last one
+    returns ``{"o": result}``) and drive ``output`` from the result ``stages`` enabled cycles
+    later. The phase boundaries named first in ``boundaries`` (the index of the phase before
+    each) get ``stages - 1`` registers; the rest are output registers. Every register is enabled
+    by ``en``."""
+    registered = set(boundaries[:stages - 1])
     values = {}
     for index, phase in enumerate(phases):
         values = phase(values)
-        if index in registered and index != len(phases) - 1:
-            regs = {}
-            for key, value in values.items():
-                value = Value.cast(value)
-                reg = Signal(value.shape(), name=f"p{index}_{key}", reset_less=True)
-                with m.If(en):
-                    m.d.sync += reg.eq(value)
-                regs[key] = reg
-            values = regs
-    result = Value.cast(values["o"])
-    for n in range(stages - len(registered & set(range(len(phases) - 1)))):
+        if index not in registered:
+            values = {key: _wire(m, value, f"p{index}_{key}") for key, value in values.items()}
+            continue
+        regs = {}
+        for key, value in values.items():
+            value = Value.cast(value)
+            regs[key] = Signal(value.shape(), name=f"p{index}_{key}", reset_less=True)
+            with m.If(en):
+                m.d.sync += regs[key].eq(value)
+        values = regs
+    result = values["o"]
+    for n in range(stages - len(registered)):
         reg = Signal(len(output), name=f"out{n}", reset_less=True)
         with m.If(en):
             m.d.sync += reg.eq(result)
         result = reg
     m.d.comb += output.eq(result)
-
-
-def _registered_phases(stages: int, preference: list) -> set:
-    """Phase boundaries that get a register: ``stages - 1`` of ``preference``, in its order."""
-    return set(preference[:stages - 1])
 
 
 class Fp32Round(wiring.Component):
@@ -237,7 +251,7 @@ class Fp32Round(wiring.Component):
             neg = i.sum[-1]
             zero = ~i.sum.any()
             return {
-                "mag": Mux(neg, -i.sum, i.sum)[:width],
+                "mag": ((i.sum.as_unsigned() ^ neg.replicate(width)) + neg)[:width],
                 "exp": i.exp,
                 "sign": Mux(i.inf, i.inf_neg, Mux(zero, i.zero_neg, neg)),
                 "nan": i.nan,
@@ -247,8 +261,8 @@ class Fp32Round(wiring.Component):
 
         def normalise(v):
             mag = Cat(Const(0, norm_width - width), v["mag"])
-            lz = _leading_zeros(_pad_to_power_of_two(mag, 0))
-            norm = _shift_left(mag, lz)
+            lz = _leading_zeros(m, _pad_to_power_of_two(mag, 0), "lz")
+            norm = _shift_left(m, mag, lz, "norm")
             top = Signal(top_shape, name="top")  # exponent of the leading bit
             m.d.comb += top.eq(v["exp"] + (width - 1) - lz)
             return {
@@ -264,14 +278,14 @@ class Fp32Round(wiring.Component):
             normal = top >= -126
             below = -126 - top
             shift = Mux(normal, 0, Mux(below > 31, 31, below[:5]))[:5]
-            frac, lost = _shift_right_sticky(Cat(v["sticky"], v["guard"], v["sig"]), shift)
-            return {"o": _round_pack(frac[2:], frac[1], frac[0] | lost,
+            frac, lost = _shift_right_sticky(m, Cat(v["sticky"], v["guard"], v["sig"]), shift,
+                                             "denorm")
+            return {"o": _round_pack(m, frac[2:], frac[1], frac[0] | lost,
                                      Mux(normal, top + 126, 0), v["sign"], v["nan"], v["inf"],
                                      v["zero"], self._faults)}
 
-        registered = _registered_phases(self._stages, [1, 0])
-        _pipeline(m, self.en, [magnitude, normalise, round_pack], registered, self.o,
-                  self._stages)
+        _pipeline(m, self.en, [magnitude, normalise, round_pack], self.o, stages=self._stages,
+                  boundaries=[1, 0])
         return m
 
 
@@ -326,17 +340,17 @@ class Fp32Add(wiring.Component):
             nan = (exp_a.all() & frac_a) | (exp_b.all() & frac_b) | \
                   (inf_a & inf_b & (sign_a ^ sign_b))
             a_big = a[:31] >= b[:31]
-            x = Mux(a_big, a, b)
-            y = Mux(a_big, b, a)
+            x = _wire(m, Mux(a_big, a, b), "x")
+            y = _wire(m, Mux(a_big, b, a), "y")
             exp_x, exp_y = x[_FRAC_BITS:31], y[_FRAC_BITS:31]
             normal_x, normal_y = exp_x.any(), exp_y.any()
             # Value = significand * 2 ** (max(E, 1) - 150).
-            ex = Cat(exp_x[0] | ~normal_x, exp_x[1:])
-            ey = Cat(exp_y[0] | ~normal_y, exp_y[1:])
+            ex = _wire(m, Cat(exp_x[0] | ~normal_x, exp_x[1:]), "ex")
+            ey = _wire(m, Cat(exp_y[0] | ~normal_y, exp_y[1:]), "ey")
             diff = (ex - ey)[:8]
             shift = Mux(diff[5:].any(), 31, diff[:5])[:5]
             sig_y, lost = _shift_right_sticky(
-                Cat(Const(0, extra), y[:_FRAC_BITS], normal_y), shift)
+                m, Cat(Const(0, extra), y[:_FRAC_BITS], normal_y), shift, "align")
             return {
                 "x": Cat(Const(0, extra), x[:_FRAC_BITS], normal_x),
                 "y": sig_y | lost,
@@ -349,8 +363,10 @@ class Fp32Add(wiring.Component):
             }
 
         def add(v):
-            x, y = Value.cast(v["x"]), Value.cast(v["y"])
-            total = Mux(v["sub"], x - y, x + y)[:width + 1]
+            sub = v["sub"]
+            # x - y as x + ~y + 1: one adder. x >= y, so the sum is never negative.
+            y = Cat(v["y"], Const(0, 1)) ^ sub.replicate(width + 1)
+            total = _wire(m, (v["x"] + y + sub)[:width + 1], "total")
             zero = ~total.any()
             return {
                 "sum": total,
@@ -362,16 +378,15 @@ class Fp32Add(wiring.Component):
             }
 
         def round_pack(v):
-            total, exp = Value.cast(v["sum"]), Value.cast(v["exp"])
-            # A marker bit where the leading bit of the smallest normal would land limits the
-            # normalising shift to ``exp``: results below 2**-126 stay subnormal.
-            marker = Cat(*(exp == width - j for j in range(width + 1)))
-            lz = _leading_zeros(_pad_to_power_of_two(total | marker, 1))
-            norm = _shift_left(total, lz)
-            return {"o": _round_pack(norm[extra + 1:], norm[extra], norm[:extra].any(),
-                                     (exp - lz)[:9], v["sign"], v["nan"], v["inf"],
+            total, exp = v["sum"], v["exp"]
+            lz = _leading_zeros(m, _pad_to_power_of_two(total, 1), "lz")
+            # The normalising shift stops at ``exp``: results below 2**-126 stay subnormal.
+            shift = _wire(m, Mux(exp < lz, exp, lz)[:len(lz)], "shift")
+            norm = _shift_left(m, total, shift, "norm")
+            return {"o": _round_pack(m, norm[extra + 1:], norm[extra], norm[:extra].any(),
+                                     (exp - shift)[:9], v["sign"], v["nan"], v["inf"],
                                      v["zero"], frozenset())}
 
-        registered = _registered_phases(self._stages, [1, 0])
-        _pipeline(m, self.en, [align, add, round_pack], registered, self.o, self._stages)
+        _pipeline(m, self.en, [align, add, round_pack], self.o, stages=self._stages,
+                  boundaries=[1, 0])
         return m
