@@ -57,7 +57,8 @@ def element_widths(formats) -> tuple[int, int]:
 
     Each is the minimum that holds the largest value any built-in format produces: ``exp`` up to
     ``2 ** ebits - 2`` (Inf and NaN codes included), ``sig`` up to ``2 ** (mbits + 1) - 1``, or
-    128 for INT8.
+    128 for INT8. ``exp`` is at least one bit wide (always 0 in an INT8-only build), since
+    Verilog has no zero-width vectors.
     """
     exp_max = sig_max = 0
     for fmt in _check_formats(formats):
@@ -67,7 +68,7 @@ def element_widths(formats) -> tuple[int, int]:
             sig_max = max(sig_max, (1 << (spec.mbits + 1)) - 1)
         else:
             sig_max = max(sig_max, 1 << (spec.bits - 1))
-    return exp_max.bit_length(), sig_max.bit_length()
+    return max(1, exp_max.bit_length()), sig_max.bit_length()
 
 
 class DecodedElement(data.Struct):

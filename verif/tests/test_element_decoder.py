@@ -155,7 +155,7 @@ def mismatches(decoded, formats):
     (ICE40, (4, 4)),
     ({Format.E3M2, Format.E2M3}, (3, 4)),
     ({Format.E2M1}, (2, 2)),
-    ({Format.INT8}, (0, 8)),
+    ({Format.INT8}, (1, 8)),
     ({Format.E2M1, Format.INT8}, (2, 8)),
 ])
 def test_widths(formats, widths):
@@ -277,7 +277,8 @@ def _formats_param(formats):
     return [fmt.value for fmt in Format if fmt in formats]
 
 
-@pytest.mark.parametrize("formats", [SMALL, ICE40], ids=["small", "e4m3+e2m1"])
+@pytest.mark.parametrize("formats", [SMALL, ICE40, {Format.INT8}, {Format.E2M1}],
+                         ids=["small", "e4m3+e2m1", "int8", "e2m1"])
 def test_lint(formats):
     from openmaia.harness import lint
     lint(ElementDecoder(formats=formats, lanes=4), name="element_decoder")
