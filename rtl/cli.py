@@ -84,12 +84,13 @@ def _cmd_selfcheck(args) -> int:
             except LintError as error:
                 console.print(str(error))
                 lint_ok = False
-            result = simulate(top.build(config), bench=top.bench, name=top.module_name,
-                              params=top.bench_params(config), seed=args.seed, check=False)
+            result = simulate(component, bench=top.bench, name=top.module_name,
+                              params=top.bench_params(config, component), testcase=top.testcase,
+                              seed=args.seed, check=False)
         passed = lint_ok and result.passed
         ok &= passed
         rows.append({"top": top.name, "config": config.name,
-                     "verilog_lines": len(text.splitlines()),
+                     "lines": len(text.splitlines()),
                      "lint": "clean" if lint_ok else "FAILED", "tests": result.tests,
                      "failed": result.failed, "seed": result.seed,
                      "build_s": round(result.build_seconds, 1),

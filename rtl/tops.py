@@ -17,12 +17,13 @@ __all__ = ["Top", "TOPS", "get_top"]
 @dataclass(frozen=True)
 class Top:
     """An elaboratable top: ``build(config)`` makes the component, ``bench`` checks it with the
-    parameters ``bench_params(config)``."""
+    parameters ``bench_params(config, component)`` (only its test ``testcase``, if named)."""
     name: str
     description: str
     build: Callable[[Config], wiring.Component]
     bench: str
-    bench_params: Callable[[Config], dict]
+    bench_params: Callable[[Config, wiring.Component], dict]
+    testcase: str | None = None
 
     @property
     def module_name(self) -> str:
@@ -35,8 +36,21 @@ def _element_decoder(config: Config):
     return ElementDecoder(formats=config.formats, lanes=config.lanes)
 
 
-def _element_decoder_params(config: Config) -> dict:
+def _element_decoder_params(config: Config, decoder) -> dict:
     return {"formats": list(config.format_names), "lanes": config.lanes}
+
+
+def _dot_engine(config: Config):
+    from .compute.dot_engine import MxDotEngine
+    return MxDotEngine(formats=config.formats, lanes=config.lanes, slots=config.acc_depth)
+
+
+def _dot_engine_params(config: Config, engine) -> dict:
+    from .benches.dot_engine import all_pairs
+    return {"formats": list(config.format_names), "lanes": engine.lanes, "slots": engine.slots,
+            "fp4_double_rate": engine.double_rate, "latency": engine.latency,
+            "pairs": [[fa.value, fb.value] for fa, fb in all_pairs(config.formats)],
+            "count": 20, "gap": 0.3, "stall": 0.3}
 
 
 TOPS: dict[str, Top] = {top.name: top for top in [
@@ -44,6 +58,10 @@ TOPS: dict[str, Top] = {top.name: top for top in [
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
         build=_element_decoder, bench="openmaia.benches.element_decoder",
         bench_params=_element_decoder_params),
+    Top(name="dot-engine",
+        description="MX dot-product engine (the TTU's processing element), random dot products",
+        build=_dot_engine, bench="openmaia.benches.dot_engine",
+        bench_params=_dot_engine_params, testcase="random_dots"),
 ]}
 
 

@@ -19,7 +19,8 @@ DECODER = get_top("element-decoder")
 
 def _decoder(config="small", **params):
     config = get_config(config)
-    return DECODER.build(config), DECODER.bench_params(config) | params
+    decoder = DECODER.build(config)
+    return decoder, DECODER.bench_params(config, decoder) | params
 
 
 def test_waivers_are_exactly_the_generated_code_ones():
@@ -96,8 +97,8 @@ def test_parallel_runs_share_one_locked_build(tmp_path):
 def test_failing_bench_is_reported_with_its_seed():
     from openmaia.compute.element_decoder import ElementDecoder
     config = get_config("small")
-    params = DECODER.bench_params(config)
     component = ElementDecoder(formats=config.formats, lanes=config.lanes, faults={"int8_min"})
+    params = DECODER.bench_params(config, component)
     result = simulate(component, bench=DECODER.bench, name="decoder_int8_min", params=params,
                       check=False)
     assert not result.passed and result.failed >= 1
@@ -179,4 +180,5 @@ def test_cli_config_and_elaborate(tmp_path, capsys):
 def test_cli_selfcheck(capsys):
     assert main(["selfcheck", "--config", "small", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["passed"] and report["tops"][0]["result"] == "PASS"
+    assert report["passed"] and {row["top"] for row in report["tops"]} == set(TOPS)
+    assert all(row["result"] == "PASS" for row in report["tops"])
