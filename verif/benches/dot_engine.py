@@ -1149,7 +1149,8 @@ class Scoreboard:
 
     Mismatches are counted; the first few are logged with full context (``describe(ctx)``). A
     result that matches a later expectation is reported as reordered / lost; results beyond the
-    expectations are reported as unexpected (duplicated).
+    expectations are reported as unexpected (duplicated); a stalled result that changes or
+    disappears before it is taken is a stream protocol error.
     """
 
     def __init__(self, fmt: BeatFormat, log, describe, *, limit: int = 8):
@@ -1161,6 +1162,7 @@ class Scoreboard:
         self.compared = 0
         self.mismatches = 0
         self.unexpected = 0
+        self.protocol_errors = 0
         self.errors: list[str] = []
         self.target = None
         self._done = None
@@ -1190,8 +1192,9 @@ class Scoreboard:
             self.mismatches += 1
             if self.mismatches <= self.limit:
                 hint = ""
+                common = (0, FP32_NEG_ZERO, CANONICAL_NAN, FP32_POS_INF, FP32_POS_INF | 1 << 31)
                 for k, (v, s, _) in enumerate(itertools.islice(self.expected, 16)):
-                    if v == value and s == slot and (v != want or s != want_slot):
+                    if v == value and s == slot and value not in common:
                         hint = f" (it matches expected result #{n + k + 1}: lost / reordered?)"
                         break
                 self._error(f"result #{n}: got {fp32_str(value)} slot {slot}, expected "
@@ -1199,18 +1202,23 @@ class Scoreboard:
         if self._done is not None and self.compared >= self.target:
             self._done.set()
 
+    def protocol_error(self, msg: str) -> None:
+        self.protocol_errors += 1
+        self._error(f"stream protocol: {msg}")
+
     def _error(self, msg: str) -> None:
         if len(self.errors) < self.limit:
             self.errors.append(msg)
             self.log.error("%s", msg)
 
     def report(self) -> str:
-        return (f"{self.mismatches} mismatches and {self.unexpected} unexpected results in "
-                f"{self.compared} compared, {len(self.expected)} never came out; first:\n"
-                + "\n".join(self.errors))
+        return (f"{self.mismatches} mismatches, {self.unexpected} unexpected results and "
+                f"{self.protocol_errors} stream protocol errors in {self.compared} compared, "
+                f"{len(self.expected)} never came out; first:\n" + "\n".join(self.errors))
 
     def assert_clean(self, total: int) -> None:
-        assert self.mismatches == 0 and self.unexpected == 0 and not self.expected, self.report()
+        assert not (self.mismatches or self.unexpected or self.protocol_errors
+                    or self.expected), self.report()
         assert self.compared == total, f"{self.compared} results compared, {total} expected"
 
 
@@ -1307,6 +1315,9 @@ class ResultMonitor:
             self.accept_cycles.append(_cycle())
         self.scoreboard.compare(bits)
 
+    def protocol_error(self, msg: str) -> None:
+        self.scoreboard.protocol_error(f"cycle {_cycle()}: {msg}")
+
 
 async def stream_loop(clock, driver: BeatDriver, monitor: ResultMonitor):
     """Runs the driver and the monitor, one falling edge and one read-only phase a cycle.
@@ -1322,7 +1333,7 @@ async def stream_loop(clock, driver: BeatDriver, monitor: ResultMonitor):
     i_valid, i_ready, i_payload = driver.valid, driver.ready, driver.payload
     o_valid, o_ready, o_payload = monitor.valid, monitor.ready, monitor.payload
     presenting = driven = False
-    ready_driven = None
+    ready_driven = held = None
     while True:
         await fe
         if not presenting and (queue or driver.refill()):
@@ -1340,8 +1351,25 @@ async def stream_loop(clock, driver: BeatDriver, monitor: ResultMonitor):
         if presenting and i_ready.value:
             presenting = False
             driver.accepted()
-        if ready and o_valid.value:
-            monitor.accepted(o_payload.value.to_unsigned())
+        if ready:
+            if o_valid.value:
+                bits = o_payload.value.to_unsigned()
+                if held is not None and bits != held:
+                    monitor.protocol_error(f"result changed from {held:#x} to {bits:#x} "
+                                           f"while stalled")
+                monitor.accepted(bits)
+            elif held is not None:
+                monitor.protocol_error(f"valid dropped while stalled (held {held:#x})")
+            held = None
+        elif o_valid.value:             # stalled: the result must stay until it is taken
+            bits = o_payload.value.to_unsigned()
+            if held is not None and bits != held:
+                monitor.protocol_error(f"result changed from {held:#x} to {bits:#x} while "
+                                       f"stalled")
+            held = bits
+        elif held is not None:
+            monitor.protocol_error(f"valid dropped while stalled (held {held:#x})")
+            held = None
 
 
 class Bench:
