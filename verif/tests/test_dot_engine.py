@@ -16,11 +16,11 @@ from itertools import product
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from openmaia.compute.dot_engine import FAULTS, DotBeat, DotResult, MxDotEngine
 from openmaia.compute.dot_lanes import lane_widths
 from openmaia.config import PRESETS
+from openmaia.harness.amaranth_sim import run_stream
 from openmaia.harness.streams import pack, unpack
 from openmaia.numerics import (CANONICAL_NAN, block_dot, block_sum_bits, dot_blocks, fp32_add)
 from openmaia.numerics.elements import codes_table
@@ -137,54 +137,14 @@ def run(engine: MxDotEngine, beats, *, count, gap=0.0, stall=0.0, seed=0):
     Returns ``(results, in_cycles, out_cycles)``: ``(value, slot)`` of each result and the cycle
     of each input and output transfer. Fails if a stalled output changes or the engine hangs.
     """
-    in_rng, out_rng = random.Random(seed), random.Random(~seed)
     layout = engine.o.payload.shape()
-    outputs, in_cycles, out_cycles = [], [], []
     budget = 100 + (len(beats) * 3) / ((1 - gap) * (1 - stall))
-    done = [False]
-
-    async def producer(ctx):
-        pending, presenting, cycle = deque(beats), False, 0
-        while pending:
-            if not presenting and in_rng.random() >= gap:
-                ctx.set(engine.i.payload.as_value(), pending[0])
-                presenting = True
-            ctx.set(engine.i.valid, presenting)
-            _, _, ready = await ctx.tick().sample(engine.i.ready)
-            if presenting and ready:
-                pending.popleft()
-                in_cycles.append(cycle)
-                presenting = False
-            cycle += 1
-        ctx.set(engine.i.valid, 0)
-        done[0] = True
-
-    async def consumer(ctx):
-        held, cycle = None, 0
-        while not done[0] or len(outputs) < count:
-            ready = out_rng.random() >= stall
-            ctx.set(engine.o.ready, ready)
-            _, _, valid, bits = await ctx.tick().sample(engine.o.valid,
-                                                        engine.o.payload.as_value())
-            if held is not None:
-                assert valid and bits == held, f"cycle {cycle}: stalled output not held"
-            held = bits if valid and not ready else None
-            if valid and ready:
-                fields = unpack(layout, bits)
-                outputs.append((fields["value"], fields["slot"]))
-                out_cycles.append(cycle)
-            cycle += 1
-            assert cycle < budget, f"only {len(outputs)} of {count} results out"
-        for _ in range(engine.latency + 4):          # nothing more may come out
-            _, _, valid = await ctx.tick().sample(engine.o.valid)
-            assert not valid, "an unexpected result"
-
-    sim = Simulator(engine)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return outputs, in_cycles, out_cycles
+    outputs, in_cycles, out_cycles = run_stream(engine, beats, count=count, gap=gap,
+                                                stall=stall, seed=seed, budget=budget,
+                                                quiet=engine.latency + 4)
+    results = [(fields["value"], fields["slot"])
+               for fields in (unpack(layout, bits) for bits in outputs)]
+    return results, in_cycles, out_cycles
 
 
 def check(engine: MxDotEngine, outputs, *, gap=0.0, stall=0.0, seed=0, group=None, junk=True):

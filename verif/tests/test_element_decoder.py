@@ -8,15 +8,14 @@ deliberate fault of :data:`FAULTS`.
 """
 
 import random
-from collections import deque
 from fractions import Fraction
 
 import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
 from openmaia.benches.element_decoder import expected_element
+from openmaia.harness.amaranth_sim import run_stream
 from openmaia.harness.streams import unpack
 from openmaia.compute.element_decoder import (FAULTS, DecodedElement, ElementDecoder,
                                               decode_element, element_widths)
@@ -38,55 +37,16 @@ def every_code(lanes):
             for fmt_sel in range(8) for n in range(0, 256, lanes)]
 
 
-def run_stream(dut, transactions, *, gap=0.0, stall=0.0, seed=0):
-    """Push ``transactions`` through ``dut`` in the Amaranth simulator.
+def run_transactions(dut, transactions, *, gap=0.0, stall=0.0, seed=0):
+    """Push ``(fmt_sel, codes)`` transactions through ``dut`` in the Amaranth simulator.
 
-    Returns ``(outputs, in_cycles, out_cycles)``: the output payloads as ints and the cycle of
-    each input and output transfer. Fails if an output payload changes while it is stalled.
+    Returns ``(outputs, in_cycles, out_cycles)`` (see :func:`run_stream`).
     """
     in_layout = ElementDecoder.input_layout(dut.lanes)
-    in_rng, out_rng = random.Random(seed), random.Random(~seed)
-    outputs, in_cycles, out_cycles = [], [], []
-    budget = 20 + 4 * len(transactions) / ((1 - gap) * (1 - stall))
-
-    async def producer(ctx):
-        pending, presenting, cycle = deque(transactions), False, 0
-        while pending:
-            if not presenting and in_rng.random() >= gap:
-                fmt_sel, codes = pending[0]
-                bits = in_layout.const({"codes": codes, "fmt": fmt_sel}).as_bits()
-                ctx.set(dut.i.payload.as_value(), bits)
-                presenting = True
-            ctx.set(dut.i.valid, presenting)
-            _, _, ready = await ctx.tick().sample(dut.i.ready)
-            if presenting and ready:
-                pending.popleft()
-                in_cycles.append(cycle)
-                presenting = False
-            cycle += 1
-        ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        held, cycle = None, 0
-        while len(outputs) < len(transactions):
-            ready = out_rng.random() >= stall
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, bits = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
-            if held is not None:
-                assert valid and bits == held, f"cycle {cycle}: stalled output not held"
-            held = bits if valid and not ready else None
-            if valid and ready:
-                outputs.append(bits)
-                out_cycles.append(cycle)
-            cycle += 1
-            assert cycle < budget, f"only {len(outputs)} of {len(transactions)} transfers out"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return outputs, in_cycles, out_cycles
+    payloads = [in_layout.const({"codes": codes, "fmt": fmt_sel}).as_bits()
+                for fmt_sel, codes in transactions]
+    return run_stream(dut, payloads, count=len(transactions), gap=gap, stall=stall, seed=seed,
+                      budget=20 + 4 * len(transactions) / ((1 - gap) * (1 - stall)))
 
 
 def contract_errors(fields, code, fmt_sel, formats):
@@ -128,7 +88,7 @@ def decode_all(formats, *, lanes=4, faults=frozenset()):
     """Every code under every selector through the decoder: ``{(fmt_sel, code): fields}``."""
     dut = ElementDecoder(formats=formats, lanes=lanes, faults=faults)
     transactions = every_code(lanes)
-    outputs, in_cycles, out_cycles = run_stream(dut, transactions)
+    outputs, in_cycles, out_cycles = run_transactions(dut, transactions)
     assert out_cycles == [cycle + 1 for cycle in in_cycles], "latency is not 1 cycle"
     assert out_cycles == list(range(1, len(transactions) + 1)), "not one transfer a cycle"
     shape = dut.o.payload.shape()
@@ -205,7 +165,7 @@ def test_backpressure(gap, stall, seed):
     dut = ElementDecoder(formats=SMALL, lanes=lanes)
     transactions = [(rng.randrange(8), [rng.randrange(256) for _ in range(lanes)])
                     for _ in range(300)]
-    outputs, _, _ = run_stream(dut, transactions, gap=gap, stall=stall, seed=seed)
+    outputs, _, _ = run_transactions(dut, transactions, gap=gap, stall=stall, seed=seed)
     shape = dut.o.payload.shape()
     got = [unpack(shape, bits) for bits in outputs]
     want = [[expected_element(code, fmt_sel, SMALL) for code in codes]
