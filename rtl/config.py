@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 from .numerics.formats import BLOCK_SIZE, Format
 
-__all__ = ["Config", "PRESETS", "HBM_PRESETS", "get_config", "preset_names"]
+__all__ = ["Config", "PRESETS", "HBM_PRESETS", "HBM_MAPPINGS", "get_config", "preset_names"]
 
 #: HBM presets the memory model knows (timing tables in docs/ and ../shared/brief/hbm3.md).
 #: ``ONCHIP`` stands for FPGA block RAM / SPRAM behind the same AXI4 port.
 HBM_PRESETS = ("HBM3_6400", "HBM3E_9600", "ONCHIP")
+#: Address mappings of the HBM model (bit layouts in docs/hbm.md).
+HBM_MAPPINGS = ("RoBaRaCoCh", "MOP4CLXOR")
 
 ALL_FORMATS = frozenset(Format)
 
@@ -38,8 +40,12 @@ class Config:
     SECDED-protected when ``tsram_ecc``.
 
     Memory: ``hbm_preset`` (one of :data:`HBM_PRESETS`) with ``hbm_pseudo_channels``
-    pseudo-channels, each behind an AXI4 port of ``axi_data_bits`` data and ``axi_addr_bits``
-    address bits.
+    pseudo-channels, each behind an AXI4 port of ``axi_data_bits`` data, ``axi_addr_bits``
+    address and ``axi_id_bits`` ID bits; the HBM controller model holds ``hbm_queue_depth``
+    requests and maps addresses with ``hbm_mapping`` (one of :data:`HBM_MAPPINGS`).
+
+    Tile DMA: ``dma_queues`` descriptor queues of ``dma_queue_depth`` entries (each queue with its
+    own allowed HBM window), at most ``dma_outstanding_reads`` read bursts in flight.
     """
     name: str
     array_rows: int
@@ -55,12 +61,19 @@ class Config:
     hbm_pseudo_channels: int = 1
     axi_data_bits: int = 128
     axi_addr_bits: int = 32
+    axi_id_bits: int = 4
+    hbm_queue_depth: int = 32
+    hbm_mapping: str = "MOP4CLXOR"
+    dma_queues: int = 2
+    dma_queue_depth: int = 4
+    dma_outstanding_reads: int = 4
     clock_mhz: float
 
     def __post_init__(self):
         object.__setattr__(self, "formats", frozenset(Format.of(f) for f in self.formats))
         for name in ("array_rows", "array_cols", "acc_depth", "tsram_banks", "tsram_bank_depth",
-                     "hbm_pseudo_channels"):
+                     "hbm_pseudo_channels", "axi_id_bits", "hbm_queue_depth", "dma_queues",
+                     "dma_queue_depth", "dma_outstanding_reads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -80,6 +93,9 @@ class Config:
         if self.hbm_preset not in HBM_PRESETS:
             raise ValueError(f"hbm_preset must be one of {', '.join(HBM_PRESETS)}, "
                              f"not {self.hbm_preset!r}")
+        if self.hbm_mapping not in HBM_MAPPINGS:
+            raise ValueError(f"hbm_mapping must be one of {', '.join(HBM_MAPPINGS)}, "
+                             f"not {self.hbm_mapping!r}")
         if self.axi_data_bits not in (32, 64, 128, 256, 512):
             raise ValueError(f"axi_data_bits must be 32, 64, 128, 256 or 512, "
                              f"not {self.axi_data_bits}")
