@@ -34,7 +34,9 @@ class Config:
     Tile Tensor Unit: an ``array_rows`` x ``array_cols`` grid of MX dot-product engines, each
     consuming ``lanes`` FP8 elements (``2 * lanes`` FP4 elements) of A and of B a cycle, with
     ``acc_depth`` FP32 accumulators per engine. ``formats`` is the set of element formats the
-    hardware builds in; the others are compiled out.
+    hardware builds in; the others are compiled out. ``ttu_panel_blocks``: the longest K (in
+    32-element blocks) one tile operation may have, the size of each half of the TTU's
+    double-buffered stationary-operand (A panel) buffer.
 
     Tile SRAM: ``tsram_banks`` banks of ``tsram_bank_depth`` words of ``tsram_bank_bytes`` bytes,
     SECDED-protected when ``tsram_ecc``.
@@ -53,6 +55,7 @@ class Config:
     lanes: int
     acc_depth: int
     formats: frozenset = field(default=ALL_FORMATS)
+    ttu_panel_blocks: int = 16
     tsram_banks: int
     tsram_bank_bytes: int
     tsram_bank_depth: int
@@ -72,7 +75,7 @@ class Config:
     def __post_init__(self):
         object.__setattr__(self, "formats", frozenset(Format.of(f) for f in self.formats))
         for name in ("array_rows", "array_cols", "acc_depth", "tsram_banks", "tsram_bank_depth",
-                     "hbm_pseudo_channels", "axi_id_bits", "hbm_queue_depth", "dma_queues",
+                     "hbm_pseudo_channels", "ttu_panel_blocks", "axi_id_bits", "hbm_queue_depth", "dma_queues",
                      "dma_queue_depth", "dma_outstanding_reads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -142,6 +145,11 @@ class Config:
         return self.tsram_banks * self.tsram_bank_bytes * self.tsram_bank_depth
 
     @property
+    def ttu_max_k(self) -> int:
+        """The longest K (elements) of one tile operation."""
+        return self.ttu_panel_blocks * BLOCK_SIZE
+
+    @property
     def axi_data_bytes(self) -> int:
         return self.axi_data_bits // 8
 
@@ -166,6 +174,7 @@ class Config:
 PRESETS: dict[str, Config] = {
     # Fast tests: every format, a 2 x 2 array of 4-lane engines.
     "small": Config(name="small", array_rows=2, array_cols=2, lanes=4, acc_depth=4,
+                    ttu_panel_blocks=8,
                     tsram_banks=4, tsram_bank_bytes=16, tsram_bank_depth=256,
                     hbm_preset="HBM3_6400", hbm_pseudo_channels=1, axi_data_bits=128,
                     clock_mhz=1600.0),
@@ -173,17 +182,20 @@ PRESETS: dict[str, Config] = {
     # TSRAM in 16 banks of 32-byte words, two HBM3-6400 pseudo-channels. Maia 200's per-tile
     # sizes are not public; these are our choice (docs/architecture.md).
     "default": Config(name="default", array_rows=8, array_cols=8, lanes=16, acc_depth=8,
+                      ttu_panel_blocks=64,
                       tsram_banks=16, tsram_bank_bytes=32, tsram_bank_depth=2048,
                       hbm_preset="HBM3_6400", hbm_pseudo_channels=2, axi_data_bits=256,
                       clock_mhz=1600.0),
     # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, SPRAM-sized TSRAM.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
+                    ttu_panel_blocks=4,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=4096, tsram_ecc=False,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
+                    ttu_panel_blocks=16,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=8, tsram_bank_bytes=16, tsram_bank_depth=1024,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=64,

@@ -10,7 +10,7 @@ from collections import deque
 
 from amaranth.sim import Simulator
 
-__all__ = ["run_stream"]
+__all__ = ["run_stream", "run_streams"]
 
 
 def run_stream(dut, payloads, *, count, gap=0.0, stall=0.0, seed=0, budget=None, quiet=0):
@@ -69,3 +69,78 @@ def run_stream(dut, payloads, *, count, gap=0.0, stall=0.0, seed=0, budget=None,
     sim.add_testbench(consumer)
     sim.run()
     return outputs, in_cycles, out_cycles
+
+
+def run_streams(dut, *, sources, sinks, gap=0.0, stall=0.0, seed=0, budget=10_000,
+                until=None, probe=None):
+    """Several ``lib.stream`` ports at once: push ``sources`` (``{port name: [payload bits]}``)
+    into the DUT's input streams and collect its output streams ``sinks`` (``{port name:
+    count}``), each with its own random gaps / backpressure.
+
+    Runs until every sink has its count (or ``until()`` is true), failing after ``budget``
+    cycles or if a stalled output changes. ``probe(ctx)``, if given, is awaited once after the
+    end (e.g. to read counters). Returns ``(outputs, cycles, probed)``: ``{sink: [bits]}``,
+    the cycle of the last transfer, and what ``probe`` returned.
+    """
+    rng = random.Random(seed)
+    outputs = {name: [] for name in sinks}
+    state = {"cycle": 0, "last": 0, "probed": None}
+
+    def make_producer(name, payloads, prng):
+        port = getattr(dut, name)
+
+        async def producer(ctx):
+            pending, presenting = deque(payloads), False
+            while pending:
+                if not presenting and prng.random() >= gap:
+                    ctx.set(port.payload.as_value(), pending[0])
+                    presenting = True
+                ctx.set(port.valid, presenting)
+                _, _, ready = await ctx.tick().sample(port.ready)
+                if presenting and ready:
+                    pending.popleft()
+                    presenting = False
+            ctx.set(port.valid, 0)
+        return producer
+
+    def make_consumer(name, prng):
+        port = getattr(dut, name)
+
+        async def consumer(ctx):
+            held = None
+            while True:
+                ready = prng.random() >= stall
+                ctx.set(port.ready, ready)
+                _, _, valid, bits = await ctx.tick().sample(port.valid, port.payload.as_value())
+                if held is not None:
+                    assert valid and bits == held, f"{name}: stalled output not held"
+                held = bits if valid and not ready else None
+                if valid and ready:
+                    outputs[name].append(bits)
+                    state["last"] = state["cycle"]
+        return consumer
+
+    async def watchdog(ctx):
+        while True:
+            await ctx.tick()
+            state["cycle"] += 1
+            done = all(len(outputs[n]) >= c for n, c in sinks.items())
+            if until is not None:
+                done = done and until()
+            if done:
+                break
+            assert state["cycle"] < budget, (
+                "timeout: " + ", ".join(f"{n} {len(outputs[n])}/{c}" for n, c in sinks.items()))
+        await ctx.tick().repeat(4)
+        if probe is not None:
+            state["probed"] = await probe(ctx)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for name, payloads in sources.items():
+        sim.add_process(make_producer(name, list(payloads), random.Random(rng.getrandbits(32))))
+    for name in sinks:
+        sim.add_process(make_consumer(name, random.Random(rng.getrandbits(32))))
+    sim.add_testbench(watchdog)
+    sim.run()
+    return outputs, state["last"], state["probed"]
