@@ -311,7 +311,9 @@ class TileSram(wiring.Component):
                         clash = (mask[p] & taken).any()
                         m.d.comb += [grant[p].eq(elig[p] & (oor[p] | ~clash)),
                                      lose[p].eq(want & clash)]
-                        taken = taken | Mux(want & ~clash, mask[p], 0)
+                        # The head reserves its banks even when it waits (for a bank that
+                        # finishes a read-modify-write), so it cannot be starved.
+                        taken = taken | Mux(want if step == 0 else want & ~clash, mask[p], 0)
                     if "fixed_priority" not in faults and nports > 1:
                         for step in reversed(range(nports)):
                             p = (head + step) % nports
