@@ -1,0 +1,695 @@
+"""The tile DMA engine: strided copies between HBM (AXI4 manager) and the tile SRAM.
+
+Contract: docs/dma.md. The descriptor and its reference semantics: :mod:`.dma_descriptor`.
+
+Structure (one descriptor at a time, from ``dma_queues`` queues served round-robin):
+
+* :class:`DmaCheck` decides, from the descriptor and the queue's window alone, whether the
+  descriptor runs or is rejected with an :class:`~openmaia.errors.ErrorCode`. It is
+  combinational and small, on purpose (issue 8 proves the window property on it).
+* Two :class:`DmaChunkWalker` (HBM side, TSRAM side) walk the rows of the pattern and cut them
+  into chunks that never cross an aligned ``split_bytes`` boundary (HBM side: the smaller of
+  4 KiB and 256 beats, so one chunk is one legal AXI INCR burst).
+* Two :class:`DmaBeatWalker` cut chunks into bus words (AXI beats, or ``W``-byte pieces of TSRAM
+  words), each with its first byte lane ``lo`` and byte count ``n``.
+* :class:`DmaByteFifo` joins the two sides: source words enter with their valid lanes, the
+  destination takes exactly the bytes each of its words needs and places them at its lanes.
+  This realigns any source offset to any destination offset at one word a cycle.
+"""
+
+from collections.abc import Iterable
+
+
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..bus.axi import AXI4_MAX_BEATS, AXI_BOUNDARY_BYTES, Axi4Signature, AxiBurst, AxiResp
+from ..bus.memory_port import EccStatus, MemoryPortSignature
+from ..errors import ERROR_CODE_BITS, ErrorCode
+from .dma_descriptor import (COUNT_BITS, TSRAM_ADDR_BITS, DmaDescriptorLayout, DmaDirection,
+                             DmaEventLayout)
+
+__all__ = ["TileDma", "DmaCheck", "DmaChunkWalker", "DmaBeatWalker", "DmaByteFifo", "FAULTS",
+           "COUNTERS"]
+
+#: Deliberate bugs for the mutation checks (docs/dma.md).
+FAULTS = {
+    "no_4k_split": "HBM chunks are cut at 256 beats from their start, not at 4 KiB boundaries",
+    "window_off_by_one": "the window check lets the pattern end one byte past the limit",
+    "full_strobes": "AXI writes and TSRAM writes carry all-ones strobes",
+}
+
+#: The counter outputs, each 32 bits.
+COUNTERS = ("busy_cycles", "axi_stall_cycles", "tsram_stall_cycles", "bytes_read",
+            "bytes_written", "descs_done", "descs_rejected")
+
+COUNTER_BITS = 32
+ROW_BITS = COUNT_BITS + 2   # count0 x element size (at most 4)
+
+
+def _log2(n):
+    return n.bit_length() - 1
+
+
+def _is_pow2(n):
+    return isinstance(n, int) and n > 0 and n & (n - 1) == 0
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    CHECK = 1
+    RUN = 2
+    REPORT = 3
+
+
+class DmaCheck(wiring.Component):
+    """Whether a descriptor may run: combinational, no state.
+
+    Ports: ``desc`` (:class:`DmaDescriptorLayout`), ``window_base``, ``window_limit`` (inclusive
+    byte addresses), ``status`` (``ErrorCode``; ``OK`` = run), ``hbm_last`` (last HBM byte the
+    pattern touches, valid when the status is not ``DESC_BAD_ELEMENT`` / ``DESC_ZERO_COUNT``).
+    """
+
+    def __init__(self, *, hbm_addr_bits, tsram_bytes, faults=frozenset()):
+        self.hbm_addr_bits = hbm_addr_bits
+        self.tsram_bytes = tsram_bytes
+        self._faults = frozenset(faults)
+        super().__init__({
+            "desc": In(DmaDescriptorLayout.of(hbm_addr_bits)),
+            "window_base": In(hbm_addr_bits),
+            "window_limit": In(hbm_addr_bits),
+            "status": Out(ERROR_CODE_BITS),
+            "hbm_last": Out(hbm_addr_bits + ROW_BITS + 2),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        d = self.desc
+        row_bytes = Signal(ROW_BITS)
+        bad_element = Signal()
+        zero_count = Signal()
+        with m.If(d.elem_size == 1):
+            m.d.comb += row_bytes.eq(d.count0)
+        with m.Elif(d.elem_size == 2):
+            m.d.comb += row_bytes.eq(d.count0 << 1)
+        with m.Elif(d.elem_size == 4):
+            m.d.comb += row_bytes.eq(d.count0 << 2)
+        with m.Else():
+            m.d.comb += [row_bytes.eq(0), bad_element.eq(1)]
+        m.d.comb += zero_count.eq((d.count0 == 0) | (d.count1 == 0) | (d.count2 == 0))
+
+        def last_byte(addr, stride1, stride2, width):
+            last = Signal(width + ROW_BITS + 2)
+            m.d.comb += last.eq(addr + (d.count2 - 1) * stride2 + (d.count1 - 1) * stride1
+                                + row_bytes - 1)
+            return last
+
+        hbm_last = last_byte(d.hbm_addr, d.hbm_stride1, d.hbm_stride2, self.hbm_addr_bits)
+        ts_last = last_byte(d.tsram_addr, d.tsram_stride1, d.tsram_stride2, TSRAM_ADDR_BITS)
+        m.d.comb += self.hbm_last.eq(hbm_last)
+        overflow = Signal()
+        m.d.comb += overflow.eq((hbm_last >> self.hbm_addr_bits).any()
+                                | (ts_last >> TSRAM_ADDR_BITS).any())
+        limit = Signal(self.hbm_addr_bits + 1)
+        m.d.comb += limit.eq(self.window_limit + int("window_off_by_one" in self._faults))
+        out_of_window = Signal()
+        m.d.comb += out_of_window.eq((d.hbm_addr < self.window_base) | (hbm_last > limit))
+        ts_range = Signal()
+        m.d.comb += ts_range.eq(ts_last >= self.tsram_bytes)
+        with m.If(bad_element):
+            m.d.comb += self.status.eq(ErrorCode.DESC_BAD_ELEMENT)
+        with m.Elif(zero_count):
+            m.d.comb += self.status.eq(ErrorCode.DESC_ZERO_COUNT)
+        with m.Elif(overflow):
+            m.d.comb += self.status.eq(ErrorCode.DESC_STRIDE_OVERFLOW)
+        with m.Elif(out_of_window):
+            m.d.comb += self.status.eq(ErrorCode.DESC_OUT_OF_WINDOW)
+        with m.Elif(ts_range):
+            m.d.comb += self.status.eq(ErrorCode.TSRAM_OUT_OF_RANGE)
+        with m.Else():
+            m.d.comb += self.status.eq(ErrorCode.OK)
+        return m
+
+
+def _chunk_layout(addr_bits, split_bytes):
+    return data.StructLayout({"addr": addr_bits, "nbytes": _log2(split_bytes) + 1,
+                              "final": 1})
+
+
+class DmaChunkWalker(wiring.Component):
+    """Walks a ``count2 x count1`` pattern of rows and emits chunks of at most ``split_bytes``
+    bytes, each inside one aligned ``split_bytes`` block, in row order.
+
+    ``start`` (one cycle, while idle) loads ``base``, ``stride1``, ``stride2``, ``count1``,
+    ``count2`` (non-zero) and ``row_bytes`` (non-zero); the walker then emits on ``chunks``
+    (``addr``, ``nbytes``, ``final`` on the descriptor's last chunk) and ``busy`` stays high until
+    the final chunk is taken. The caller guarantees (via :class:`DmaCheck`) that no address
+    overflows ``addr_bits``. ``cut_at_start`` (a fault) cuts at ``split_bytes`` from the chunk's
+    start instead of at aligned boundaries.
+    """
+
+    def __init__(self, *, addr_bits, split_bytes, cut_at_start=False):
+        if not _is_pow2(split_bytes):
+            raise ValueError(f"split_bytes must be a power of two, not {split_bytes!r}")
+        self.addr_bits = addr_bits
+        self.split_bytes = split_bytes
+        self._cut_at_start = cut_at_start
+        super().__init__({
+            "start": In(1),
+            "base": In(addr_bits), "stride1": In(addr_bits), "stride2": In(addr_bits),
+            "count1": In(COUNT_BITS), "count2": In(COUNT_BITS), "row_bytes": In(ROW_BITS),
+            "busy": Out(1),
+            "chunks": Out(stream.Signature(_chunk_layout(addr_bits, split_bytes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        aw = self.addr_bits
+        plane = Signal(aw)
+        row = Signal(aw)
+        cur = Signal(aw)
+        left = Signal(ROW_BITS)
+        i1 = Signal(COUNT_BITS)
+        i2 = Signal(COUNT_BITS)
+        stride1, stride2 = Signal(aw), Signal(aw)
+        count1, count2 = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        row_bytes = Signal(ROW_BITS)
+        active = Signal()
+
+        sb = _log2(self.split_bytes)
+        space = Signal(sb + 1)
+        if self._cut_at_start:
+            m.d.comb += space.eq(self.split_bytes)
+        else:
+            m.d.comb += space.eq(self.split_bytes - cur[:sb])
+        nbytes = Signal(sb + 1)
+        row_end = Signal()
+        m.d.comb += [
+            row_end.eq(left <= space),
+            nbytes.eq(Mux(row_end, left, space)),
+        ]
+        last_row1 = Signal()
+        last_row2 = Signal()
+        m.d.comb += [last_row1.eq(i1 == count1 - 1), last_row2.eq(i2 == count2 - 1)]
+        final = Signal()
+        m.d.comb += final.eq(row_end & last_row1 & last_row2)
+        m.d.comb += [
+            self.busy.eq(active),
+            self.chunks.valid.eq(active),
+            self.chunks.payload.addr.eq(cur),
+            self.chunks.payload.nbytes.eq(nbytes),
+            self.chunks.payload.final.eq(final),
+        ]
+        with m.If(self.start & ~active):
+            m.d.sync += [
+                active.eq(1), plane.eq(self.base), row.eq(self.base), cur.eq(self.base),
+                left.eq(self.row_bytes), i1.eq(0), i2.eq(0),
+                stride1.eq(self.stride1), stride2.eq(self.stride2),
+                count1.eq(self.count1), count2.eq(self.count2), row_bytes.eq(self.row_bytes),
+            ]
+        with m.If(self.chunks.valid & self.chunks.ready):
+            with m.If(~row_end):
+                m.d.sync += [cur.eq(cur + nbytes), left.eq(left - nbytes)]
+            with m.Elif(~last_row1):
+                m.d.sync += [i1.eq(i1 + 1), row.eq(row + stride1), cur.eq(row + stride1),
+                             left.eq(row_bytes)]
+            with m.Elif(~last_row2):
+                m.d.sync += [i1.eq(0), i2.eq(i2 + 1), plane.eq(plane + stride2),
+                             row.eq(plane + stride2), cur.eq(plane + stride2),
+                             left.eq(row_bytes)]
+            with m.Else():
+                m.d.sync += active.eq(0)
+        return m
+
+
+def _beat_layout(addr_bits, word_bytes):
+    return data.StructLayout({"word": addr_bits - _log2(word_bytes), "lo": _log2(word_bytes),
+                              "n": _log2(word_bytes) + 1, "last": 1, "final": 1})
+
+
+class DmaBeatWalker(wiring.Component):
+    """Cuts chunks into ``word_bytes``-wide words: for each, the word address, the first byte
+    lane ``lo``, the byte count ``n`` (>= 1), ``last`` (the chunk's last word) and ``final``
+    (the descriptor's last word)."""
+
+    def __init__(self, *, addr_bits, split_bytes, word_bytes):
+        self.addr_bits = addr_bits
+        self.word_bytes = word_bytes
+        super().__init__({
+            "chunks": In(stream.Signature(_chunk_layout(addr_bits, split_bytes))),
+            "beats": Out(stream.Signature(_beat_layout(addr_bits, word_bytes))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb = self.word_bytes
+        lb = _log2(wb)
+        word = Signal(self.addr_bits - lb)
+        lo = Signal(lb)
+        left = Signal(len(self.chunks.payload.nbytes))
+        final = Signal()
+        active = Signal()
+        room = Signal(lb + 1)
+        last = Signal()
+        n = Signal(lb + 1)
+        m.d.comb += [
+            room.eq(wb - lo),
+            last.eq(left <= room),
+            n.eq(Mux(last, left, room)),
+            self.busy.eq(active),
+            self.beats.valid.eq(active),
+            self.beats.payload.word.eq(word),
+            self.beats.payload.lo.eq(lo),
+            self.beats.payload.n.eq(n),
+            self.beats.payload.last.eq(last),
+            self.beats.payload.final.eq(last & final),
+            self.chunks.ready.eq(~active | (self.beats.ready & last)),
+        ]
+        with m.If(self.beats.valid & self.beats.ready):
+            m.d.sync += [word.eq(word + 1), lo.eq(0), left.eq(left - n)]
+            with m.If(last):
+                m.d.sync += active.eq(0)
+        with m.If(self.chunks.valid & self.chunks.ready):
+            m.d.sync += [
+                active.eq(1),
+                word.eq(self.chunks.payload.addr[lb:]),
+                lo.eq(self.chunks.payload.addr[:lb]),
+                left.eq(self.chunks.payload.nbytes),
+                final.eq(self.chunks.payload.final),
+            ]
+        return m
+
+
+class DmaByteFifo(wiring.Component):
+    """A byte queue of ``2 * word_bytes`` bytes that realigns words.
+
+    ``i``: a word with its valid lanes ``lo .. lo + n - 1``; those bytes are appended in order.
+    ``o``: the consumer presents ``o_lo``, ``o_n`` and ``o_valid``; when ``n`` bytes are queued,
+    ``o_ready`` is high, ``o_data`` holds the next ``n`` bytes at lanes ``lo ..`` and ``o_strb``
+    marks them; the transfer takes place at ``o_valid & o_ready``. One word in and one out a
+    cycle. ``level`` is the number of bytes queued.
+    """
+
+    def __init__(self, *, word_bytes):
+        self.word_bytes = word_bytes
+        lb = _log2(word_bytes)
+        super().__init__({
+            "i_valid": In(1), "i_ready": Out(1), "i_data": In(8 * word_bytes),
+            "i_lo": In(lb), "i_n": In(lb + 1),
+            "o_valid": In(1), "o_ready": Out(1), "o_lo": In(lb), "o_n": In(lb + 1),
+            "o_data": Out(8 * word_bytes), "o_strb": Out(word_bytes),
+            "level": Out(range(2 * word_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb = self.word_bytes
+        buf = Signal(16 * wb)
+        level = self.level
+        take = Signal()
+        kept = Signal(range(2 * wb + 1))
+        put = Signal()
+        shifted_in = Signal(8 * wb)
+        masked_in = Signal(8 * wb)
+        in_mask = Signal(8 * wb)
+        head = Signal(8 * wb)
+        drained = Signal(16 * wb)
+        m.d.comb += [
+            self.o_ready.eq(level >= self.o_n),
+            take.eq(self.o_valid & self.o_ready),
+            kept.eq(level - Mux(take, self.o_n, 0)),
+            self.i_ready.eq(kept <= wb),
+            put.eq(self.i_valid & self.i_ready),
+            shifted_in.eq(self.i_data >> (self.i_lo << 3)),
+            in_mask.eq(~(Const(-1, 8 * wb + 8) << (self.i_n << 3))),
+            masked_in.eq(shifted_in & in_mask),
+            head.eq(buf[:8 * wb]),
+            self.o_data.eq(head << (self.o_lo << 3)),
+            self.o_strb.eq(~(Const(-1, wb + 1) << self.o_n) << self.o_lo),
+            drained.eq(buf >> Mux(take, self.o_n << 3, 0)),
+        ]
+        with m.If(take | put):
+            m.d.sync += [
+                buf.eq(drained | Mux(put, masked_in << (kept << 3), 0)),
+                level.eq(kept + Mux(put, self.i_n, 0)),
+            ]
+        return m
+
+
+class TileDma(wiring.Component):
+    """The tile DMA engine (contract: docs/dma.md).
+
+    Parameters
+    ----------
+    axi_addr_bits, axi_data_bits, axi_id_bits : int
+        The AXI4 manager port ``m_axi``.
+    tsram_bank_bytes, tsram_bytes : int
+        The TSRAM requester port ``tsram``: one word is ``tsram_bank_bytes`` (a power-of-two
+        multiple of the AXI data bytes); ``tsram_bytes`` is the SRAM's size.
+    queues, queue_depth : int
+        Descriptor queues ``desc[q]`` and the entries each buffers.
+    outstanding_reads : int
+        AXI read bursts in flight (also the AXI write bursts the engine runs ahead of its data).
+    tsram_reads : int
+        TSRAM reads in flight.
+    faults : collection of str
+        Deliberate bugs from :data:`FAULTS`; empty for the real design.
+
+    Ports: ``m_axi``, ``tsram``, ``desc`` (array of ``queues`` streams of descriptors),
+    ``window_base`` / ``window_limit`` (arrays of ``queues`` inclusive byte addresses),
+    ``event`` (stream of {queue, tag, status}), ``busy``, ``last_status``, and the counters of
+    :data:`COUNTERS`.
+    """
+
+    def __init__(self, *, axi_addr_bits, axi_data_bits, axi_id_bits, tsram_bank_bytes,
+                 tsram_bytes, queues, queue_depth, outstanding_reads, tsram_reads=4,
+                 faults=frozenset()):
+        for name, value in (("axi_addr_bits", axi_addr_bits), ("axi_id_bits", axi_id_bits),
+                            ("queues", queues), ("queue_depth", queue_depth),
+                            ("outstanding_reads", outstanding_reads),
+                            ("tsram_reads", tsram_reads)):
+            if not isinstance(value, int) or value < 1:
+                raise TypeError(f"{name} must be a positive integer, not {value!r}")
+        self.axi_sig = Axi4Signature(addr_width=axi_addr_bits, data_width=axi_data_bits,
+                                     id_width=axi_id_bits)
+        self.word_bytes = self.axi_sig.data_bytes
+        if not _is_pow2(tsram_bank_bytes) or tsram_bank_bytes % self.word_bytes:
+            raise ValueError(f"tsram_bank_bytes ({tsram_bank_bytes}) must be a power of two "
+                             f"and a multiple of the AXI data bytes ({self.word_bytes})")
+        if not _is_pow2(tsram_bytes) or tsram_bytes < tsram_bank_bytes:
+            raise ValueError(f"tsram_bytes must be a power of two >= tsram_bank_bytes, "
+                             f"not {tsram_bytes!r}")
+        if tsram_bytes > 1 << TSRAM_ADDR_BITS:
+            raise ValueError(f"tsram_bytes must be at most 2**{TSRAM_ADDR_BITS}")
+        if isinstance(faults, str) or not isinstance(faults, Iterable):
+            raise TypeError(f"faults must be a collection of fault names, not {faults!r}")
+        faults = frozenset(faults)
+        if faults - FAULTS.keys():
+            raise ValueError(f"unknown faults {sorted(faults - FAULTS.keys())}; "
+                             f"known: {', '.join(FAULTS)}")
+        self.axi_addr_bits = axi_addr_bits
+        self.tsram_bank_bytes = tsram_bank_bytes
+        self.tsram_bytes = tsram_bytes
+        self.queues = queues
+        self.queue_depth = queue_depth
+        self.outstanding_reads = outstanding_reads
+        self.tsram_reads = tsram_reads
+        self.faults = faults
+        self.hbm_split = min(AXI_BOUNDARY_BYTES, AXI4_MAX_BEATS * self.word_bytes)
+        self.tsram_words = tsram_bytes // tsram_bank_bytes
+        self.desc_layout = DmaDescriptorLayout.of(axi_addr_bits)
+        self.event_layout = DmaEventLayout.of(max(1, (queues - 1).bit_length()))
+        tsram_sig = MemoryPortSignature(addr_width=max(1, _log2(self.tsram_words)),
+                                        data_width=8 * tsram_bank_bytes)
+        members = {
+            "m_axi": Out(self.axi_sig),
+            "tsram": Out(tsram_sig),
+            "desc": In(stream.Signature(self.desc_layout)).array(queues),
+            "window_base": In(data.ArrayLayout(axi_addr_bits, queues)),
+            "window_limit": In(data.ArrayLayout(axi_addr_bits, queues)),
+            "event": Out(stream.Signature(self.event_layout)),
+            "busy": Out(1),
+            "last_status": Out(ERROR_CODE_BITS),
+        }
+        members.update({name: Out(COUNTER_BITS) for name in COUNTERS})
+        super().__init__(members)
+
+    @classmethod
+    def from_config(cls, config, **kwargs):
+        return cls(axi_addr_bits=config.axi_addr_bits, axi_data_bits=config.axi_data_bits,
+                   axi_id_bits=config.axi_id_bits, tsram_bank_bytes=config.tsram_bank_bytes,
+                   tsram_bytes=config.tsram_bytes, queues=config.dma_queues,
+                   queue_depth=config.dma_queue_depth,
+                   outstanding_reads=config.dma_outstanding_reads, **kwargs)
+
+    def elaborate(self, platform):
+        m = Module()
+        wb = self.word_bytes
+        lb = _log2(wb)
+        aw = self.axi_addr_bits
+        axi = self.m_axi
+        ts = self.tsram
+        nq = self.queues
+        qbits = max(1, (nq - 1).bit_length())
+
+        # Descriptor queues, round-robin pick.
+        fifos = []
+        for q in range(nq):
+            fifo = SyncFIFOBuffered(width=len(self.desc[q].payload.as_value()),
+                                    depth=self.queue_depth)
+            m.submodules[f"queue{q}"] = fifo
+            m.d.comb += [fifo.w_data.eq(self.desc[q].payload.as_value()),
+                         fifo.w_en.eq(self.desc[q].valid),
+                         self.desc[q].ready.eq(fifo.w_rdy)]
+            fifos.append(fifo)
+
+        desc = Signal(self.desc_layout)
+        queue = Signal(qbits)
+        rr = Signal(qbits)
+        status = Signal(ERROR_CODE_BITS)
+        xfer_status = Signal(ERROR_CODE_BITS)
+
+        m.submodules.check = check = DmaCheck(hbm_addr_bits=aw, tsram_bytes=self.tsram_bytes,
+                                              faults=self.faults & {"window_off_by_one"})
+        base_sel = Signal(aw)
+        limit_sel = Signal(aw)
+        for q in range(nq):
+            with m.If(queue == q):
+                m.d.comb += [base_sel.eq(self.window_base[q]),
+                             limit_sel.eq(self.window_limit[q])]
+        m.d.comb += [check.desc.eq(desc), check.window_base.eq(base_sel),
+                     check.window_limit.eq(limit_sel)]
+
+        row_bytes = Signal(ROW_BITS)
+        with m.If(desc.elem_size == 2):
+            m.d.comb += row_bytes.eq(desc.count0 << 1)
+        with m.Elif(desc.elem_size == 4):
+            m.d.comb += row_bytes.eq(desc.count0 << 2)
+        with m.Else():
+            m.d.comb += row_bytes.eq(desc.count0)
+        to_hbm = Signal()
+        m.d.comb += to_hbm.eq(desc.direction == DmaDirection.TSRAM_TO_HBM)
+
+        # Walkers.
+        start = Signal()
+        m.submodules.hbm_walk = hw = DmaChunkWalker(
+            addr_bits=aw, split_bytes=self.hbm_split,
+            cut_at_start="no_4k_split" in self.faults)
+        m.submodules.ts_walk = tw = DmaChunkWalker(addr_bits=TSRAM_ADDR_BITS,
+                                                   split_bytes=self.hbm_split)
+        for walker, prefix in ((hw, "hbm"), (tw, "tsram")):
+            m.d.comb += [walker.start.eq(start), walker.base.eq(desc[f"{prefix}_addr"]),
+                         walker.stride1.eq(desc[f"{prefix}_stride1"]),
+                         walker.stride2.eq(desc[f"{prefix}_stride2"]),
+                         walker.count1.eq(desc.count1), walker.count2.eq(desc.count2),
+                         walker.row_bytes.eq(row_bytes)]
+        m.submodules.hbm_chunks = hfifo = SyncFIFO(
+            width=len(hw.chunks.payload.as_value()), depth=self.outstanding_reads)
+        m.submodules.aw_fifo = awfifo = SyncFIFO(width=aw + 8, depth=self.outstanding_reads)
+        m.submodules.hbm_beats = hb = DmaBeatWalker(addr_bits=aw, split_bytes=self.hbm_split,
+                                                    word_bytes=wb)
+        m.submodules.ts_beats = tb = DmaBeatWalker(addr_bits=TSRAM_ADDR_BITS,
+                                                   split_bytes=self.hbm_split, word_bytes=wb)
+        m.d.comb += [hb.chunks.payload.as_value().eq(hfifo.r_data),
+                     hb.chunks.valid.eq(hfifo.r_rdy), hfifo.r_en.eq(hb.chunks.ready)]
+        wiring.connect(m, tw.chunks, tb.chunks)
+
+        m.submodules.bytes = bf = DmaByteFifo(word_bytes=wb)
+
+        # HBM chunk -> AXI burst header.
+        hc = hw.chunks.payload
+        beats_m1 = Signal(8)
+        m.d.comb += beats_m1.eq((hc.addr[:lb] + hc.nbytes - 1) >> lb)
+        axi_fixed = [axi.awsize.eq(lb), axi.awburst.eq(AxiBurst.INCR), axi.awid.eq(0),
+                     axi.arsize.eq(lb), axi.arburst.eq(AxiBurst.INCR), axi.arid.eq(0),
+                     axi.awcache.eq(0), axi.arcache.eq(0), axi.awprot.eq(0), axi.arprot.eq(0),
+                     axi.awlock.eq(0), axi.arlock.eq(0), axi.awqos.eq(0), axi.arqos.eq(0)]
+        m.d.comb += axi_fixed
+        m.d.comb += hfifo.w_data.eq(hw.chunks.payload.as_value())
+        m.d.comb += [axi.araddr.eq(hc.addr), axi.arlen.eq(beats_m1),
+                     awfifo.w_data.eq(Cat(hc.addr, beats_m1)),
+                     axi.awaddr.eq(awfifo.r_data[:aw]), axi.awlen.eq(awfifo.r_data[aw:]),
+                     axi.awvalid.eq(awfifo.r_rdy), awfifo.r_en.eq(axi.awready)]
+        running = Signal()
+        with m.If(~to_hbm):
+            m.d.comb += [axi.arvalid.eq(running & hw.chunks.valid & hfifo.w_rdy),
+                         hw.chunks.ready.eq(axi.arready & hfifo.w_rdy),
+                         hfifo.w_en.eq(axi.arvalid & axi.arready)]
+        with m.Else():
+            both = Signal()
+            m.d.comb += [both.eq(hfifo.w_rdy & awfifo.w_rdy),
+                         hw.chunks.ready.eq(both),
+                         hfifo.w_en.eq(hw.chunks.valid & both),
+                         awfifo.w_en.eq(hw.chunks.valid & both)]
+
+        # HBM beats: R data in (to TSRAM) or W data out (to HBM).
+        hbp = hb.beats.payload
+        tbp = tb.beats.payload
+        full_strobes = "full_strobes" in self.faults
+        r_fire = Signal()
+        w_fire = Signal()
+        rsp_fire = Signal()
+        req_fire = Signal()
+        ratio = self.tsram_bank_bytes // wb
+        rb = _log2(ratio)
+        side = SyncFIFO(width=lb + (lb + 1) + max(rb, 1), depth=self.tsram_reads)
+        m.submodules.tsram_reads = side
+        side_lo = Signal(lb)
+        side_n = Signal(lb + 1)
+        side_sel = Signal(max(rb, 1))
+        m.d.comb += Cat(side_lo, side_n, side_sel).eq(side.r_data)
+        piece = Signal(8 * wb)
+        for k in range(ratio):
+            with m.If(side_sel == k):
+                m.d.comb += piece.eq(ts.rsp.payload.data[8 * wb * k:8 * wb * (k + 1)])
+        ts_word = Signal(len(ts.req.payload.addr))
+        ts_sel = Signal(max(rb, 1))
+        m.d.comb += [ts_word.eq(tbp.word[rb:]), ts_sel.eq(tbp.word[:rb] if rb else 0)]
+        m.d.comb += ts.req.payload.addr.eq(ts_word)
+
+        with m.If(~to_hbm):
+            m.d.comb += [
+                bf.i_data.eq(axi.rdata), bf.i_lo.eq(hbp.lo), bf.i_n.eq(hbp.n),
+                bf.i_valid.eq(axi.rvalid & hb.beats.valid),
+                axi.rready.eq(hb.beats.valid & bf.i_ready),
+                r_fire.eq(axi.rvalid & axi.rready),
+                hb.beats.ready.eq(r_fire),
+                bf.o_lo.eq(tbp.lo), bf.o_n.eq(tbp.n),
+                bf.o_valid.eq(tb.beats.valid & ts.req.ready),
+                ts.req.valid.eq(tb.beats.valid & bf.o_ready),
+                ts.req.payload.write.eq(1),
+                ts.req.payload.data.eq(bf.o_data.replicate(ratio)),
+                req_fire.eq(ts.req.valid & ts.req.ready),
+                tb.beats.ready.eq(req_fire),
+            ]
+            strb = Const(-1, wb) if full_strobes else bf.o_strb
+            m.d.comb += ts.req.payload.strb.eq(strb << (ts_sel << lb) if rb else strb)
+        with m.Else():
+            m.d.comb += [
+                ts.req.valid.eq(tb.beats.valid & side.w_rdy),
+                ts.req.payload.write.eq(0),
+                req_fire.eq(ts.req.valid & ts.req.ready),
+                tb.beats.ready.eq(req_fire),
+                side.w_en.eq(req_fire),
+                side.w_data.eq(Cat(tbp.lo, tbp.n, ts_sel)),
+                bf.i_data.eq(piece), bf.i_lo.eq(side_lo), bf.i_n.eq(side_n),
+                bf.i_valid.eq(ts.rsp.valid & side.r_rdy),
+                ts.rsp.ready.eq(side.r_rdy & bf.i_ready),
+                rsp_fire.eq(ts.rsp.valid & ts.rsp.ready),
+                side.r_en.eq(rsp_fire),
+                bf.o_lo.eq(hbp.lo), bf.o_n.eq(hbp.n),
+                bf.o_valid.eq(hb.beats.valid & axi.wready),
+                axi.wvalid.eq(hb.beats.valid & bf.o_ready),
+                axi.wdata.eq(bf.o_data),
+                axi.wstrb.eq(Const(-1, wb) if full_strobes else bf.o_strb),
+                axi.wlast.eq(hbp.last),
+                w_fire.eq(axi.wvalid & axi.wready),
+                hb.beats.ready.eq(w_fire),
+            ]
+
+        # Write responses.
+        pending = Signal(16)
+        m.d.comb += axi.bready.eq(1)
+        b_fire = Signal()
+        aw_push = Signal()
+        m.d.comb += [b_fire.eq(axi.bvalid), aw_push.eq(awfifo.w_en)]
+        m.d.sync += pending.eq(pending + aw_push - b_fire)
+
+        # Transfer errors (first one kept).
+        error_now = Signal(ERROR_CODE_BITS)
+        with m.If(r_fire & (axi.rresp == AxiResp.SLVERR)):
+            m.d.comb += error_now.eq(ErrorCode.AXI_SLVERR)
+        with m.Elif(r_fire & (axi.rresp == AxiResp.DECERR)):
+            m.d.comb += error_now.eq(ErrorCode.AXI_DECERR)
+        with m.Elif(b_fire & (axi.bresp == AxiResp.SLVERR)):
+            m.d.comb += error_now.eq(ErrorCode.AXI_SLVERR)
+        with m.Elif(b_fire & (axi.bresp == AxiResp.DECERR)):
+            m.d.comb += error_now.eq(ErrorCode.AXI_DECERR)
+        with m.Elif(rsp_fire & (ts.rsp.payload.status == EccStatus.UNCORRECTABLE)):
+            m.d.comb += error_now.eq(ErrorCode.ECC_UNCORRECTABLE)
+        with m.If((xfer_status == ErrorCode.OK) & (error_now != ErrorCode.OK)):
+            m.d.sync += xfer_status.eq(error_now)
+
+        # Control.
+        dst_done = Signal()
+        with m.If(~to_hbm):
+            m.d.comb += dst_done.eq(~tw.busy & ~tb.busy)
+        with m.Else():
+            m.d.comb += dst_done.eq(~hw.busy & ~hfifo.r_rdy & ~hb.busy & (pending == 0))
+
+        pick = Signal(qbits)
+        any_ready = Signal()
+        for k in reversed(range(nq)):
+            cand = Signal(qbits, name=f"cand{k}")
+            m.d.comb += cand.eq(Mux(rr + k >= nq, rr + k - nq, rr + k))
+            ready_k = Signal(name=f"ready{k}")
+            for q in range(nq):
+                with m.If(cand == q):
+                    m.d.comb += ready_k.eq(fifos[q].r_rdy)
+            with m.If(ready_k):
+                m.d.comb += pick.eq(cand)
+        m.d.comb += any_ready.eq(Cat(f.r_rdy for f in fifos).any())
+
+        m.d.comb += [self.event.payload.queue.eq(queue), self.event.payload.tag.eq(desc.tag),
+                     self.event.payload.status.eq(status), self.last_status.eq(status)]
+        rejected = Signal()
+        state = Signal(_State)
+        with m.If(state == _State.IDLE):
+            with m.If(any_ready):
+                for q in range(nq):
+                    with m.If(pick == q):
+                        m.d.comb += fifos[q].r_en.eq(1)
+                        m.d.sync += desc.as_value().eq(fifos[q].r_data)
+                m.d.sync += [queue.eq(pick), rr.eq(Mux(pick == nq - 1, 0, pick + 1)),
+                             state.eq(_State.CHECK)]
+        with m.If(state == _State.CHECK):
+            m.d.sync += [status.eq(check.status), xfer_status.eq(ErrorCode.OK),
+                         rejected.eq(check.status != ErrorCode.OK)]
+            with m.If(check.status == ErrorCode.OK):
+                m.d.comb += start.eq(1)
+                m.d.sync += state.eq(_State.RUN)
+            with m.Else():
+                m.d.sync += state.eq(_State.REPORT)
+        with m.If(state == _State.RUN):
+            m.d.comb += running.eq(1)
+            with m.If(dst_done):
+                m.d.sync += [status.eq(xfer_status), state.eq(_State.REPORT)]
+        with m.If(state == _State.REPORT):
+            m.d.comb += self.event.valid.eq(1)
+            with m.If(self.event.ready):
+                m.d.sync += state.eq(_State.IDLE)
+
+        # Counters.
+        counters = {name: Signal(COUNTER_BITS, name=name) for name in COUNTERS}
+        for name, sig in counters.items():
+            m.d.comb += getattr(self, name).eq(sig)
+        in_run = Signal()
+        m.d.comb += in_run.eq(running)
+        axi_stall = Signal()
+        tsram_stall = Signal()
+        m.d.comb += [
+            axi_stall.eq((axi.arvalid & ~axi.arready) | (axi.awvalid & ~axi.awready)
+                         | (axi.wvalid & ~axi.wready) | (hb.beats.valid & ~to_hbm & ~axi.rvalid)),
+            tsram_stall.eq((ts.req.valid & ~ts.req.ready)
+                           | (side.r_rdy & to_hbm & ~ts.rsp.valid)),
+        ]
+        done_event = Signal()
+        m.d.comb += [done_event.eq(self.event.valid & self.event.ready),
+                     self.busy.eq(state != _State.IDLE)]
+        m.d.sync += counters["busy_cycles"].eq(counters["busy_cycles"] + self.busy)
+        m.d.sync += [
+            counters["axi_stall_cycles"].eq(counters["axi_stall_cycles"] + (in_run & axi_stall)),
+            counters["tsram_stall_cycles"].eq(counters["tsram_stall_cycles"]
+                                              + (in_run & tsram_stall)),
+            counters["bytes_read"].eq(counters["bytes_read"]
+                                      + Mux(bf.i_valid & bf.i_ready, bf.i_n, 0)),
+            counters["bytes_written"].eq(counters["bytes_written"]
+                                         + Mux(bf.o_valid & bf.o_ready, bf.o_n, 0)),
+            counters["descs_done"].eq(counters["descs_done"] + (done_event & ~rejected)),
+            counters["descs_rejected"].eq(counters["descs_rejected"] + (done_event & rejected)),
+        ]
+        return m

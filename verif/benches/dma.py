@@ -1,0 +1,605 @@
+"""cocotb bench of :class:`openmaia.tile.dma.TileDma` (contract: docs/dma.md).
+
+Bus models: cocotbext-axi's ``AxiRam`` is the HBM behind ``m_axi`` (random pauses on all five
+channels); :class:`TsramModel` is the tile SRAM behind ``tsram`` (a bytearray, random stalls on
+``req`` and ``rsp``, a random read latency). Descriptors go in through one
+:class:`~openmaia.harness.streams.StreamSource` per queue, events come out through a
+:class:`~openmaia.harness.streams.StreamSink` with random backpressure.
+
+Checkers:
+
+* :class:`BusMonitor` records every AR / AW handshake and W beat with the number of events seen
+  so far, which attributes each one to the descriptor in flight (the engine runs one descriptor
+  at a time and reports it only after its last write response). Every burst must be a legal INCR
+  burst (full-size beats, at most 256 beats, not crossing 4 KiB), lie inside the descriptor's
+  HBM extent and the queue's window (to the bus word for reads), and W beats must match their
+  bursts (count, ``wlast``). A rejected descriptor must have no AR, AW or W at all.
+* :class:`Scoreboard`: one event per descriptor, with the status of
+  :func:`~openmaia.tile.dma_descriptor.dma_reference`; after each batch the whole HBM and the
+  whole TSRAM equal the reference memories, to which the same descriptors were applied in the
+  engine's order (so every byte landed where the descriptor says, and nothing else was written).
+
+Tests: ``contiguous`` (a sweep of lengths x offsets, both directions), ``strided`` (2D / 3D
+patterns, the 64 x 64 tile of a 4096-wide matrix), ``protection`` (every rejection, each
+followed by a descriptor that must still run), ``random_mix`` (random valid and invalid
+descriptors on every queue), ``throughput`` (no pauses; writes cycle counts to
+``throughput.json`` in the run folder for scripts/dma_bench.py).
+
+Parameters (:func:`openmaia.harness.bench_params`): ``axi_addr_bits``, ``word_bytes``,
+``tsram_bytes``, ``queues``, ``hbm_bytes``, ``pause`` (probability, every channel), and per test:
+``lengths``, ``offsets``, ``count``, ``cases`` (throughput).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections import deque
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
+from cocotbext.axi import AxiBus, AxiRam
+
+from openmaia.errors import ErrorCode
+from openmaia.harness import bench_params
+from openmaia.harness.streams import StreamSink, StreamSource, pack, random_pauses, unpack
+from openmaia.tile.dma_descriptor import (DmaDescriptor, DmaDescriptorLayout, DmaDirection,
+                                          DmaEventLayout, check_descriptor, descriptor_extent,
+                                          dma_reference)
+
+CLOCK_NS = 10
+H2T = DmaDirection.HBM_TO_TSRAM
+T2H = DmaDirection.TSRAM_TO_HBM
+
+
+def _never():
+    while True:
+        yield False
+
+
+class TsramModel:
+    """The tile SRAM behind a memory port: ``bank_bytes`` words, byte strobes, in-order reads
+    with a latency of ``latency`` cycles or more, random stalls on ``req`` and ``rsp``."""
+
+    def __init__(self, dut, clock, *, size, bank_bytes, rng, pause=0.0, latency=(1, 3)):
+        self.mem = bytearray(size)
+        self.bank_bytes = bank_bytes
+        self.clock = clock
+        self.rng = rng
+        self.pause = pause
+        self.latency = latency
+        self.req_valid = dut.tsram__req__valid
+        self.req_ready = dut.tsram__req__ready
+        self.req_payload = dut.tsram__req__payload
+        self.rsp_valid = dut.tsram__rsp__valid
+        self.rsp_ready = dut.tsram__rsp__ready
+        self.rsp_payload = dut.tsram__rsp__payload
+        self.req_ready.value = 0
+        self.rsp_valid.value = 0
+        self.addr_bits = None
+        self.reads = 0
+        self.writes = 0
+
+    def _layout(self):
+        wbits = 8 * self.bank_bytes
+        total = len(self.req_payload)
+        abits = total - 1 - wbits - self.bank_bytes
+        return abits, wbits
+
+    async def run(self):
+        abits, wbits = self._layout()
+        bb = self.bank_bytes
+        pending = deque()
+        presenting = None
+        cycle = 0
+        rng, pause = self.rng, self.pause
+        while True:
+            await FallingEdge(self.clock)
+            ready = not (pause and rng.random() < pause)
+            self.req_ready.value = int(ready)
+            if (presenting is None and pending and pending[0][0] <= cycle
+                    and not (pause and rng.random() < pause)):
+                presenting = pending.popleft()[1]
+                self.rsp_payload.value = presenting
+            self.rsp_valid.value = int(presenting is not None)
+            await ReadOnly()
+            if presenting is not None and int(self.rsp_ready.value):
+                presenting = None
+            if ready and int(self.req_valid.value):
+                bits = self.req_payload.value.to_unsigned()
+                addr = bits & ((1 << abits) - 1)
+                write = (bits >> abits) & 1
+                wdata = (bits >> (abits + 1)) & ((1 << wbits) - 1)
+                strb = bits >> (abits + 1 + wbits)
+                base = addr * bb
+                if base + bb > len(self.mem):
+                    raise AssertionError(f"TSRAM access at word {addr} past the SRAM")
+                if write:
+                    self.writes += 1
+                    raw = wdata.to_bytes(bb, "little")
+                    for k in range(bb):
+                        if strb >> k & 1:
+                            self.mem[base + k] = raw[k]
+                else:
+                    self.reads += 1
+                    word = int.from_bytes(self.mem[base:base + bb], "little")
+                    pending.append((cycle + rng.randint(*self.latency), word))
+            cycle += 1
+
+
+class BusMonitor:
+    """Records AR / AW handshakes and W beats, each with the number of events seen so far."""
+
+    def __init__(self, dut, clock, sink):
+        self.dut = dut
+        self.clock = clock
+        self.sink = sink
+        self.ar, self.aw, self.w = [], [], []
+        self.cycle = 0
+        names = ("arvalid", "arready", "araddr", "arlen", "arsize", "arburst",
+                 "awvalid", "awready", "awaddr", "awlen", "awsize", "awburst",
+                 "wvalid", "wready", "wlast", "wstrb")
+        self.sig = {n: getattr(dut, f"m_axi__{n}") for n in names}
+
+    async def run(self):
+        s = self.sig
+        while True:
+            await FallingEdge(self.clock)
+            await ReadOnly()
+            self.cycle += 1
+            k = len(self.sink.items)
+            if int(s["arvalid"].value) and int(s["arready"].value):
+                self.ar.append((k, int(s["araddr"].value), int(s["arlen"].value),
+                                int(s["arsize"].value), int(s["arburst"].value)))
+            if int(s["awvalid"].value) and int(s["awready"].value):
+                self.aw.append((k, int(s["awaddr"].value), int(s["awlen"].value),
+                                int(s["awsize"].value), int(s["awburst"].value)))
+            if int(s["wvalid"].value) and int(s["wready"].value):
+                self.w.append((k, int(s["wlast"].value), int(s["wstrb"].value)))
+
+
+class Bench:
+    """The DUT with its bus models, drivers, monitors and reference memories."""
+
+    def __init__(self, dut, params):
+        self.dut = dut
+        self.p = params
+        self.rng = random.Random(cocotb.RANDOM_SEED)
+        self.addr_bits = params["axi_addr_bits"]
+        self.wb = params["word_bytes"]
+        self.tsram_bytes = params["tsram_bytes"]
+        self.bank_bytes = params["tsram_bank_bytes"]
+        self.queues = params["queues"]
+        self.hbm_bytes = params["hbm_bytes"]
+        self.pause = params.get("pause", 0.0)
+        self.layout = DmaDescriptorLayout.of(self.addr_bits)
+        self.event_layout = DmaEventLayout.of(max(1, (self.queues - 1).bit_length()))
+        self.windows = [(0, self.hbm_bytes - 1)] * self.queues
+        self.ref_hbm = bytearray(self.hbm_bytes)
+        self.ref_tsram = bytearray(self.tsram_bytes)
+        self.submitted = {}       # (queue, tag) -> (descriptor, window)
+        self.order = []           # (queue, tag, status) in event order, checked
+        self.events_checked = 0
+        self.failures = []
+
+    async def start(self):
+        dut = self.dut
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        dut.rst.value = 1
+        self.set_windows(self.windows)
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst,
+                          size=self.hbm_bytes, mem=bytearray(self.hbm_bytes))
+        for log in (self.ram.write_if.log, self.ram.read_if.log):
+            log.setLevel(logging.WARNING)
+        self.tsram = TsramModel(dut, dut.clk, size=self.tsram_bytes,
+                                bank_bytes=self.bank_bytes, rng=random.Random(self.rng.random()),
+                                pause=self.pause)
+        self.sources = [StreamSource(dut, f"desc__{q}", dut.clk) for q in range(self.queues)]
+        self.sink = StreamSink(dut, "event", dut.clk)
+        self.monitor = BusMonitor(dut, dut.clk, self.sink)
+        self.set_pauses(self.pause)
+        await ClockCycles(dut.clk, 3)
+        await FallingEdge(dut.clk)
+        dut.rst.value = 0
+        for task in ([self.tsram.run(), self.sink.run(), self.monitor.run()]
+                     + [s.run() for s in self.sources]):
+            cocotb.start_soon(task)
+        self.fill(self.rng)
+
+    def set_pauses(self, probability):
+        self.pause = probability
+        self.tsram.pause = probability
+
+        def gen():
+            return random_pauses(random.Random(self.rng.random()), probability) \
+                if probability else None
+        for ch in (self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
+                   self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
+                   self.ram.read_if.r_channel):
+            ch.set_pause_generator(gen())
+        for s in self.sources:
+            s.set_pause_generator(gen())
+        self.sink.set_pause_generator(gen())
+
+    def set_windows(self, windows):
+        self.windows = list(windows)
+        base = limit = 0
+        for q, (b, lim) in enumerate(self.windows):
+            base |= b << (q * self.addr_bits)
+            limit |= lim << (q * self.addr_bits)
+        self.dut.window_base.value = base
+        self.dut.window_limit.value = limit
+
+    def fill(self, rng):
+        """Random contents in both memories (and the reference copies)."""
+        hbm = rng.randbytes(self.hbm_bytes)
+        ts = rng.randbytes(self.tsram_bytes)
+        self.ram.mem[:] = hbm
+        self.ref_hbm[:] = hbm
+        self.tsram.mem[:] = ts
+        self.ref_tsram[:] = ts
+
+    def submit(self, queue, desc):
+        key = (queue, desc.tag)
+        if key in self.submitted:
+            raise ValueError(f"tag {desc.tag} of queue {queue} still in flight")
+        self.submitted[key] = (desc, self.windows[queue])
+        self.sources[queue].send_nowait(desc.encode(self.addr_bits))
+
+    def expected_status(self, desc, window):
+        return check_descriptor(desc, hbm_addr_bits=self.addr_bits, window=window,
+                                tsram_bytes=self.tsram_bytes)
+
+    async def drain(self, timeout_cycles=None):
+        """Wait until every submitted descriptor has its event, then check everything."""
+        want = self.events_checked + len(self.submitted)
+        if timeout_cycles is None:
+            total = sum(d.total_bytes if self.expected_status(d, w) is ErrorCode.OK else 0
+                        for d, w in self.submitted.values())
+            rows = sum(d.count1 * d.count2 for d, _ in self.submitted.values())
+            slow = 1 / (1 - self.pause) ** 3
+            timeout_cycles = int(2000 + slow * (4 * total / self.wb + 30 * rows
+                                                + 40 * len(self.submitted)))
+        waited = 0
+        while len(self.sink.items) < want:
+            await ClockCycles(self.dut.clk, 50)
+            waited += 50
+            if waited > timeout_cycles:
+                raise AssertionError(f"{want - len(self.sink.items)} of "
+                                     f"{len(self.submitted)} descriptors gave no event within "
+                                     f"{timeout_cycles} cycles")
+        await ClockCycles(self.dut.clk, 20)
+        if len(self.sink.items) != want:
+            raise AssertionError(f"{len(self.sink.items) - want} events too many")
+        self.check_events(range(self.events_checked, want))
+        self.events_checked = want
+        self.check_memories()
+
+    def check_events(self, indices):
+        for k in indices:
+            ev = unpack(self.event_layout, self.sink.items[k])
+            key = (ev["queue"], ev["tag"])
+            if key not in self.submitted:
+                raise AssertionError(f"event {k}: {ev} names no descriptor in flight "
+                                     f"(duplicate or corrupt)")
+            desc, window = self.submitted.pop(key)
+            src, dst = ((self.ref_hbm, self.ref_tsram) if desc.direction == H2T
+                        else (self.ref_tsram, self.ref_hbm))
+            status = dma_reference(desc, src, dst, hbm_addr_bits=self.addr_bits, window=window,
+                                   tsram_bytes=self.tsram_bytes)
+            if ev["status"] != status:
+                raise AssertionError(f"event {k}: status {ev['status']:#x}, expected "
+                                     f"{status.name} ({status:#x}) for {desc} window {window}")
+            self.order.append((ev["queue"], ev["tag"], status))
+            self.check_bus(k, desc, window, status)
+
+    def check_bus(self, k, desc, window, status):
+        ars = [b for b in self.monitor.ar if b[0] == k]
+        aws = [b for b in self.monitor.aw if b[0] == k]
+        ws = [b for b in self.monitor.w if b[0] == k]
+        if status is not ErrorCode.OK:
+            if ars or aws or ws:
+                raise AssertionError(f"rejected descriptor ({status.name}) {desc} made bus "
+                                     f"traffic: {len(ars)} AR, {len(aws)} AW, {len(ws)} W")
+            return
+        first, last = descriptor_extent(desc, "hbm")
+        wb = self.wb
+        size_code = wb.bit_length() - 1
+        bursts = ars if desc.direction == H2T else aws
+        other = aws + ws if desc.direction == H2T else ars
+        if other:
+            raise AssertionError(f"{desc}: traffic on the other direction's channels")
+        covered = 0
+        for _, addr, alen, size, burst in bursts:
+            beats = alen + 1
+            end = (addr // wb + beats) * wb      # one past the last byte of the last beat
+            if size != size_code or burst != 1:
+                raise AssertionError(f"burst at {addr:#x}: size {size}, burst {burst}")
+            if addr // 4096 != (end - 1) // 4096:
+                raise AssertionError(f"burst at {addr:#x}, {beats} beats crosses 4 KiB")
+            if addr < first or addr > last or addr < window[0]:
+                raise AssertionError(f"burst at {addr:#x} outside the descriptor extent "
+                                     f"[{first:#x}, {last:#x}] / window {window}")
+            if end - 1 > (last // wb + 1) * wb - 1 or end - 1 > (window[1] // wb + 1) * wb - 1:
+                raise AssertionError(f"burst at {addr:#x}, {beats} beats ends past the extent "
+                                     f"[{first:#x}, {last:#x}] / window {window}")
+            covered += end - addr
+        if covered < desc.total_bytes:
+            raise AssertionError(f"{desc}: bursts cover {covered} bytes, fewer than "
+                                 f"{desc.total_bytes}")
+        if desc.direction == T2H:
+            lasts = [wl for _, wl, _ in ws]
+            expect = []
+            for _, _, alen, _, _ in aws:
+                expect += [0] * alen + [1]
+            if lasts != expect:
+                raise AssertionError(f"{desc}: W beats / wlast {lasts[:40]} do not match "
+                                     f"the bursts' lengths {[b[2] + 1 for b in aws][:20]}")
+
+    def check_memories(self):
+        for name, got, want in (("HBM", self.ram.mem, self.ref_hbm),
+                                ("TSRAM", self.tsram.mem, self.ref_tsram)):
+            if bytes(got) != bytes(want):
+                diff = [i for i in range(len(want)) if got[i] != want[i]]
+                raise AssertionError(f"{name}: {len(diff)} bytes differ from the reference, "
+                                     f"first at {diff[0]:#x} (got {got[diff[0]]:#04x}, "
+                                     f"want {want[diff[0]]:#04x}); last at {diff[-1]:#x}")
+
+    def counters(self):
+        names = ("busy_cycles", "axi_stall_cycles", "tsram_stall_cycles", "bytes_read",
+                 "bytes_written", "descs_done", "descs_rejected")
+        return {n: int(getattr(self.dut, n).value) for n in names}
+
+
+def _tags():
+    tag = 0
+    while True:
+        yield tag
+        tag = (tag + 1) % 256
+
+
+async def _setup(dut):
+    bench = Bench(dut, bench_params())
+    await bench.start()
+    return bench
+
+
+def _contiguous(bench, direction, length, hbm_off, ts_off, tag):
+    hbm = bench.rng.randrange(0, bench.hbm_bytes - length - 64) // 64 * 64 + hbm_off
+    ts = bench.rng.randrange(0, bench.tsram_bytes - length - 64 + 1) // 64 * 64 + ts_off
+    return DmaDescriptor.contiguous(direction, hbm, ts, length, tag=tag)
+
+
+@cocotb.test()
+async def contiguous(dut):
+    """Lengths x HBM offsets (TSRAM offsets random), both directions, random pauses."""
+    bench = await _setup(dut)
+    p = bench.p
+    tags = _tags()
+    batch = 0
+    for direction in (H2T, T2H):
+        for length in p["lengths"]:
+            for off in p["offsets"]:
+                ts_off = bench.rng.randrange(64)
+                bench.submit(bench.rng.randrange(bench.queues),
+                             _contiguous(bench, direction, length, off, ts_off, next(tags)))
+                batch += 1
+                if batch == 16:
+                    await bench.drain()
+                    batch = 0
+    await bench.drain()
+    dut._log.info("contiguous: %d descriptors, counters %s", len(bench.order), bench.counters())
+
+
+def strided_cases(bench):
+    """2D and 3D patterns, both directions, including the 64 x 64 tile of a 4096-wide matrix."""
+    rng = bench.rng
+    cases = []
+    tile_rows = min(64, (bench.hbm_bytes - 64) // 4096)
+    for direction in (H2T, T2H):
+        cases.append(DmaDescriptor(direction=direction, hbm_addr=4096 * 0 + 128,
+                                   tsram_addr=0, count0=64, count1=tile_rows,
+                                   hbm_stride1=4096, tsram_stride1=64))
+        for _ in range(6):
+            es = rng.choice((1, 2, 4))
+            c0 = rng.randint(1, 48)
+            c1 = rng.randint(1, 9)
+            c2 = rng.randint(1, 4)
+            row = c0 * es
+            hs1 = row + rng.randrange(0, 200)
+            hs2 = hs1 * c1 + rng.randrange(0, 300)
+            ts1 = row + rng.randrange(0, 40)
+            ts2 = ts1 * c1 + rng.randrange(0, 60)
+            if rng.random() < 0.3:
+                ts1 = row          # packed on the TSRAM side
+                ts2 = row * c1
+            span_h = (c2 - 1) * hs2 + (c1 - 1) * hs1 + row
+            span_t = (c2 - 1) * ts2 + (c1 - 1) * ts1 + row
+            if span_t > bench.tsram_bytes or span_h > bench.hbm_bytes:
+                continue
+            cases.append(DmaDescriptor(
+                direction=direction, elem_size=es, count0=c0, count1=c1, count2=c2,
+                hbm_addr=rng.randrange(bench.hbm_bytes - span_h + 1), hbm_stride1=hs1,
+                hbm_stride2=hs2, tsram_addr=rng.randrange(bench.tsram_bytes - span_t + 1),
+                tsram_stride1=ts1, tsram_stride2=ts2))
+        # A row crossing a 4 KiB boundary in every row, rows overlapping on the HBM side.
+        cases.append(DmaDescriptor(direction=direction, hbm_addr=4096 - 40, tsram_addr=3,
+                                   count0=100, count1=3, count2=2, hbm_stride1=4096,
+                                   hbm_stride2=8192 + 17, tsram_stride1=101,
+                                   tsram_stride2=333))
+        cases.append(DmaDescriptor(direction=direction, hbm_addr=1000, tsram_addr=500,
+                                   count0=30, count1=5, hbm_stride1=7, tsram_stride1=30))
+    return cases
+
+
+@cocotb.test()
+async def strided(dut):
+    bench = await _setup(dut)
+    tags = _tags()
+    for desc in strided_cases(bench):
+        desc = DmaDescriptor(**{**desc.__dict__, "tag": next(tags)})
+        bench.submit(bench.rng.randrange(bench.queues), desc)
+        await bench.drain()
+    dut._log.info("strided: %d descriptors, counters %s", len(bench.order), bench.counters())
+
+
+def protection_cases(bench):
+    """(descriptor, window) pairs: each rejection, each edge just inside and just outside."""
+    wb = bench.wb
+    base, limit = 8192 + 3 * wb, 8192 + 40 * wb - 1     # bus-word aligned window
+    win = (base, limit)
+    n = limit - base + 1
+    D = DmaDescriptor
+    h2t = H2T
+    a = bench.addr_bits
+    cases = [
+        (D.contiguous(h2t, base, 0, n), win),                       # exactly the window: OK
+        (D.contiguous(T2H, base, 0, n), win),
+        (D.contiguous(h2t, base - 1, 0, n), win),                   # one byte below
+        (D.contiguous(T2H, base, 0, n + 1), win),                   # one byte above
+        (D.contiguous(T2H, limit, 0, 1), win),                      # last byte: OK
+        (D.contiguous(T2H, limit + 1, 0, 1), win),                  # first byte past
+        (D(direction=T2H, hbm_addr=base, tsram_addr=0, count0=16, count1=4,
+           hbm_stride1=(n - 16) // 3 + 1), win),                    # last row one past
+        (D(direction=T2H, hbm_addr=base, tsram_addr=0, count0=16, count1=4,
+           hbm_stride1=(n - 16) // 3), win),                        # fits
+        (D(direction=T2H, hbm_addr=base, tsram_addr=0, count0=4, count1=2, count2=2,
+           hbm_stride1=8, hbm_stride2=n - 11), win),                # 3D: last byte one past
+        (D.contiguous(T2H, base, 0, 0), win),                       # zero count0
+        (D(direction=h2t, hbm_addr=base, tsram_addr=0, count0=4, count1=0), win),
+        (D(direction=T2H, hbm_addr=base, tsram_addr=0, count0=4, count2=0), win),
+        (D(direction=T2H, hbm_addr=base, tsram_addr=0, count0=4, elem_size=3), win),
+        (D(direction=T2H, hbm_addr=base, tsram_addr=0, count0=4, elem_size=0), win),
+        (D(direction=h2t, hbm_addr=base, tsram_addr=0, count0=4, elem_size=7), win),
+        (D(direction=T2H, hbm_addr=base, tsram_addr=0, count0=4, count1=3,
+           hbm_stride1=(1 << a) - 1), win),                         # HBM address overflow
+        (D(direction=T2H, hbm_addr=(1 << a) - 2, tsram_addr=0, count0=4),
+         (0, (1 << a) - 1)),                                        # wraps past the top
+        (D(direction=h2t, hbm_addr=base, tsram_addr=0, count0=4, count1=2,
+           tsram_stride1=(1 << 32) - 2), win),                      # TSRAM field overflow
+        (D.contiguous(h2t, base, bench.tsram_bytes - 4, 5), win),   # TSRAM one past
+        (D.contiguous(T2H, base, bench.tsram_bytes - 4, 4), win),   # TSRAM last bytes: OK
+        (D(direction=h2t, hbm_addr=base, tsram_addr=0, count0=8, count1=2, count2=3,
+           tsram_stride1=16, tsram_stride2=bench.tsram_bytes // 2), win),   # TSRAM 3D past
+        (D(direction=T2H, hbm_addr=base + 5, tsram_addr=7, count0=3, elem_size=4,
+           count1=3, hbm_stride1=40), win),                         # elem 4: OK
+    ]
+    return cases
+
+
+@cocotb.test()
+async def protection(dut):
+    """Each rejection code; no bus traffic for it; the next descriptor still runs."""
+    bench = await _setup(dut)
+    tags = _tags()
+    queue = 0
+    seen = set()
+    for desc, window in protection_cases(bench):
+        q = queue % bench.queues
+        queue += 1
+        windows = list(bench.windows)
+        windows[q] = window
+        bench.set_windows(windows)
+        desc = DmaDescriptor(**{**desc.__dict__, "tag": next(tags)})
+        bench.submit(q, desc)
+        seen.add(bench.expected_status(desc, window))
+        follow = _contiguous(bench, T2H if queue % 2 else H2T, 37, 5, 9, next(tags))
+        follow = DmaDescriptor(**{**follow.__dict__,
+                                  "hbm_addr": window[0] + 1 if window[1] - window[0] > 64
+                                  else follow.hbm_addr})
+        bench.submit(q, follow)
+        await bench.drain()
+    want = {ErrorCode.OK, ErrorCode.DESC_ZERO_COUNT, ErrorCode.DESC_STRIDE_OVERFLOW,
+            ErrorCode.DESC_OUT_OF_WINDOW, ErrorCode.DESC_BAD_ELEMENT,
+            ErrorCode.TSRAM_OUT_OF_RANGE}
+    assert seen == want, f"cases cover {sorted(seen)}, not {sorted(want)}"
+    counters = bench.counters()
+    rejected = sum(1 for _, _, s in bench.order if s is not ErrorCode.OK)
+    assert counters["descs_rejected"] == rejected, (counters, rejected)
+    assert counters["descs_done"] == len(bench.order) - rejected, (counters, rejected)
+    dut._log.info("protection: %d descriptors (%d rejected), counters %s", len(bench.order),
+                  rejected, counters)
+
+
+def random_descriptor(bench, rng, window, tag):
+    es = rng.choice((1, 1, 2, 4))
+    dims = rng.choice((1, 1, 2, 3))
+    c0 = rng.choice((1, 2, 3, rng.randint(1, 16), rng.randint(1, 300) // es + 1))
+    c1 = rng.randint(1, 6) if dims >= 2 else 1
+    c2 = rng.randint(1, 4) if dims == 3 else 1
+    row = c0 * es
+    hs1 = row + rng.randrange(0, 100) if dims >= 2 else rng.randrange(0, 1000)
+    hs2 = hs1 * c1 + rng.randrange(0, 100) if dims == 3 else rng.randrange(0, 1000)
+    ts1 = row + rng.choice((0, 0, rng.randrange(0, 40)))
+    ts2 = ts1 * c1 + rng.choice((0, rng.randrange(0, 40)))
+    span_h = (c2 - 1) * hs2 + (c1 - 1) * hs1 + row
+    span_t = (c2 - 1) * ts2 + (c1 - 1) * ts1 + row
+    lo, hi = window
+    hbm = rng.randint(max(0, lo - 8), max(lo, hi - span_h + 9))
+    ts = rng.randrange(max(1, bench.tsram_bytes - span_t + 4))
+    desc = DmaDescriptor(direction=rng.choice((H2T, T2H)), elem_size=es, count0=c0, count1=c1,
+                         count2=c2, hbm_addr=hbm, hbm_stride1=hs1, hbm_stride2=hs2,
+                         tsram_addr=ts, tsram_stride1=ts1, tsram_stride2=ts2, tag=tag)
+    r = rng.random()
+    if r < 0.04:
+        desc = DmaDescriptor(**{**desc.__dict__, "elem_size": rng.choice((0, 3, 5, 6, 7))})
+    elif r < 0.08:
+        desc = DmaDescriptor(**{**desc.__dict__, rng.choice(("count0", "count1", "count2")): 0})
+    elif r < 0.11:
+        desc = DmaDescriptor(**{**desc.__dict__,
+                                "hbm_stride2": (1 << bench.addr_bits) - rng.randint(1, 99),
+                                "count2": 2})
+    return desc
+
+
+@cocotb.test()
+async def random_mix(dut):
+    """Random valid and invalid descriptors on every queue, random windows, random pauses."""
+    bench = await _setup(dut)
+    rng = bench.rng
+    tags = _tags()
+    count = bench.p.get("count", 60)
+    wb = bench.wb
+    done = 0
+    while done < count:
+        windows = []
+        for _ in range(bench.queues):
+            lo = rng.randrange(0, bench.hbm_bytes // 2) // wb * wb
+            hi = (rng.randrange(lo + 64, bench.hbm_bytes) // wb + 1) * wb - 1
+            windows.append((lo, min(hi, bench.hbm_bytes - 1)))
+        bench.set_windows(windows)
+        for _ in range(min(12, count - done)):
+            q = rng.randrange(bench.queues)
+            bench.submit(q, random_descriptor(bench, rng, windows[q], next(tags)))
+            done += 1
+        await bench.drain()
+    statuses = {s.name for _, _, s in bench.order}
+    dut._log.info("random_mix: %d descriptors, statuses %s, counters %s", len(bench.order),
+                  sorted(statuses), bench.counters())
+
+
+@cocotb.test()
+async def throughput(dut):
+    """No pauses: cycles from a descriptor's acceptance to its event, one at a time."""
+    bench = await _setup(dut)
+    bench.set_pauses(0.0)
+    bench.tsram.latency = (1, 1)
+    results = []
+    tags = _tags()
+    for case in bench.p["cases"]:
+        desc = DmaDescriptor(**{**case["desc"], "tag": next(tags)})
+        start_cycle = bench.monitor.cycle
+        before = len(bench.sink.items)
+        bench.submit(0, desc)
+        while len(bench.sink.items) == before:
+            await FallingEdge(dut.clk)
+        cycles = bench.monitor.cycle - start_cycle
+        await bench.drain()
+        results.append({**case, "cycles": cycles, "bytes": desc.total_bytes})
+    path = Path(os.environ.get("OPENMAIA_RUN_DIR", ".")) / "throughput.json"
+    path.write_text(json.dumps(results))
+    await Timer(1, unit="ns")
