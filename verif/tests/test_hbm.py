@@ -1,0 +1,250 @@
+"""HBM3 controller model: mappings, lint, cocotb benches under Verilator, the timing checker.
+
+Default tier (small builds, queue depth 8): mapping functions (Python table vs RTL, inverse,
+bijection), presets, the checker on hand-made streams (each rule fires; a clean stream passes),
+lint of the elaborated controller, random AXI traffic with pauses on every channel (reads return
+writes; DECERR and SLVERR cases), trace replay of adversarial and random traces under the
+independent timing checker for both mappings, the starvation cap, and a few broken twins
+(``faults=``) that the checker catches. Slow tier: every timing fault, deeper queues, HBM3E.
+"""
+
+import json
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from openmaia.benches.hbm_timing_checker import BRIEF_HBM3_6400, HbmTimingChecker
+from openmaia.config import PRESETS
+from openmaia.harness import elaborate, lint, simulate
+from openmaia.hbm import traces
+from openmaia.hbm.controller import (FAULTS, TIMING_FAULTS, HbmChannel, HbmController,
+                                     histogram_bin)
+from openmaia.hbm.mapping import MAPPINGS, map_address, map_address_rtl, unmap_address
+from openmaia.hbm.timing import HBM3_6400, HBM3E_9600, ORGANISATION
+
+BENCH = "openmaia.benches.hbm"
+pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")]
+
+
+def _params(ctrl, **extra):
+    return {"timing": ctrl.timing.values(), "preset": ctrl.timing.name,
+            "mapping": ctrl.mapping, "capacity": ctrl.capacity_bytes,
+            "data_bytes": ctrl.axi.data_bytes, "row_hit_cap": ctrl.row_hit_cap} | extra
+
+
+def _functional(mapping="MOP4CLXOR", **kw):
+    return HbmController(mapping=mapping, queue_depth=8, capacity_bytes=1 << 16, **kw)
+
+
+def _timing_only(mapping="MOP4CLXOR", **kw):
+    return HbmController(mapping=mapping, queue_depth=8, capacity_bytes=ORGANISATION.bytes,
+                         timing_only=True, **kw)
+
+
+def _run(ctrl, testcase, seed=None, check=True, **extra):
+    result = simulate(ctrl, bench=BENCH, name="hbm", testcase=testcase,
+                      params=_params(ctrl, **extra), seed=seed, check=check)
+    print(f"{testcase}: build {result.build_seconds:.1f} s (cached {result.build_cached}), "
+          f"run {result.run_seconds:.1f} s, log {result.log_file}")
+    return result
+
+
+# ------------------------------------------------------------------ mapping and presets
+
+@pytest.mark.parametrize("mapping", sorted(MAPPINGS))
+def test_mapping_inverse_and_bijection(mapping, rng):
+    seen = set()
+    for _ in range(2000):
+        addr = rng.randrange(ORGANISATION.bytes) & ~31
+        f = map_address(mapping, addr)
+        assert unmap_address(mapping, **f) == addr
+        assert f["col"] < ORGANISATION.columns and f["row"] < ORGANISATION.rows
+        seen.add(tuple(f.values()))
+    assert len(seen) == len({a for a in seen})
+    # a 64 B line stays in one row: both halves share bank and row
+    for _ in range(200):
+        line = rng.randrange(ORGANISATION.bytes // 64) * 64
+        a, b = map_address(mapping, line), map_address(mapping, line + 32)
+        assert (a["sid"], a["bg"], a["ba"], a["row"]) == (b["sid"], b["bg"], b["ba"], b["row"])
+        assert b["col"] == a["col"] + 1
+
+
+@pytest.mark.parametrize("mapping", sorted(MAPPINGS))
+def test_mapping_rtl_matches_python(mapping, rng):
+    from amaranth.hdl import Module, Signal
+    addr = Signal(ORGANISATION.address_bits)
+    fields = map_address_rtl(mapping, addr)
+    m = Module()
+    outs = {k: Signal(len(v), name=k) for k, v in fields.items()}
+    m.d.comb += [outs[k].eq(v) for k, v in fields.items()]
+    sim = Simulator(m)
+    samples = [rng.randrange(ORGANISATION.bytes) for _ in range(500)]
+    samples += [1 << k for k in range(ORGANISATION.address_bits)]
+
+    async def bench(ctx):
+        for a in samples:
+            ctx.set(addr, a)
+            want = map_address(mapping, a)
+            got = {k: ctx.get(s) for k, s in outs.items()}
+            assert got == want, f"0x{a:x}: rtl {got} python {want}"
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_presets():
+    assert {k: v for k, v in HBM3_6400.values().items() if k in BRIEF_HBM3_6400} \
+        == BRIEF_HBM3_6400
+    assert HBM3E_9600.tRCD_RD == 47 and HBM3E_9600.tCCD_S == 2 and HBM3E_9600.tREFI == 9360
+    assert HBM3E_9600.tck_ns == pytest.approx(0.625 / 1.5)
+
+
+def test_histogram_bins():
+    assert [histogram_bin(x) for x in (0, 15, 16, 31, 32, 1 << 17, 1 << 18, 1 << 30)] == \
+        [0, 0, 1, 1, 2, 14, 15, 15]
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="queue_depth"):
+        HbmChannel(queue_depth=1)
+    with pytest.raises(ValueError, match="capacity_bytes"):
+        HbmChannel(capacity_bytes=3000)
+    with pytest.raises(ValueError, match="mapping"):
+        HbmChannel(mapping="RoCoBa")
+    with pytest.raises(ValueError, match="faults"):
+        HbmChannel(faults={"nope"})
+    with pytest.raises(ValueError, match="ONCHIP"):
+        HbmController.from_config(PRESETS["ice40"])
+
+
+def test_trace_format_roundtrip(tmp_path):
+    reqs = traces.random_lines(50, write_fraction=0.5, seed=3)
+    reqs = [traces.Request(r.addr, r.write, i * 7) for i, r in enumerate(reqs)]
+    path = traces.write_trace(tmp_path / "t.trace", reqs)
+    assert traces.read_trace(path) == reqs
+    assert traces.parse_line("0x1234 read 5") == traces.Request(0x1200, False, 5)
+    with pytest.raises(ValueError):
+        traces.parse_line("0x10 FETCH 0")
+
+
+# ------------------------------------------------------------------ the checker itself
+
+def _clean_stream(t):
+    """A hand-made legal stream: ACT, RD, RD (other bank group), PRE, ACT, WR, RD, PRE, REF."""
+    return [(0, "ACT", 0, 0, 0, 5), (t["tRRD_L"] + 1, "ACT", 0, 1, 0, 6),
+            (t["tRCD_RD"] + 10, "RD", 0, 0, 0, 5), (t["tRCD_RD"] + 12, "RD", 0, 1, 0, 6),
+            (200, "PRE", 0, 0, 0, None), (200 + t["tRP"], "ACT", 0, 0, 0, 7),
+            (400, "WR", 0, 0, 0, 7), (400 + t["CWL"] + 2 + t["tWTR_L"], "RD", 0, 0, 0, 7),
+            (600, "PRE", 0, 0, 0, None), (601, "PRE", 0, 1, 0, None),
+            (601 + t["tRP"], "REF", 0, 0, 0, None)]
+
+
+def test_checker_accepts_clean_stream():
+    c = HbmTimingChecker(BRIEF_HBM3_6400, preset="HBM3_6400")
+    for cyc, cmd, s, g, b, row in _clean_stream(BRIEF_HBM3_6400):
+        c.command(cyc, cmd, s, g, b, row)
+    c.finish(1000)
+    assert c.passed, c.report()
+
+
+@pytest.mark.parametrize("rule", ["tRCD", "tRP", "tRAS", "tRC", "tCCD_L", "tCCD_S", "tCCD_R",
+                                  "tRRD_S", "tRRD_L", "tFAW", "tWTR_L", "tWTR_S", "tRTP", "tRTW",
+                                  "tWR", "tRFC", "refresh"])
+def test_checker_catches_each_rule(rule):
+    t = BRIEF_HBM3_6400
+    c = HbmTimingChecker(t)
+    s = {
+        "tRCD": [(0, "ACT", 0, 0, 0, 1), (t["tRCD_RD"] - 1, "RD", 0, 0, 0, 1)],
+        "tRP": [(0, "ACT", 0, 0, 0, 1), (100, "PRE", 0, 0, 0, None),
+                (99 + t["tRP"], "ACT", 0, 0, 0, 2)],
+        "tRAS": [(0, "ACT", 0, 0, 0, 1), (t["tRAS"] - 1, "PRE", 0, 0, 0, None)],
+        "tRC": [(0, "ACT", 0, 0, 0, 1), (t["tRAS"], "PRE", 0, 0, 0, None),
+                (t["tRC"] - 1, "ACT", 0, 0, 0, 2)],
+        "tCCD_L": [(0, "ACT", 0, 0, 0, 1), (0 + t["tRRD_L"], "ACT", 0, 0, 1, 1),
+                   (50, "RD", 0, 0, 0, 1), (50 + t["tCCD_L"] - 1, "RD", 0, 0, 1, 1)],
+        "tCCD_S": [(0, "ACT", 0, 0, 0, 1), (10, "ACT", 0, 1, 0, 1),
+                   (50, "RD", 0, 0, 0, 1), (50 + t["tCCD_S"] - 1, "RD", 0, 1, 0, 1)],
+        "tCCD_R": [(0, "ACT", 0, 0, 0, 1), (10, "ACT", 1, 0, 0, 1),
+                   (50, "RD", 0, 0, 0, 1), (50 + t["tCCD_R"] - 1, "RD", 1, 0, 0, 1)],
+        "tRRD_S": [(0, "ACT", 0, 0, 0, 1), (t["tRRD_S"] - 1, "ACT", 0, 1, 0, 1)],
+        "tRRD_L": [(0, "ACT", 0, 0, 0, 1), (t["tRRD_L"] - 1, "ACT", 0, 0, 1, 1)],
+        "tFAW": [(4 * k, "ACT", 0, k, 0, 1) for k in range(4)]
+        + [(t["tFAW"] - 1, "ACT", 1, 0, 0, 1)],
+        "tWTR_L": [(0, "ACT", 0, 0, 0, 1), (50, "WR", 0, 0, 0, 1),
+                   (50 + t["CWL"] + 2 + t["tWTR_L"] - 1, "RD", 0, 0, 0, 1)],
+        "tWTR_S": [(0, "ACT", 0, 0, 0, 1), (10, "ACT", 0, 1, 0, 1), (50, "WR", 0, 0, 0, 1),
+                   (50 + t["CWL"] + 2 + t["tWTR_S"] - 1, "RD", 0, 1, 0, 1)],
+        "tRTP": [(0, "ACT", 0, 0, 0, 1), (60, "RD", 0, 0, 0, 1),
+                 (60 + t["tRTP"] - 1, "PRE", 0, 0, 0, None)],
+        "tRTW": [(0, "ACT", 0, 0, 0, 1), (50, "RD", 0, 0, 0, 1),
+                 (50 + t["tRTW"] - 1, "WR", 0, 0, 0, 1)],
+        "tWR": [(0, "ACT", 0, 0, 0, 1), (50, "WR", 0, 0, 0, 1),
+                (50 + t["CWL"] + 2 + t["tWR"] - 1, "PRE", 0, 0, 0, None)],
+        "tRFC": [(0, "REF", 0, 0, 0, None), (t["tRFC"] - 1, "ACT", 0, 0, 0, 1)],
+        "refresh": [(0, "ACT", 0, 0, 0, 1), (3 * t["tREFI"], "PRE", 0, 0, 0, None)],
+    }[rule]
+    for cyc, cmd, sid, g, b, row in s:
+        c.command(cyc, cmd, sid, g, b, row)
+    c.finish(s[-1][0] + 1)
+    assert not c.passed, f"{rule} not caught"
+    want = {"tRCD": "tRCD", "refresh": "missed refresh"}.get(rule, rule)
+    assert any(want in v for v in c.violations), c.report()
+
+
+# ------------------------------------------------------------------ RTL
+
+def test_lint_controller():
+    lint(HbmController.from_config(PRESETS["small"].replace(hbm_queue_depth=8)), name="hbm")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("mapping", sorted(MAPPINGS))
+def test_random_axi_reads_return_writes(mapping, seed):
+    _run(_functional(mapping), "random_axi", seed=seed, ops=160, pause=True)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("mapping", sorted(MAPPINGS))
+def test_checker_passes_adversarial_and_random(mapping, seed, tmp_path):
+    reqs = traces.adversarial(mapping, seed=seed, repeats=2)
+    reqs += traces.random_lines(300, write_fraction=0.3, seed=seed)
+    path = traces.write_trace(tmp_path / "adv.trace", reqs)
+    _run(_timing_only(mapping), "replay", seed=seed, trace=str(path), pause=True)
+
+
+@pytest.mark.sim
+def test_starvation_cap(seed):
+    _run(_timing_only("RoBaRaCoCh"), "starvation", seed=seed)
+
+
+QUICK_FAULTS = ["trcd_short", "tfaw_short", "no_refresh"]
+
+
+def _fault_run(fault, seed, tmp_path, mapping="MOP4CLXOR"):
+    reqs = traces.adversarial(mapping, seed=seed, repeats=2)
+    path = traces.write_trace(tmp_path / "adv.trace", reqs)
+    return _run(_timing_only(mapping, faults={fault}), "replay", seed=seed, trace=str(path),
+                check=False)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("fault", QUICK_FAULTS)
+def test_checker_catches_fault(fault, seed, tmp_path):
+    result = _fault_run(fault, seed, tmp_path)
+    assert result.tests == 1 and result.failed == 1, f"{fault} not caught"
+    assert "violation" in result.log_tail(200)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(set(TIMING_FAULTS) - set(QUICK_FAULTS)))
+def test_checker_catches_fault_slow(fault, seed, tmp_path):
+    result = _fault_run(fault, seed, tmp_path)
+    assert result.tests == 1 and result.failed == 1, f"{fault} not caught"
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_no_hit_cap_fault_is_caught(seed):
+    ctrl = _timing_only("RoBaRaCoCh", faults={"no_hit_cap"})
+    _run(ctrl, "starvation", seed=seed, expect_cap=False)
