@@ -9,7 +9,7 @@ cocotb tests:
 
 * :func:`random_traffic`: every port sends ``count`` random requests (reads, full writes, partial
   writes, out-of-range addresses where a port's address range exceeds the SRAM), concentrated on a
-  few hot rows so that ports collide, with random pauses on every ``req`` and every ``rsp``. One
+  few hot rows so that ports collide, with random pauses on every ``req`` and bursts of pauses on every ``rsp``. One
   coroutine drives and samples all ports each cycle; the scoreboard checks every response against
   the model (in order per port: nothing lost, duplicated or reordered), that no response comes
   before ``latency`` cycles, that a request's conflict wait is bounded (round-robin fairness), and
@@ -39,7 +39,7 @@ from openmaia.bus.memory_port import EccStatus, MemoryRequest, MemoryResponse
 from openmaia.harness.streams import pack, random_pauses, unpack
 from openmaia.errors import ErrorCode
 
-__all__ = ["TsramModel", "random_request", "build_dut", "dut_params"]
+__all__ = ["TsramModel", "random_request", "burst_pauses", "build_dut", "dut_params"]
 
 
 def build_dut(params: dict, faults=frozenset()):
@@ -127,6 +127,21 @@ def random_request(rng: random.Random, model: TsramModel, name: str, hot_rows: i
             "strb": strb if write else 0}
 
 
+def burst_pauses(rng: random.Random, probability: float, longest: int = 12):
+    """A pause generator idle about ``probability`` of the cycles, in bursts of 1..``longest``
+    cycles (long enough for a port to fill its response buffer)."""
+    if not 0 <= probability < 1:
+        raise ValueError(f"pause probability must be in [0, 1), not {probability}")
+    mean = (1 + longest) / 2
+    start = probability / (mean * (1 - probability) + probability)
+    while True:
+        if rng.random() < start:
+            for _ in range(rng.randint(1, longest)):
+                yield True
+        else:
+            yield False
+
+
 # ---------------------------------------------------------------------------------------------
 # cocotb
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +162,7 @@ class _Port:
         self.rsp_ready = getattr(dut, f"{name}__rsp__ready")
         self.rsp_payload = getattr(dut, f"{name}__rsp__payload")
         self.req_pauses = random_pauses(rng, req_pause) if req_pause else None
-        self.rsp_pauses = random_pauses(rng, rsp_pause) if rsp_pause else None
+        self.rsp_pauses = burst_pauses(rng, rsp_pause) if rsp_pause else None
         self.queue = deque()
         self.expected = deque()  # (data, status, accept cycle)
         self.presenting = None
