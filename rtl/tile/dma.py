@@ -58,11 +58,9 @@ def _is_pow2(n):
     return isinstance(n, int) and n > 0 and n & (n - 1) == 0
 
 
-class _State(enum.Enum, shape=2):
+class _State(enum.Enum, shape=1):
     IDLE = 0
-    CHECK = 1
-    RUN = 2
-    REPORT = 3
+    RUN = 1
 
 
 class DmaCheck(wiring.Component):
@@ -448,9 +446,10 @@ class TileDma(wiring.Component):
             fifos.append(fifo)
 
         desc = Signal(self.desc_layout)
+        head = Signal(self.desc_layout)
         queue = Signal(qbits)
         rr = Signal(qbits)
-        status = Signal(ERROR_CODE_BITS)
+        pick = Signal(qbits)
         xfer_status = Signal(ERROR_CODE_BITS)
 
         m.submodules.check = check = DmaCheck(hbm_addr_bits=aw, tsram_bytes=self.tsram_bytes,
@@ -458,19 +457,20 @@ class TileDma(wiring.Component):
         base_sel = Signal(aw)
         limit_sel = Signal(aw)
         for q in range(nq):
-            with m.If(queue == q):
-                m.d.comb += [base_sel.eq(self.window_base[q]),
+            with m.If(pick == q):
+                m.d.comb += [head.as_value().eq(fifos[q].r_data),
+                             base_sel.eq(self.window_base[q]),
                              limit_sel.eq(self.window_limit[q])]
-        m.d.comb += [check.desc.eq(desc), check.window_base.eq(base_sel),
+        m.d.comb += [check.desc.eq(head), check.window_base.eq(base_sel),
                      check.window_limit.eq(limit_sel)]
 
         row_bytes = Signal(ROW_BITS)
-        with m.If(desc.elem_size == 2):
-            m.d.comb += row_bytes.eq(desc.count0 << 1)
-        with m.Elif(desc.elem_size == 4):
-            m.d.comb += row_bytes.eq(desc.count0 << 2)
+        with m.If(head.elem_size == 2):
+            m.d.comb += row_bytes.eq(head.count0 << 1)
+        with m.Elif(head.elem_size == 4):
+            m.d.comb += row_bytes.eq(head.count0 << 2)
         with m.Else():
-            m.d.comb += row_bytes.eq(desc.count0)
+            m.d.comb += row_bytes.eq(head.count0)
         to_hbm = Signal()
         m.d.comb += to_hbm.eq(desc.direction == DmaDirection.TSRAM_TO_HBM)
 
@@ -482,10 +482,10 @@ class TileDma(wiring.Component):
         m.submodules.ts_walk = tw = DmaChunkWalker(addr_bits=TSRAM_ADDR_BITS,
                                                    split_bytes=self.hbm_split)
         for walker, prefix in ((hw, "hbm"), (tw, "tsram")):
-            m.d.comb += [walker.start.eq(start), walker.base.eq(desc[f"{prefix}_addr"]),
-                         walker.stride1.eq(desc[f"{prefix}_stride1"]),
-                         walker.stride2.eq(desc[f"{prefix}_stride2"]),
-                         walker.count1.eq(desc.count1), walker.count2.eq(desc.count2),
+            m.d.comb += [walker.start.eq(start), walker.base.eq(head[f"{prefix}_addr"]),
+                         walker.stride1.eq(head[f"{prefix}_stride1"]),
+                         walker.stride2.eq(head[f"{prefix}_stride2"]),
+                         walker.count1.eq(head.count1), walker.count2.eq(head.count2),
                          walker.row_bytes.eq(row_bytes)]
         m.submodules.hbm_chunks = hfifo = SyncFIFO(
             width=len(hw.chunks.payload.as_value()), depth=self.outstanding_reads)
@@ -621,7 +621,6 @@ class TileDma(wiring.Component):
         with m.Else():
             m.d.comb += dst_done.eq(~hw.busy & ~hfifo.r_rdy & ~hb.busy & (pending == 0))
 
-        pick = Signal(qbits)
         any_ready = Signal()
         for k in reversed(range(nq)):
             cand = Signal(qbits, name=f"cand{k}")
@@ -634,33 +633,42 @@ class TileDma(wiring.Component):
                 m.d.comb += pick.eq(cand)
         m.d.comb += any_ready.eq(Cat(f.r_rdy for f in fifos).any())
 
-        m.d.comb += [self.event.payload.queue.eq(queue), self.event.payload.tag.eq(desc.tag),
-                     self.event.payload.status.eq(status), self.last_status.eq(status)]
-        rejected = Signal()
+        # The event register: loaded when a descriptor is rejected or done, emptied by `event`.
+        ev = self.event.payload
+        ev_free = Signal()
+        ev_load = Signal()
+        ev_rejected = Signal()
+        ev_queue = Signal(qbits)
+        ev_tag = Signal(len(ev.tag))
+        ev_status = Signal(ERROR_CODE_BITS)
+        m.d.comb += ev_free.eq(~self.event.valid | self.event.ready)
+        with m.If(self.event.valid & self.event.ready):
+            m.d.sync += self.event.valid.eq(0)
+        with m.If(ev_load):
+            m.d.sync += [self.event.valid.eq(1), ev.queue.eq(ev_queue), ev.tag.eq(ev_tag),
+                         ev.status.eq(ev_status), self.last_status.eq(ev_status)]
+
         state = Signal(_State)
+        pop = Signal()
         with m.If(state == _State.IDLE):
-            with m.If(any_ready):
+            m.d.comb += pop.eq(any_ready & ((check.status == ErrorCode.OK) | ev_free))
+            with m.If(pop):
                 for q in range(nq):
                     with m.If(pick == q):
                         m.d.comb += fifos[q].r_en.eq(1)
-                        m.d.sync += desc.as_value().eq(fifos[q].r_data)
-                m.d.sync += [queue.eq(pick), rr.eq(Mux(pick == nq - 1, 0, pick + 1)),
-                             state.eq(_State.CHECK)]
-        with m.If(state == _State.CHECK):
-            m.d.sync += [status.eq(check.status), xfer_status.eq(ErrorCode.OK),
-                         rejected.eq(check.status != ErrorCode.OK)]
-            with m.If(check.status == ErrorCode.OK):
-                m.d.comb += start.eq(1)
-                m.d.sync += state.eq(_State.RUN)
-            with m.Else():
-                m.d.sync += state.eq(_State.REPORT)
+                m.d.sync += [desc.eq(head), queue.eq(pick),
+                             rr.eq(Mux(pick == nq - 1, 0, pick + 1))]
+                with m.If(check.status == ErrorCode.OK):
+                    m.d.comb += start.eq(1)
+                    m.d.sync += [xfer_status.eq(ErrorCode.OK), state.eq(_State.RUN)]
+                with m.Else():
+                    m.d.comb += [ev_load.eq(1), ev_rejected.eq(1), ev_queue.eq(pick),
+                                 ev_tag.eq(head.tag), ev_status.eq(check.status)]
         with m.If(state == _State.RUN):
             m.d.comb += running.eq(1)
-            with m.If(dst_done):
-                m.d.sync += [status.eq(xfer_status), state.eq(_State.REPORT)]
-        with m.If(state == _State.REPORT):
-            m.d.comb += self.event.valid.eq(1)
-            with m.If(self.event.ready):
+            with m.If(dst_done & ev_free):
+                m.d.comb += [ev_load.eq(1), ev_queue.eq(queue), ev_tag.eq(desc.tag),
+                             ev_status.eq(xfer_status)]
                 m.d.sync += state.eq(_State.IDLE)
 
         # Counters.
@@ -677,9 +685,7 @@ class TileDma(wiring.Component):
             tsram_stall.eq((ts.req.valid & ~ts.req.ready)
                            | (side.r_rdy & to_hbm & ~ts.rsp.valid)),
         ]
-        done_event = Signal()
-        m.d.comb += [done_event.eq(self.event.valid & self.event.ready),
-                     self.busy.eq(state != _State.IDLE)]
+        m.d.comb += self.busy.eq(running | any_ready | self.event.valid)
         m.d.sync += counters["busy_cycles"].eq(counters["busy_cycles"] + self.busy)
         m.d.sync += [
             counters["axi_stall_cycles"].eq(counters["axi_stall_cycles"] + (in_run & axi_stall)),
@@ -689,7 +695,7 @@ class TileDma(wiring.Component):
                                       + Mux(bf.i_valid & bf.i_ready, bf.i_n, 0)),
             counters["bytes_written"].eq(counters["bytes_written"]
                                          + Mux(bf.o_valid & bf.o_ready, bf.o_n, 0)),
-            counters["descs_done"].eq(counters["descs_done"] + (done_event & ~rejected)),
-            counters["descs_rejected"].eq(counters["descs_rejected"] + (done_event & rejected)),
+            counters["descs_done"].eq(counters["descs_done"] + (ev_load & ~ev_rejected)),
+            counters["descs_rejected"].eq(counters["descs_rejected"] + (ev_load & ev_rejected)),
         ]
         return m

@@ -98,9 +98,13 @@ class DmaDescriptor:
 
     @classmethod
     def contiguous(cls, direction, hbm_addr, tsram_addr, nbytes, tag=0):
-        """A 1D copy of ``nbytes`` bytes."""
+        """A 1D copy of ``nbytes`` bytes (in 2- or 4-byte elements where ``count0`` needs it)."""
+        elem = next((e for e in ELEM_SIZES if nbytes % e == 0 and nbytes // e < 1 << COUNT_BITS),
+                    None)
+        if elem is None:
+            raise ValueError(f"{nbytes} bytes do not fit one row; use two dimensions")
         return cls(direction=direction, hbm_addr=hbm_addr, tsram_addr=tsram_addr,
-                   count0=nbytes, tag=tag)
+                   count0=nbytes // elem, elem_size=elem, tag=tag)
 
     @property
     def row_bytes(self) -> int:
