@@ -615,11 +615,13 @@ class TileDma(wiring.Component):
             m.d.sync += xfer_status.eq(error_now)
 
         # Control.
+        # Done: the last TSRAM write is being accepted, or the last write response arrives.
         dst_done = Signal()
         with m.If(~to_hbm):
-            m.d.comb += dst_done.eq(~tw.busy & ~tb.busy)
+            m.d.comb += dst_done.eq(~tw.busy & (~tb.busy | (req_fire & tbp.final)))
         with m.Else():
-            m.d.comb += dst_done.eq(~hw.busy & ~hfifo.r_rdy & ~hb.busy & (pending == 0))
+            m.d.comb += dst_done.eq(~hw.busy & ~hfifo.r_rdy & ~hb.busy
+                                    & ((pending == 0) | ((pending == 1) & b_fire)))
 
         any_ready = Signal()
         for k in reversed(range(nq)):
@@ -650,26 +652,28 @@ class TileDma(wiring.Component):
 
         state = Signal(_State)
         pop = Signal()
-        with m.If(state == _State.IDLE):
-            m.d.comb += pop.eq(any_ready & ((check.status == ErrorCode.OK) | ev_free))
-            with m.If(pop):
-                for q in range(nq):
-                    with m.If(pick == q):
-                        m.d.comb += fifos[q].r_en.eq(1)
-                m.d.sync += [desc.eq(head), queue.eq(pick),
-                             rr.eq(Mux(pick == nq - 1, 0, pick + 1))]
-                with m.If(check.status == ErrorCode.OK):
-                    m.d.comb += start.eq(1)
-                    m.d.sync += [xfer_status.eq(ErrorCode.OK), state.eq(_State.RUN)]
-                with m.Else():
-                    m.d.comb += [ev_load.eq(1), ev_rejected.eq(1), ev_queue.eq(pick),
-                                 ev_tag.eq(head.tag), ev_status.eq(check.status)]
-        with m.If(state == _State.RUN):
-            m.d.comb += running.eq(1)
-            with m.If(dst_done & ev_free):
-                m.d.comb += [ev_load.eq(1), ev_queue.eq(queue), ev_tag.eq(desc.tag),
-                             ev_status.eq(xfer_status)]
-                m.d.sync += state.eq(_State.IDLE)
+        finish = Signal()
+        m.d.comb += finish.eq((state == _State.RUN) & dst_done & ev_free)
+        with m.If(finish):
+            m.d.comb += [ev_load.eq(1), ev_queue.eq(queue), ev_tag.eq(desc.tag),
+                         ev_status.eq(Mux(xfer_status != ErrorCode.OK, xfer_status, error_now))]
+            m.d.sync += state.eq(_State.IDLE)
+        with m.If((state == _State.IDLE) | finish):
+            # A rejected descriptor needs the event register, which `finish` is filling.
+            m.d.comb += pop.eq(any_ready & ((check.status == ErrorCode.OK)
+                                            | (ev_free & ~finish)))
+        with m.If(pop):
+            for q in range(nq):
+                with m.If(pick == q):
+                    m.d.comb += fifos[q].r_en.eq(1)
+            m.d.sync += [desc.eq(head), queue.eq(pick), rr.eq(Mux(pick == nq - 1, 0, pick + 1))]
+            with m.If(check.status == ErrorCode.OK):
+                m.d.comb += start.eq(1)
+                m.d.sync += [xfer_status.eq(ErrorCode.OK), state.eq(_State.RUN)]
+            with m.Else():
+                m.d.comb += [ev_load.eq(1), ev_rejected.eq(1), ev_queue.eq(pick),
+                             ev_tag.eq(head.tag), ev_status.eq(check.status)]
+        m.d.comb += running.eq(state == _State.RUN)
 
         # Counters.
         counters = {name: Signal(COUNTER_BITS, name=name) for name in COUNTERS}

@@ -22,7 +22,8 @@ Checkers:
 Tests: ``contiguous`` (a sweep of lengths x offsets, both directions), ``strided`` (2D / 3D
 patterns, the 64 x 64 tile of a 4096-wide matrix), ``protection`` (every rejection, each
 followed by a descriptor that must still run), ``random_mix`` (random valid and invalid
-descriptors on every queue), ``throughput`` (no pauses; writes cycle counts to
+descriptors on every queue), ``errors`` (SLVERR from AxiRam on poisoned HBM words, uncorrectable
+ECC from the TSRAM model: reported in the event, the transfer and the next ones complete), ``throughput`` (no pauses; writes cycle counts to
 ``throughput.json`` in the run folder for scripts/dma_bench.py).
 
 Parameters (:func:`openmaia.harness.bench_params`): ``axi_addr_bits``, ``word_bytes``,
@@ -61,6 +62,29 @@ def _never():
         yield False
 
 
+class PoisonedMemory(bytearray):
+    """HBM contents for AxiRam: a slice touching a range in :attr:`poison` raises, which
+    AxiRam answers with SLVERR (reads return zeros, writes of that beat are dropped)."""
+
+    poison: list = []
+
+    def _touches(self, key):
+        if not isinstance(key, slice) or not self.poison:
+            return False
+        lo, hi, _ = key.indices(len(self))
+        return any(lo < b and a < hi for a, b in self.poison)
+
+    def __getitem__(self, key):
+        if self._touches(key):
+            raise OSError(f"poisoned HBM read {key}")
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        if self._touches(key):
+            raise OSError(f"poisoned HBM write {key}")
+        super().__setitem__(key, value)
+
+
 class TsramModel:
     """The tile SRAM behind a memory port: ``bank_bytes`` words, byte strobes, in-order reads
     with a latency of ``latency`` cycles or more, random stalls on ``req`` and ``rsp``."""
@@ -80,7 +104,7 @@ class TsramModel:
         self.rsp_payload = dut.tsram__rsp__payload
         self.req_ready.value = 0
         self.rsp_valid.value = 0
-        self.addr_bits = None
+        self.ecc_bad = set()      # word addresses read back with EccStatus.UNCORRECTABLE
         self.reads = 0
         self.writes = 0
 
@@ -127,7 +151,8 @@ class TsramModel:
                 else:
                     self.reads += 1
                     word = int.from_bytes(self.mem[base:base + bb], "little")
-                    pending.append((cycle + rng.randint(*self.latency), word))
+                    status = 2 if addr in self.ecc_bad else 0
+                    pending.append((cycle + rng.randint(*self.latency), word | status << wbits))
             cycle += 1
 
 
@@ -195,7 +220,7 @@ class Bench:
         dut.rst.value = 1
         self.set_windows(self.windows)
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst,
-                          size=self.hbm_bytes, mem=bytearray(self.hbm_bytes))
+                          size=self.hbm_bytes, mem=PoisonedMemory(self.hbm_bytes))
         for log in (self.ram.write_if.log, self.ram.read_if.log):
             log.setLevel(logging.WARNING)
         self.tsram = TsramModel(dut, dut.clk, size=self.tsram_bytes,
@@ -241,6 +266,7 @@ class Bench:
         """Random contents in both memories (and the reference copies)."""
         hbm = rng.randbytes(self.hbm_bytes)
         ts = rng.randbytes(self.tsram_bytes)
+        self.ram.mem.poison = []
         self.ram.mem[:] = hbm
         self.ref_hbm[:] = hbm
         self.tsram.mem[:] = ts
@@ -290,21 +316,46 @@ class Bench:
                 raise AssertionError(f"event {k}: {ev} names no descriptor in flight "
                                      f"(duplicate or corrupt)")
             desc, window = self.submitted.pop(key)
-            src, dst = ((self.ref_hbm, self.ref_tsram) if desc.direction == H2T
-                        else (self.ref_tsram, self.ref_hbm))
-            status = dma_reference(desc, src, dst, hbm_addr_bits=self.addr_bits, window=window,
-                                   tsram_bytes=self.tsram_bytes)
+            status = self.reference(desc, window)
             if ev["status"] != status:
                 raise AssertionError(f"event {k}: status {ev['status']:#x}, expected "
                                      f"{status.name} ({status:#x}) for {desc} window {window}")
             self.order.append((ev["queue"], ev["tag"], status))
             self.check_bus(k, desc, window, status)
 
+    def reference(self, desc, window):
+        """Apply ``desc`` to the reference memories; its expected status. Poisoned HBM bus words
+        read as zeros and are not written (SLVERR); ECC-flagged TSRAM words move as they are
+        (ECC_UNCORRECTABLE)."""
+        poison = list(self.ram.mem.poison)
+        h2t = desc.direction == H2T
+        src, dst = (self.ref_hbm, self.ref_tsram) if h2t else (self.ref_tsram, self.ref_hbm)
+        if h2t and poison:
+            src = bytearray(src)
+            for a, b in poison:
+                src[a:b] = bytes(b - a)
+        kept = [(a, bytes(self.ref_hbm[a:b])) for a, b in poison]
+        status = dma_reference(desc, src, dst, hbm_addr_bits=self.addr_bits, window=window,
+                               tsram_bytes=self.tsram_bytes)
+        if status is not ErrorCode.OK:
+            return status
+        for a, old in kept:
+            self.ref_hbm[a:a + len(old)] = old
+        n = desc.row_bytes
+        if any(r < b and a < r + n for r in desc.rows("hbm") for a, b in poison):
+            return ErrorCode.AXI_SLVERR
+        bb = self.bank_bytes
+        if not h2t and self.tsram.ecc_bad and any(
+                w in self.tsram.ecc_bad for r in desc.rows("tsram")
+                for w in range(r // bb, (r + n - 1) // bb + 1)):
+            return ErrorCode.ECC_UNCORRECTABLE
+        return status
+
     def check_bus(self, k, desc, window, status):
         ars = [b for b in self.monitor.ar if b[0] == k]
         aws = [b for b in self.monitor.aw if b[0] == k]
         ws = [b for b in self.monitor.w if b[0] == k]
-        if status is not ErrorCode.OK:
+        if status not in (ErrorCode.OK, ErrorCode.AXI_SLVERR, ErrorCode.ECC_UNCORRECTABLE):
             if ars or aws or ws:
                 raise AssertionError(f"rejected descriptor ({status.name}) {desc} made bus "
                                      f"traffic: {len(ars)} AR, {len(aws)} AW, {len(ws)} W")
@@ -583,6 +634,33 @@ async def random_mix(dut):
     statuses = {s.name for _, _, s in bench.order}
     dut._log.info("random_mix: %d descriptors, statuses %s, counters %s", len(bench.order),
                   sorted(statuses), bench.counters())
+
+
+@cocotb.test()
+async def errors(dut):
+    """SLVERR on reads and writes (poisoned HBM words in AxiRam) and uncorrectable ECC on TSRAM
+    reads: the descriptor completes with that status, the next ones run normally."""
+    bench = await _setup(dut)
+    rng = bench.rng
+    tags = _tags()
+    poison = [(0x4000, 0x4040), (0x9000 + 3 * bench.wb, 0x9000 + 4 * bench.wb)]
+    bench.ram.mem.poison = poison
+    bad_words = {(0x800 // bench.bank_bytes) + 3, (0x1000 // bench.bank_bytes)}
+    bench.tsram.ecc_bad = bad_words
+    for _ in range(3):
+        for direction in (H2T, T2H):
+            for hbm in (0x4000 - 50, 0x4020, 0x9000, 0x3000 + rng.randrange(64)):
+                ts = rng.choice((0x800 - 20, 0x1000 + 5, 0x2000 + rng.randrange(100)))
+                desc = DmaDescriptor(direction=direction, hbm_addr=hbm, tsram_addr=ts,
+                                     count0=rng.randint(1, 40), count1=rng.randint(1, 3),
+                                     hbm_stride1=64, tsram_stride1=48, tag=next(tags))
+                bench.submit(rng.randrange(bench.queues), desc)
+            await bench.drain()
+    statuses = {s for _, _, s in bench.order}
+    want = {ErrorCode.OK, ErrorCode.AXI_SLVERR, ErrorCode.ECC_UNCORRECTABLE}
+    assert statuses == want, f"statuses {sorted(statuses)}, expected {sorted(want)}"
+    dut._log.info("errors: %d descriptors, statuses %s", len(bench.order),
+                  sorted(s.name for s in statuses))
 
 
 @cocotb.test()

@@ -4,7 +4,8 @@ pauses on every channel, whole-memory scoreboards (bench: openmaia.benches.dma).
 Default tier (small preset, one Verilator build): contiguous copies of 1 B .. 1 KiB at every
 HBM offset class, both directions; 2D / 3D patterns with the 64 x 64 tile of a 4096-wide
 matrix; every rejection code with no bus traffic and the next descriptor still running; random
-valid and invalid descriptors on both queues.
+valid and invalid descriptors on both queues; SLVERR (poisoned AxiRam words) and uncorrectable
+ECC reported in the event, the next descriptors unaffected.
 
 Slow tier: the sweep up to 64 KiB and offsets 0..63 (a TSRAM large enough); the ulx3s-shaped
 engine (64-bit AXI, 128-bit TSRAM words: two bus words a TSRAM word) and the ice40-shaped one
@@ -60,6 +61,10 @@ def test_random_mix():
     run("random_mix", count=80)
 
 
+def test_errors():
+    run("errors")
+
+
 @pytest.mark.slow
 def test_contiguous_long():
     big = SMALL.replace(tsram_bank_depth=8192)        # 128 KiB of TSRAM for 64 KiB copies
@@ -74,7 +79,8 @@ def test_contiguous_all_offsets():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["ulx3s", "ice40"])
-@pytest.mark.parametrize("testcase", ["contiguous", "strided", "protection", "random_mix"])
+@pytest.mark.parametrize("testcase", ["contiguous", "strided", "protection", "random_mix",
+                                      "errors"])
 def test_other_shapes(preset, testcase):
     config = PRESETS[preset].replace(tsram_bank_depth=1024)
     run(testcase, config=config, lengths=SHORT_LENGTHS, offsets=SHORT_OFFSETS, count=80)
