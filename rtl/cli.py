@@ -115,6 +115,30 @@ def _cmd_selfcheck(args) -> int:
     return 0 if ok else 1
 
 
+def _cmd_hbm_bench(args) -> int:
+    """Replay a DRAMsim3-format trace on the HBM controller model under Verilator."""
+    from .hbm.bench import run_bench
+    result = run_bench(args.trace, mapping=args.mapping, queue_depth=args.queue_depth,
+                       preset=args.preset, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"trace {result['trace']}: {result['requests']} requests "
+              f"({result['reads']} reads, {result['writes']} writes), {result['preset']}, "
+              f"mapping {result['mapping']}, queue depth {result['queue_depth']}")
+        print(f"  bandwidth      {result['bandwidth']:.3f} of peak (16 B a cycle) over "
+              f"{result['cycles']} cycles")
+        print(f"  latency        avg {result['latency_avg']}  p50 {result['latency_p50']}  "
+              f"p99 {result['latency_p99']} memory cycles")
+        print(f"  row-hit rate   {result['row_hit_rate']:.3f} ({result['row_hits']} hits, "
+              f"{result['row_misses']} misses, {result['row_conflicts']} conflicts)")
+        print(f"  activates      {result['activates']}  precharges {result['precharges']}  "
+              f"refreshes {result['refreshes']}")
+        print(f"  timing checker {result['violations']} violations; simulated "
+              f"{result['cycles_per_second']} cycles/s")
+    return 0 if result["passed"] and result["violations"] == 0 else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="openmaia", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +165,15 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_selfcheck)
+
+    p = sub.add_parser("hbm-bench", help="replay a DRAMsim3 trace on the HBM model (Verilator)")
+    p.add_argument("--trace", required=True, help="trace file: '0x<addr> READ|WRITE <cycle>'")
+    p.add_argument("--mapping", default="MOP4CLXOR", choices=("RoBaRaCoCh", "MOP4CLXOR"))
+    p.add_argument("--queue-depth", type=int, default=32)
+    p.add_argument("--preset", default="HBM3_6400", choices=("HBM3_6400", "HBM3E_9600"))
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_hbm_bench)
 
     args = parser.parse_args(argv)
     try:

@@ -102,10 +102,15 @@ def tile_2d(count, *, pitch=16384, tile_bytes=256, tile_rows=16, write_fraction=
     return out[:count]
 
 
-def adversarial(mapping, *, seed=0, repeats=4, refresh_span=True):
-    """Patterns that put each timing limit on the critical path, for ``mapping``."""
+def adversarial(mapping, *, seed=0, repeats=4, refresh_span=True, rows=None):
+    """Patterns that put each timing limit on the critical path, for ``mapping``.
+
+    ``rows`` (optional) folds every row number into ``0 .. rows - 1``, for a model with a small
+    backing store (two rows are enough for every conflict pattern)."""
     rng = _random.Random(seed)
-    a = lambda **f: unmap_address(mapping, **f)  # noqa: E731
+
+    def a(row=0, **f):
+        return unmap_address(mapping, row=row % rows if rows else row, **f)
     reqs = []
     for rep in range(repeats):
         base_row = 8 * rep

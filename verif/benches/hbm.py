@@ -25,6 +25,7 @@ Parameters (:func:`openmaia.harness.bench_params`): ``timing`` (dict), ``preset`
 """
 
 import json
+import logging
 import os
 import random
 from pathlib import Path
@@ -105,9 +106,6 @@ class TraceMonitor:
 async def setup(dut, params, pause=False, seed_rng=None):
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     master = AxiMaster(AxiBus.from_prefix(dut, "s_axi__0_"), dut.clk, dut.rst)
-    import logging
-    for name in ("cocotb.hbm.s_axi__0_", "cocotb.hbm"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     master.write_if.log.setLevel(logging.WARNING)
     master.read_if.log.setLevel(logging.WARNING)
     if pause:
@@ -142,25 +140,37 @@ def stats_values(dut):
     return out
 
 
-async def _drain(dut, master, monitor, limit=200_000):
+async def _drain(dut, master, monitor, limit=200_000, events=()):
+    """Wait until every request in ``events`` was answered and the master is idle."""
+    events = list(events)
     for _ in range(limit):
-        if master.idle():
+        events = [e for e in events if not e.is_set()]
+        if not events and master.idle():
             break
         await RisingEdge(dut.clk)
     for _ in range(8):
         await RisingEdge(dut.clk)
-    assert master.idle(), f"requests still in flight after {limit} cycles (lost or stuck)"
+    if events or not master.idle():
+        state = {}
+        state["commands"] = dict(monitor.commands)
+        for _ in range(100):
+            await RisingEdge(dut.clk)
+        state["commands_100_later"] = dict(monitor.commands)
+        for name in ("q0", "q1", "q2", "q3", "count", "ar_busy", "aw_busy", "wl_active", "wl_pending", "used", "done",
+                     "ref_due", "bank_open", "col_cand", "row_cand", "b_valid", "rd_on"):
+            try:
+                state[name] = hex(getattr(dut.pc0, name).value.to_unsigned())
+            except Exception as error:  # noqa: BLE001 - best-effort debug dump
+                state[name] = repr(error)[:40]
+        raise AssertionError(f"requests still in flight after {limit} cycles (lost or stuck): "
+                             f"{state}")
 
 
-@cocotb.test()
-async def replay(dut):
-    params = bench_params()
-    master, checker, monitor = await setup(dut, params, pause=params.get("pause", False))
-    reqs = read_trace(params["trace"])
+async def _replay_one(dut, params, master, checker, monitor, path):
+    reqs = read_trace(path)
     outstanding = params.get("outstanding", 1024)
-    pending = []
+    pending, every = [], []
     cycle0 = monitor.cycle
-    start_cycle = None
     for req in reqs:
         while len(pending) >= outstanding:
             pending = [e for e in pending if not e.is_set()]
@@ -169,32 +179,55 @@ async def replay(dut):
         if req.cycle:
             while monitor.cycle - cycle0 < req.cycle:
                 await RisingEdge(dut.clk)
-        if start_cycle is None:
-            start_cycle = monitor.cycle
-        if req.write:
-            pending.append(master.init_write(req.addr, bytes(64)))
-        else:
-            pending.append(master.init_read(req.addr, 64))
-    await _drain(dut, master, monitor, limit=50 * len(reqs) + 100_000)
+        event = (master.init_write(req.addr, bytes(64)) if req.write
+                 else master.init_read(req.addr, 64))
+        pending.append(event)
+        every.append(event)
+    await _drain(dut, master, monitor, limit=50 * len(reqs) + 100_000, events=every)
     checker.finish(monitor.cycle)
     monitor.running = False
-    stats = stats_values(dut)
     result = {
-        "requests": len(reqs), "reads": sum(not r.write for r in reqs),
+        "trace": str(path), "requests": len(reqs), "reads": sum(not r.write for r in reqs),
         "writes": sum(r.write for r in reqs), "rlat": monitor.rlat, "wlat": monitor.wlat,
         "first_cmd": monitor.first_cmd, "last_data_end": monitor.last_data_end,
-        "end_cycle": monitor.cycle, "commands": monitor.commands, "stats": stats,
+        "end_cycle": monitor.cycle, "commands": monitor.commands, "stats": stats_values(dut),
         "checker": {"passed": checker.passed, "count": checker.count,
                     "violations": checker.violations, "refreshes": checker.refreshes},
     }
+    dut._log.info("%s: checker: %s", path, checker.report())
+    return result
+
+
+@cocotb.test()
+async def replay(dut):
+    """Replay ``trace`` (or each of ``traces`` in turn, resetting the model in between)."""
+    params = bench_params()
+    paths = params.get("traces") or [params["trace"]]
+    master, checker, monitor = await setup(dut, params, pause=params.get("pause", False))
+    results = []
+    for k, path in enumerate(paths):
+        if k:
+            for _ in range(2):
+                await RisingEdge(dut.clk)
+            dut.rst.value = 1
+            for _ in range(4):
+                await RisingEdge(dut.clk)
+            dut.rst.value = 0
+            await RisingEdge(dut.clk)
+            checker = HbmTimingChecker(params["timing"], preset=params.get("preset"))
+            monitor = TraceMonitor(dut, checker)
+            cocotb.start_soon(monitor.run())
+        results.append(await _replay_one(dut, params, master, checker, monitor, path))
     run_dir = Path(os.environ.get("OPENMAIA_RUN_DIR", "."))
-    (run_dir / "result.json").write_text(json.dumps(result))
-    dut._log.info("checker: %s", checker.report())
-    assert len(monitor.rlat) == result["reads"], (
-        f"{result['reads']} reads issued, {len(monitor.rlat)} answered")
-    assert len(monitor.wlat) == result["writes"], (
-        f"{result['writes']} writes issued, {len(monitor.wlat)} answered")
-    assert checker.passed, checker.report()
+    (run_dir / "result.json").write_text(json.dumps(results))
+    for r in results:
+        assert len(r["rlat"]) == r["reads"], (
+            f"{r['trace']}: {r['reads']} reads issued, {len(r['rlat'])} answered")
+        assert len(r["wlat"]) == r["writes"], (
+            f"{r['trace']}: {r['writes']} writes issued, {len(r['wlat'])} answered")
+        assert r["checker"]["passed"], "\n".join([f"{r['trace']}: {r['checker']['count']} "
+                                                  f"timing violations"]
+                                                 + r["checker"]["violations"])
 
 
 @cocotb.test()
@@ -285,25 +318,23 @@ async def starvation(dut):
     mapping = params["mapping"]
     cap = params["row_hit_cap"]
     from openmaia.hbm.mapping import unmap_address
-    hot = [unmap_address(mapping, sid=0, bg=0, ba=0, row=1, col=2 * (k % 16))
+    hot = [unmap_address(mapping, sid=0, bg=0, ba=0, row=0, col=2 * (k % 16))
            for k in range(64)]
-    victim = unmap_address(mapping, sid=0, bg=0, ba=0, row=2, col=0)
+    victim = unmap_address(mapping, sid=0, bg=0, ba=0, row=1, col=0)
     events = [master.init_read(a, 64) for a in hot[:8]]
     for _ in range(60):
         await RisingEdge(dut.clk)
     arrive = monitor.cycle
     events.append(master.init_read(victim, 64))
     events += [master.init_read(a, 64) for a in hot[8:]]
-    for e in events:
-        await e.wait()
-    await _drain(dut, master, monitor)
+    await _drain(dut, master, monitor, events=events)
     checker.finish(monitor.cycle)
     monitor.running = False
-    act_victim = [c for c in monitor.log if c[1] == "ACT" and c[5] == 2]
+    act_victim = [c for c in monitor.log if c[1] == "ACT" and c[5] == 1]
     assert act_victim, "the waiting request's row was never opened"
     t_act = act_victim[0][0]
-    hits_between = [c for c in monitor.log if c[1] == "RD" and c[5] == 1
-                    and arrive <= c[0] < t_act]
+    hits_between = [c for c in monitor.log if c[1] == "RD" and c[5] == 0
+                    and (c[2], c[3], c[4]) == (0, 0, 0) and arrive <= c[0] < t_act]
     dut._log.info("victim arrived ~%d, its ACT at %d, %d row-hit bursts in between (cap %d)",
                   arrive, t_act, len(hits_between), cap)
     if params.get("expect_cap", True):
