@@ -19,9 +19,9 @@ cocotb tests:
   of random words are corrected on read and counted; double flips are reported UNCORRECTABLE,
   counted, raise ``err`` (code, port, address, lane) and ``err_sticky``; a partial write over a
   single flip scrubs the word; a partial write over a double flip leaves it bad.
-* :func:`throughput`: fixed streams (``streams`` parameter) run back to back for ``cycles`` cycles
-  with always-ready responses; the counters are printed as a JSON line (``TSRAM_FIGURES ...``)
-  for scripts/tsram_bench.py.
+* :func:`throughput`: fixed streams (``streams`` parameter), each presenting a request every
+  cycle for ``cycles`` cycles with always-ready responses; the counters over the window are
+  written for scripts/tsram_bench.py.
 
 Parameters (:func:`openmaia.harness.bench_params`): ``banks``, ``bank_bytes``, ``depth``,
 ``ecc``, ``rsp_depth``, ``ports`` (``{name: [width, addr_width]}``), and per test ``count``,
@@ -545,31 +545,60 @@ if cocotb is not None:
 
     @cocotb.test()
     async def throughput(dut):
-        """Fixed streams, back to back: print the counters for scripts/tsram_bench.py."""
+        """Every stream of ``streams`` presents a request every cycle for ``cycles`` cycles
+        (responses always taken); the counters over that window are printed as a JSON line and
+        written to ``tsram_figures.json`` for scripts/tsram_bench.py.
+
+        ``streams``: ``{port: {"op": "read" | "write", "pattern": "seq" | "random",
+        "start": port address}}``; ``seq`` walks the port's addresses from ``start``."""
+        from cocotb.triggers import FallingEdge, ReadOnly
         params, rng, spec_dut = _setup()
         await _reset(dut)
         model = TsramModel(params)
         cycles = params.get("cycles", 2000)
-        streams = params["streams"]  # {port: {"op": "read"|"write", "start": a, "stride": s}}
+        streams = params["streams"]
         ports = [_Port(dut, n, model, rng, 0, 0) for n in streams]
+        nexts = {}
         for p in ports:
             s = streams[p.name]
             width = model.ports[p.name][0]
             span = model.words // width
             nbytes = width * model.bank_bytes
-            for i in range(cycles):
-                p.queue.append({"addr": (s["start"] + i * s.get("stride", 1)) % span,
-                                "write": int(s["op"] == "write"), "data": i,
-                                "strb": (1 << nbytes) - 1})
-        done = await _loop(dut, ports, model, cycles_limit=20 * cycles * len(ports))
-        got = _counters(dut, spec_dut.counters_layout)
+            seq = (s.get("start", 0) + i for i in range(10 ** 9))
+            nexts[p.name] = (lambda s=s, span=span, nbytes=nbytes, seq=seq: {
+                "addr": (rng.randrange(span) if s.get("pattern") == "random" else next(seq)
+                         % span),
+                "write": int(s["op"] == "write"), "data": rng.getrandbits(8 * nbytes),
+                "strb": (1 << nbytes) - 1})
+            p.rsp_ready.value = 1
+        start = _counters(dut, spec_dut.counters_layout)
+        for _ in range(cycles):
+            await FallingEdge(dut.clk)
+            for p in ports:
+                if p.presenting is None:
+                    p.presenting = nexts[p.name]()
+                    p.payload.value = pack(p.req_layout, p.presenting)
+                p.valid.value = 1
+            await ReadOnly()
+            for p in ports:
+                if int(p.ready.value):
+                    p.presenting = None
+        await FallingEdge(dut.clk)
+        for p in ports:
+            p.valid.value = 0
+        await ReadOnly()
+        end = _counters(dut, spec_dut.counters_layout)
         names = list(model.ports)
-        figures = {"cycles": done, "counters": got,
-                   "ports": {p.name: {"width": model.ports[p.name][0],
-                                      "accepted": got["accepted"][names.index(p.name)],
-                                      "conflict": got["conflict"][names.index(p.name)],
-                                      "rsp_stall": got["rsp_stall"][names.index(p.name)]}
-                             for p in ports}}
+        delta = {k: ([b - a for a, b in zip(start[k], end[k])] if isinstance(end[k], list)
+                     else end[k] - start[k]) for k in end}
+        figures = {"cycles": cycles, "bank_bytes": model.bank_bytes, "banks": model.banks,
+                   "counters": delta,
+                   "ports": {n: {"width": model.ports[n][0],
+                                 "accepted": delta["accepted"][names.index(n)],
+                                 "conflict": delta["conflict"][names.index(n)],
+                                 "rsp_stall": delta["rsp_stall"][names.index(n)]}
+                             for n in streams}}
         print("TSRAM_FIGURES " + json.dumps(figures))
         with open("tsram_figures.json", "w") as f:
             json.dump(figures, f)
+        assert delta["cycles"] == cycles + 1
