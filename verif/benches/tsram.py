@@ -9,11 +9,12 @@ cocotb tests:
 
 * :func:`random_traffic`: every port sends ``count`` random requests (reads, full writes, partial
   writes, out-of-range addresses where a port's address range exceeds the SRAM), concentrated on a
-  few hot rows so that ports collide, with random pauses on every ``req`` and bursts of pauses on every ``rsp``. One
-  coroutine drives and samples all ports each cycle; the scoreboard checks every response against
-  the model (in order per port: nothing lost, duplicated or reordered), that no response comes
-  before ``latency`` cycles, that a request's conflict wait is bounded (round-robin fairness), and
-  the counters against what the bench saw. Coverage: port x kind (read, write, partial write,
+  few hot rows so that ports collide, with random pauses on every ``req`` and bursts of pauses on
+  every ``rsp``. One coroutine drives and samples all ports each cycle; the scoreboard checks
+  every response against the model (in order per port: nothing lost, duplicated or reordered),
+  that no response comes before ``latency`` cycles, that conflict waits are bounded (round-robin
+  fairness: at most ``2 x ports`` conflict cycles in a row), and the counters against what the
+  bench saw. Coverage: port x kind (read, write, partial write,
   conflicted, held by response backpressure).
 * :func:`fault_injection`: single flips at random codeword positions (data, check and parity bits)
   of random words are corrected on read and counted; double flips are reported UNCORRECTABLE,
@@ -315,7 +316,6 @@ if cocotb is not None:
                     expect["rmw"] += 1
         conflict_bound = 2 * nports
         failures = []
-        before = {p.name: 0 for p in ports}
 
         def on_accept(p, req, cycle):
             kind = ("partial" if model.is_partial(p.name, req["write"], req["strb"])

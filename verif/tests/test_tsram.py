@@ -16,7 +16,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from openmaia.benches.tsram import TsramModel, build_dut, dut_params, random_request
+from openmaia.benches.tsram import TsramModel, dut_params, random_request
 from openmaia.bus.memory_port import EccStatus, MemoryPortSignature
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode
