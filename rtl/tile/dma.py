@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..bus.axi import AXI4_MAX_BEATS, AXI_BOUNDARY_BYTES, Axi4Signature, AxiBurst, AxiResp
@@ -231,7 +231,8 @@ def _beat_layout(addr_bits, word_bytes):
 class DmaBeatWalker(wiring.Component):
     """Cuts chunks into ``word_bytes``-wide words: for each, the word address, the first byte
     lane ``lo``, the byte count ``n`` (>= 1), ``last`` (the chunk's last word) and ``final``
-    (the descriptor's last word)."""
+    (the descriptor's last word). When idle, a chunk's first word is offered in the cycle the
+    chunk arrives (a combinational path from ``chunks`` to ``beats``)."""
 
     def __init__(self, *, addr_bits, split_bytes, word_bytes):
         self.addr_bits = addr_bits
@@ -246,39 +247,57 @@ class DmaBeatWalker(wiring.Component):
         m = Module()
         wb = self.word_bytes
         lb = _log2(wb)
+        word_r = Signal(self.addr_bits - lb)
+        lo_r = Signal(lb)
+        left_r = Signal(len(self.chunks.payload.nbytes))
+        final_r = Signal()
+        active = Signal()
+        # While idle, a waiting chunk's first word goes out in the cycle the chunk arrives.
         word = Signal(self.addr_bits - lb)
         lo = Signal(lb)
         left = Signal(len(self.chunks.payload.nbytes))
         final = Signal()
-        active = Signal()
+        cp = self.chunks.payload
+        m.d.comb += [
+            word.eq(Mux(active, word_r, cp.addr[lb:])),
+            lo.eq(Mux(active, lo_r, cp.addr[:lb])),
+            left.eq(Mux(active, left_r, cp.nbytes)),
+            final.eq(Mux(active, final_r, cp.final)),
+        ]
         room = Signal(lb + 1)
         last = Signal()
         n = Signal(lb + 1)
+        fire = Signal()
         m.d.comb += [
             room.eq(wb - lo),
             last.eq(left <= room),
             n.eq(Mux(last, left, room)),
             self.busy.eq(active),
-            self.beats.valid.eq(active),
+            self.beats.valid.eq(active | self.chunks.valid),
             self.beats.payload.word.eq(word),
             self.beats.payload.lo.eq(lo),
             self.beats.payload.n.eq(n),
             self.beats.payload.last.eq(last),
             self.beats.payload.final.eq(last & final),
             self.chunks.ready.eq(~active | (self.beats.ready & last)),
+            fire.eq(self.beats.valid & self.beats.ready),
         ]
-        with m.If(self.beats.valid & self.beats.ready):
-            m.d.sync += [word.eq(word + 1), lo.eq(0), left.eq(left - n)]
-            with m.If(last):
-                m.d.sync += active.eq(0)
-        with m.If(self.chunks.valid & self.chunks.ready):
-            m.d.sync += [
-                active.eq(1),
-                word.eq(self.chunks.payload.addr[lb:]),
-                lo.eq(self.chunks.payload.addr[:lb]),
-                left.eq(self.chunks.payload.nbytes),
-                final.eq(self.chunks.payload.final),
-            ]
+        with m.If(active):
+            with m.If(fire):
+                m.d.sync += [word_r.eq(word + 1), lo_r.eq(0), left_r.eq(left - n)]
+                with m.If(last):
+                    m.d.sync += active.eq(0)
+            with m.If(self.chunks.valid & self.chunks.ready):
+                m.d.sync += [active.eq(1), word_r.eq(cp.addr[lb:]), lo_r.eq(cp.addr[:lb]),
+                             left_r.eq(cp.nbytes), final_r.eq(cp.final)]
+        with m.Elif(self.chunks.valid):
+            # The chunk is taken now; keep what is left of it, if anything.
+            m.d.sync += [word_r.eq(word), lo_r.eq(lo), left_r.eq(left), final_r.eq(final)]
+            with m.If(fire):
+                m.d.sync += [word_r.eq(word + 1), lo_r.eq(0), left_r.eq(left - n),
+                             active.eq(~last)]
+            with m.Else():
+                m.d.sync += active.eq(1)
         return m
 
 
@@ -437,8 +456,7 @@ class TileDma(wiring.Component):
         # Descriptor queues, round-robin pick.
         fifos = []
         for q in range(nq):
-            fifo = SyncFIFOBuffered(width=len(self.desc[q].payload.as_value()),
-                                    depth=self.queue_depth)
+            fifo = SyncFIFO(width=len(self.desc[q].payload.as_value()), depth=self.queue_depth)
             m.submodules[f"queue{q}"] = fifo
             m.d.comb += [fifo.w_data.eq(self.desc[q].payload.as_value()),
                          fifo.w_en.eq(self.desc[q].valid),
