@@ -173,29 +173,33 @@ class TileTensorUnit(wiring.Component):
         fmt_ok_a, fmt_ok_b = Signal(), Signal()
         for fmt_sel, ok in ((cmd.fmt_a, fmt_ok_a), (cmd.fmt_b, fmt_ok_b)):
             with m.Switch(fmt_sel):
-                for f in self._formats:
+                for f in sorted(self._formats, key=lambda f: f.spec.hw_code):
                     with m.Case(f.spec.hw_code):
                         m.d.comb += ok.eq(1)
                 with m.Default():
                     m.d.comb += ok.eq(0)
+        # (separate signals, not fields of `new`: Verilator sees a struct feeding itself as a
+        # combinational loop)
+        m_tiles, n_tiles, status = Signal(DIM_BITS), Signal(DIM_BITS), Signal(8)
+        tiles = Signal(2 * DIM_BITS)
+        m.d.comb += [m_tiles.eq((cmd.m + rows - 1) >> _log2(rows)),
+                     n_tiles.eq((cmd.n + cols - 1) >> _log2(cols)),
+                     tiles.eq(m_tiles * n_tiles)]
+        with m.If((cmd.m == 0) | (cmd.n == 0) | (cmd.k == 0) | (cmd.k > self._panel_blocks)):
+            m.d.comb += status.eq(ErrorCode.ILLEGAL_SHAPE)
+        with m.Elif(~fmt_ok_a | ~fmt_ok_b):
+            m.d.comb += status.eq(ErrorCode.FORMAT_NOT_BUILT)
+        with m.Elif((cmd.accumulate | cmd.keep) & (tiles > slots)):
+            m.d.comb += status.eq(ErrorCode.ILLEGAL_SHAPE)
         new = Signal(_OP)
         m.d.comb += [
-            new.cmd.eq(cmd),
-            new.m_tiles.eq((cmd.m + rows - 1) >> _log2(rows)),
-            new.n_tiles.eq((cmd.n + cols - 1) >> _log2(cols)),
+            new.cmd.eq(cmd), new.m_tiles.eq(m_tiles), new.n_tiles.eq(n_tiles),
+            new.status.eq(status),
             new.fp4.eq(Const(self._double_rate) & (cmd.fmt_a == Format.E2M1.spec.hw_code)
                        & (cmd.fmt_b == Format.E2M1.spec.hw_code)),
         ]
-        tiles = Signal(2 * DIM_BITS)
-        m.d.comb += tiles.eq(new.m_tiles * new.n_tiles)
-        with m.If((cmd.m == 0) | (cmd.n == 0) | (cmd.k == 0) | (cmd.k > self._panel_blocks)):
-            m.d.comb += new.status.eq(ErrorCode.ILLEGAL_SHAPE)
-        with m.Elif(~fmt_ok_a | ~fmt_ok_b):
-            m.d.comb += new.status.eq(ErrorCode.FORMAT_NOT_BUILT)
-        with m.Elif((cmd.accumulate | cmd.keep) & (tiles > slots)):
-            m.d.comb += new.status.eq(ErrorCode.ILLEGAL_SHAPE)
         good = Signal()
-        m.d.comb += good.eq(new.status == ErrorCode.OK)
+        m.d.comb += good.eq(status == ErrorCode.OK)
         m.d.comb += [
             self.cmd.ready.eq(comp_q.w_rdy & (load_q.w_rdy | ~good)),
             comp_q.w_data.eq(new), load_q.w_data.eq(new),

@@ -136,11 +136,13 @@ class Workload:
 
     def random(self, rng: np.random.Generator, count: int, *, max_tiles=3, special=0.1,
                illegal=0.05):
-        """``count`` random commands over every shape class and format pair."""
+        """``count`` random commands (and chains); the first ``shape classes x pairs`` of them
+        cover every shape class with every format pair once, in a random order."""
         pairs = all_pairs(self.formats)
+        cross = [(cls, pair) for cls in SHAPE_CLASSES for pair in pairs]
+        order = list(rng.permutation(len(cross)))
         for i in range(count):
-            fa, fb = pairs[i % len(pairs)] if i < len(pairs) else pairs[rng.integers(len(pairs))]
-            cls = SHAPE_CLASSES[rng.integers(len(SHAPE_CLASSES))]
+            cls, (fa, fb) = cross[order[i] if i < len(cross) else rng.integers(len(cross))]
             self.add_class(rng, cls, fa, fb, max_tiles=max_tiles, special=special)
             if rng.random() < illegal:
                 self.add_illegal(rng)
@@ -226,7 +228,7 @@ def compare(kind, index, got, want):
 async def random_ops(dut):
     """Random commands through the TTU, scoreboarded bit-exact in order."""
     params = bench_params()
-    seed = params["seed"]
+    seed = cocotb.RANDOM_SEED
     rng = np.random.default_rng(seed)
     prng = random.Random(seed)
     rows, cols, lanes = params["rows"], params["cols"], params["lanes"]

@@ -57,6 +57,12 @@ class FormatSpec:
         return BLOCK_SIZE * self.bits // 8
 
 
+# Fixed hashes for Format members: Enum hashes its name, which Python randomizes per process, so
+# iterating a set of formats would order them differently in every process, and the elaborated
+# Verilog (and every simulation build cached by its hash) with them.
+_FORMAT_HASH = {"e4m3": 0, "e5m2": 1, "e3m2": 2, "e2m3": 3, "e2m1": 4, "int8": 5}
+
+
 class Format(enum.Enum):
     """An MX element format. ``Format("e4m3")`` and ``Format.E4M3`` name the same format."""
     E4M3 = "e4m3"
@@ -65,6 +71,9 @@ class Format(enum.Enum):
     E2M3 = "e2m3"
     E2M1 = "e2m1"
     INT8 = "int8"
+
+    def __hash__(self):
+        return _FORMAT_HASH[self._value_]
 
     @property
     def spec(self) -> FormatSpec:

@@ -182,3 +182,20 @@ def test_cli_selfcheck(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and {row["top"] for row in report["tops"]} == set(TOPS)
     assert all(row["result"] == "PASS" for row in report["tops"])
+
+
+def test_elaboration_is_the_same_in_every_process():
+    """Builds are cached by a hash of the Verilog, so elaboration must not depend on Python's
+    per-process hash randomization (it did once: sets of formats iterated in hash order)."""
+    import subprocess
+    import sys
+    code = ("from openmaia.compute.dot_engine import MxDotEngine;"
+            "from openmaia.harness.elaborate import elaborate, verilog_digest;"
+            "from openmaia.config import get_config;"
+            "print(verilog_digest(elaborate(MxDotEngine(formats=get_config('small').formats,"
+            " lanes=1), name='x')))")
+    digests = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                              text=True, env={**__import__("os").environ,
+                                              "PYTHONHASHSEED": str(s)}).stdout
+               for s in (1, 2, 3)}
+    assert len(digests) == 1
