@@ -25,7 +25,9 @@ LIMIT = {"sequential": ANALYTIC_LIMITS["sequential"], "random": ANALYTIC_LIMITS[
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=4000)
+    ap.add_argument("--requests", type=int, default=8000,
+                    help="requests a trace (the sequential trace gets twice as many, so that "
+                         "its window spans many refresh intervals)")
     ap.add_argument("--depths", type=int, nargs="+", default=[32, 256])
     ap.add_argument("--mappings", nargs="+", default=["RoBaRaCoCh", "MOP4CLXOR"])
     ap.add_argument("--patterns", nargs="+", default=list(traces.PATTERNS))
@@ -38,7 +40,8 @@ def main(argv=None):
     paths = []
     for pattern in args.patterns:
         path = tmp / f"{pattern}.trace"
-        traces.write_trace(path, traces.generate(pattern, args.requests, seed=args.seed))
+        count = 2 * args.requests if pattern == "sequential" else args.requests
+        traces.write_trace(path, traces.generate(pattern, count, seed=args.seed))
         paths.append(path)
     rows = []
     for mapping in args.mappings:

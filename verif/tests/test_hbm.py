@@ -242,7 +242,8 @@ def test_checker_catches_fault(fault, seed, tmp_path):
 
 @pytest.mark.sim
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", sorted(set(TIMING_FAULTS) - set(QUICK_FAULTS)) + ["no_refresh"])
+@pytest.mark.parametrize("fault",
+                         sorted(set(TIMING_FAULTS) - set(QUICK_FAULTS)) + ["no_refresh"])
 def test_checker_catches_fault_slow(fault, seed, tmp_path):
     result = _fault_run(fault, seed, tmp_path)
     assert result.tests == 1 and result.failed == 1, f"{fault} not caught"
@@ -253,3 +254,99 @@ def test_checker_catches_fault_slow(fault, seed, tmp_path):
 def test_no_hit_cap_fault_is_caught(seed):
     ctrl = _functional("RoBaRaCoCh", faults={"no_hit_cap"})
     _run(ctrl, "starvation", seed=seed, expect_cap=False)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("timing,depth", [("HBM3E_9600", 8), ("HBM3_6400", 32)])
+def test_other_builds(timing, depth, seed, tmp_path):
+    """HBM3E preset and a deeper queue: data, the checker on adversarial + random traffic."""
+    ctrl = HbmController(timing=timing, queue_depth=depth, capacity_bytes=1 << 16)
+    _run(ctrl, "random_axi", seed=seed, ops=400, pause=True)
+    path = _adversarial_trace(ctrl.mapping, seed, tmp_path / "adv.trace")
+    _run(ctrl, "replay", seed=seed, trace=str(path), pause=True)
+
+
+# ------------------------------------------------------------------ HbmTimers (Amaranth sim)
+
+def _bank(sid=0, bg=0, ba=0):
+    return (sid * ORGANISATION.bank_groups + bg) * ORGANISATION.banks + ba
+
+
+T = HBM3_6400
+# name: (commands [(cycle, "ACT"|"PRE"|"REF"|"RD"|"WR", bank)], probe (output, bank),
+#        reference cycle, expected gap, the fault that shortens it)
+TIMER_CASES = {
+    "tRCD_RD": ([(0, "ACT", 0)], ("rd_ok", 0), 0, T.tRCD_RD, "trcd_short"),
+    "tRCD_WR": ([(0, "ACT", 0)], ("wr_ok", 0), 0, T.tRCD_WR, "trcd_short"),
+    "tRAS": ([(0, "ACT", 0)], ("pre_ok", 0), 0, T.tRAS, "tras_short"),
+    "tRC": ([(0, "ACT", 0), (T.tRAS, "PRE", 0)], ("act_ok", 0), 0, T.tRC, "trc_short"),
+    "tRP": ([(0, "ACT", 0), (20, "WR", 0), (20 + T.write_to_precharge, "PRE", 0)],
+            ("act_ok", 0), 20 + T.write_to_precharge, T.tRP, "trp_short"),
+    "tRTP": ([(0, "ACT", 0), (40, "RD", 0)], ("pre_ok", 0), 40, T.tRTP, "trtp_short"),
+    "tWR": ([(0, "ACT", 0), (20, "WR", 0)], ("pre_ok", 0), 20, T.write_to_precharge,
+            "twr_short"),
+    "tRRD_S": ([(0, "ACT", 0)], ("act_ok", _bank(bg=1)), 0, T.tRRD_S, "trrd_s_short"),
+    "tRRD_L": ([(0, "ACT", 0)], ("act_ok", _bank(ba=1)), 0, T.tRRD_L, "trrd_l_short"),
+    "tFAW": ([(0, "ACT", _bank(bg=0)), (T.tRRD_S, "ACT", _bank(bg=1)),
+              (2 * T.tRRD_S, "ACT", _bank(bg=2)), (3 * T.tRRD_S, "ACT", _bank(bg=3))],
+             ("act_ok", _bank(sid=1)), 0, T.tFAW, "tfaw_short"),
+    "tCCD_S": ([(0, "RD", 0)], ("rd_ok", _bank(bg=1)), 0, T.tCCD_S, "tccd_s_short"),
+    "tCCD_L": ([(0, "RD", 0)], ("rd_ok", _bank(ba=1)), 0, T.tCCD_L, "tccd_l_short"),
+    "tCCD_R": ([(0, "RD", 0)], ("rd_ok", _bank(sid=1)), 0, T.tCCD_R, "tccd_r_short"),
+    "tWTR_S": ([(0, "WR", 0)], ("rd_ok", _bank(bg=1)), 0, T.write_to_read_s, "twtr_s_short"),
+    "tWTR_L": ([(0, "WR", 0)], ("rd_ok", _bank(ba=1)), 0, T.write_to_read_l, "twtr_l_short"),
+    "tRTW": ([(0, "RD", 0)], ("wr_ok", _bank(bg=1)), 0, T.tRTW, "trtw_short"),
+    "tRFC": ([(0, "REF", 0)], ("act_ok", 0), 0, T.tRFC, "trfc_short"),
+}
+
+
+def _timer_gaps(cases, faults=()):
+    """Run each (commands, probe, reference cycle) case in turn on one HbmTimers, with idle
+    time in between for every counter to drain; return the measured gaps."""
+    from openmaia.hbm.controller import ColCmd, HbmTimers, RowCmd
+    dut = HbmTimers(timing=T, faults=faults)
+    gaps = []
+
+    async def bench(ctx):
+        for commands, probe, ref in cases:
+            by_cycle = {c: (kind, bank) for c, kind, bank in commands}
+            last = max(by_cycle)
+            found = None
+            for cycle in range(last + T.tRFC + 8):
+                if cycle > last and (ctx.get(getattr(dut, probe[0])) >> probe[1]) & 1:
+                    found = cycle - ref
+                    break
+                kind, bank = by_cycle.get(cycle, (None, 0))
+                ctx.set(dut.row_valid, kind in ("ACT", "PRE", "REF"))
+                ctx.set(dut.col_valid, kind in ("RD", "WR"))
+                if kind in ("ACT", "PRE", "REF"):
+                    ctx.set(dut.row_cmd, RowCmd[kind])
+                    ctx.set(dut.row_bank, bank)
+                if kind in ("RD", "WR"):
+                    ctx.set(dut.col_cmd, ColCmd[kind])
+                    ctx.set(dut.col_bank, bank)
+                await ctx.tick()
+            gaps.append(found)
+            ctx.set(dut.row_valid, 0)
+            ctx.set(dut.col_valid, 0)
+            await ctx.tick().repeat(T.tRFC + T.tRC)
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    return gaps
+
+
+def test_timers_gaps():
+    """Every limit of HbmTimers is exactly the table's value (one simulation, all cases)."""
+    names = sorted(TIMER_CASES)
+    gaps = _timer_gaps([TIMER_CASES[n][:3] for n in names])
+    assert dict(zip(names, gaps)) == {n: TIMER_CASES[n][3] for n in names}
+
+
+@pytest.mark.parametrize("case", sorted(TIMER_CASES))
+def test_timers_fault_shortens_its_limit(case):
+    """Mutation check at the timer level: each ``*_short`` fault is one cycle short."""
+    commands, probe, ref, gap, fault = TIMER_CASES[case]
+    assert _timer_gaps([(commands, probe, ref)], faults={fault}) == [gap - 1]
