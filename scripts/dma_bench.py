@@ -24,10 +24,10 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore")
 
-from openmaia.config import get_config  # noqa: E402
-from openmaia.harness import simulate  # noqa: E402
-from openmaia.tile.dma import TileDma  # noqa: E402
-from openmaia.tile.dma_descriptor import DmaDescriptor, DmaDirection  # noqa: E402
+from openmaia.config import get_config
+from openmaia.harness import simulate
+from openmaia.tile.dma import TileDma
+from openmaia.tile.dma_descriptor import DmaDescriptor, DmaDirection
 
 LENGTHS = [1, 2, 3, 4, 8, 16, 17, 32, 64, 100, 128, 256, 512, 1000, 1024, 2048, 4095, 4096,
            4097, 8192, 10000, 16384, 32768, 65535, 65536]

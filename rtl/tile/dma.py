@@ -19,9 +19,7 @@ Structure (one descriptor at a time, from ``dma_queues`` queues served round-rob
 
 from collections.abc import Iterable
 
-
-
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -29,11 +27,23 @@ from amaranth.lib.wiring import In, Out
 from ..bus.axi import AXI4_MAX_BEATS, AXI_BOUNDARY_BYTES, Axi4Signature, AxiBurst, AxiResp
 from ..bus.memory_port import EccStatus, MemoryPortSignature
 from ..errors import ERROR_CODE_BITS, ErrorCode
-from .dma_descriptor import (COUNT_BITS, TSRAM_ADDR_BITS, DmaDescriptorLayout, DmaDirection,
-                             DmaEventLayout)
+from .dma_descriptor import (
+    COUNT_BITS,
+    TSRAM_ADDR_BITS,
+    DmaDescriptorLayout,
+    DmaDirection,
+    DmaEventLayout,
+)
 
-__all__ = ["TileDma", "DmaCheck", "DmaChunkWalker", "DmaBeatWalker", "DmaByteFifo", "FAULTS",
-           "COUNTERS"]
+__all__ = [
+    "COUNTERS",
+    "FAULTS",
+    "DmaBeatWalker",
+    "DmaByteFifo",
+    "DmaCheck",
+    "DmaChunkWalker",
+    "TileDma",
+]
 
 #: Deliberate bugs for the mutation checks (docs/dma.md).
 FAULTS = {
@@ -697,8 +707,6 @@ class TileDma(wiring.Component):
         counters = {name: Signal(COUNTER_BITS, name=name) for name in COUNTERS}
         for name, sig in counters.items():
             m.d.comb += getattr(self, name).eq(sig)
-        in_run = Signal()
-        m.d.comb += in_run.eq(running)
         axi_stall = Signal()
         tsram_stall = Signal()
         m.d.comb += [
@@ -710,9 +718,9 @@ class TileDma(wiring.Component):
         m.d.comb += self.busy.eq(running | any_ready | self.event.valid)
         m.d.sync += counters["busy_cycles"].eq(counters["busy_cycles"] + self.busy)
         m.d.sync += [
-            counters["axi_stall_cycles"].eq(counters["axi_stall_cycles"] + (in_run & axi_stall)),
+            counters["axi_stall_cycles"].eq(counters["axi_stall_cycles"] + (running & axi_stall)),
             counters["tsram_stall_cycles"].eq(counters["tsram_stall_cycles"]
-                                              + (in_run & tsram_stall)),
+                                              + (running & tsram_stall)),
             counters["bytes_read"].eq(counters["bytes_read"]
                                       + Mux(bf.i_valid & bf.i_ready, bf.i_n, 0)),
             counters["bytes_written"].eq(counters["bytes_written"]

@@ -30,9 +30,20 @@ from amaranth.lib import data
 
 from ..errors import ErrorCode
 
-__all__ = ["DmaDirection", "DmaDescriptorLayout", "DmaDescriptor", "DmaEventLayout",
-           "COUNT_BITS", "TSRAM_ADDR_BITS", "ELEM_SIZE_BITS", "TAG_BITS", "ELEM_SIZES",
-           "check_descriptor", "descriptor_extent", "dma_reference"]
+__all__ = [
+    "COUNT_BITS",
+    "ELEM_SIZES",
+    "ELEM_SIZE_BITS",
+    "TAG_BITS",
+    "TSRAM_ADDR_BITS",
+    "DmaDescriptor",
+    "DmaDescriptorLayout",
+    "DmaDirection",
+    "DmaEventLayout",
+    "check_descriptor",
+    "descriptor_extent",
+    "dma_reference",
+]
 
 #: Width of each of ``count0``, ``count1``, ``count2``.
 COUNT_BITS = 16
@@ -158,7 +169,7 @@ def check_descriptor(desc: DmaDescriptor, *, hbm_addr_bits: int, window: tuple[i
     if 0 in (desc.count0, desc.count1, desc.count2):
         return ErrorCode.DESC_ZERO_COUNT
     hbm_first, hbm_last = descriptor_extent(desc, "hbm")
-    ts_first, ts_last = descriptor_extent(desc, "tsram")
+    _, ts_last = descriptor_extent(desc, "tsram")
     if hbm_last >= 1 << hbm_addr_bits or ts_last >= 1 << TSRAM_ADDR_BITS:
         return ErrorCode.DESC_STRIDE_OVERFLOW
     base, limit = window

@@ -8,14 +8,16 @@ import random
 
 import pytest
 from amaranth.sim import Simulator
-
 from openmaia.config import PRESETS
 from openmaia.errors import ErrorCode
 from openmaia.harness.elaborate import lint
-from openmaia.tile.dma import (FAULTS, DmaBeatWalker, DmaByteFifo, DmaCheck, DmaChunkWalker,
-                               TileDma)
-from openmaia.tile.dma_descriptor import (DmaDescriptor, DmaDirection, check_descriptor,
-                                          dma_reference)
+from openmaia.tile.dma import FAULTS, DmaBeatWalker, DmaByteFifo, DmaCheck, DmaChunkWalker, TileDma
+from openmaia.tile.dma_descriptor import (
+    DmaDescriptor,
+    DmaDirection,
+    check_descriptor,
+    dma_reference,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

@@ -15,7 +15,6 @@ engine (64-bit AXI, 128-bit TSRAM words: two bus words a TSRAM word) and the ice
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-
 from openmaia.config import PRESETS
 from openmaia.harness import simulate
 from openmaia.tile.dma import FAULTS, TileDma
