@@ -317,8 +317,8 @@ class DmaByteFifo(wiring.Component):
     ``i``: a word with its valid lanes ``lo .. lo + n - 1``; those bytes are appended in order.
     ``o``: the consumer presents ``o_lo``, ``o_n`` and ``o_valid``; when ``n`` bytes are queued,
     ``o_ready`` is high, ``o_data`` holds the next ``n`` bytes at lanes ``lo ..`` and ``o_strb``
-    marks them; the transfer takes place at ``o_valid & o_ready``. One word in and one out a
-    cycle. ``level`` is the number of bytes queued.
+    marks them (the other lanes of ``o_data`` are zero, so a waiting word stays stable); the
+    transfer takes place at ``o_valid & o_ready``. One word in and one out a cycle. ``level`` is the number of bytes queued.
     """
 
     def __init__(self, *, word_bytes):
@@ -344,6 +344,7 @@ class DmaByteFifo(wiring.Component):
         masked_in = Signal(8 * wb)
         in_mask = Signal(8 * wb)
         head = Signal(8 * wb)
+        out_mask = Signal(8 * wb)
         drained = Signal(16 * wb)
         m.d.comb += [
             self.o_ready.eq(level >= self.o_n),
@@ -355,7 +356,8 @@ class DmaByteFifo(wiring.Component):
             in_mask.eq(~(Const(-1, 8 * wb + 8) << (self.i_n << 3))),
             masked_in.eq(shifted_in & in_mask),
             head.eq(buf[:8 * wb]),
-            self.o_data.eq(head << (self.o_lo << 3)),
+            out_mask.eq(~(Const(-1, 8 * wb + 8) << (self.o_n << 3))),
+            self.o_data.eq((head & out_mask) << (self.o_lo << 3)),
             self.o_strb.eq(~(Const(-1, wb + 1) << self.o_n) << self.o_lo),
             drained.eq(buf >> Mux(take, self.o_n << 3, 0)),
         ]

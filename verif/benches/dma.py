@@ -181,15 +181,30 @@ class BusMonitor:
         self.cycle = 0
         names = ("arvalid", "arready", "araddr", "arlen", "arsize", "arburst",
                  "awvalid", "awready", "awaddr", "awlen", "awsize", "awburst",
-                 "wvalid", "wready", "wlast", "wstrb")
+                 "wvalid", "wready", "wlast", "wstrb", "wdata")
         self.sig = {n: getattr(dut, f"m_axi__{n}") for n in names}
+        self.channels = {"AR": ("arvalid", "arready", ("araddr", "arlen", "arsize", "arburst")),
+                         "AW": ("awvalid", "awready", ("awaddr", "awlen", "awsize", "awburst")),
+                         "W": ("wvalid", "wready", ("wdata", "wstrb", "wlast"))}
 
     async def run(self):
+        """Record handshakes; check that a valid without ready stays, with the same payload."""
         s = self.sig
+        held = {}
         while True:
             await FallingEdge(self.clock)
             await ReadOnly()
             self.cycle += 1
+            for ch, (valid, ready, fields) in self.channels.items():
+                v = int(s[valid].value)
+                if ch in held:
+                    now = tuple(int(s[f].value) for f in fields)
+                    if not v or now != held[ch]:
+                        raise AssertionError(f"AXI {ch}: valid dropped or payload changed "
+                                             f"while waiting for ready (cycle {self.cycle})")
+                    del held[ch]
+                if v and not int(s[ready].value):
+                    held[ch] = tuple(int(s[f].value) for f in fields)
             k = int(self.done.value) + int(self.rejected.value)
             if int(s["arvalid"].value) and int(s["arready"].value):
                 self.ar.append((k, int(s["araddr"].value), int(s["arlen"].value),
