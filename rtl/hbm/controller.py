@@ -115,6 +115,24 @@ def _pack(layout, **values):
     return Cat(*parts)
 
 
+def _lowest(m, vec, name):
+    """One-hot of the lowest set bit of ``vec``, a mask of the bits at or above it, and its
+    index: wide vector operations instead of a priority chain (cheap for deep queues)."""
+    n = len(vec)
+    neg = Signal(n + 1, name=f"{name}_neg")
+    oh = Signal(n, name=f"{name}_oh")
+    below = Signal(n + 1, name=f"{name}_below")
+    ge = Signal(n, name=f"{name}_ge")
+    idx = Signal(range(max(n, 2)), name=f"{name}_idx")
+    m.d.comb += [neg.eq(~vec + 1), oh.eq(vec & neg[:n]), below.eq(oh - 1), ge.eq(~below[:n])]
+    bits = []
+    for b in range(max(1, (n - 1).bit_length())):
+        mask = sum(1 << i for i in range(n) if (i >> b) & 1)
+        bits.append((oh & mask).any())
+    m.d.comb += idx.eq(Cat(*bits))
+    return oh, ge, idx
+
+
 def _pick(m, vec, index, name):
     """Bit ``index`` of ``vec`` through a full-width named shift (no truncating shift)."""
     shifted = Signal(len(vec), name=f"{name}_sh")
@@ -383,31 +401,25 @@ class HbmChannel(wiring.Component):
         # ---------------- tags ----------------
         used = Signal(N)
         done = Signal(N)
-        free_tag = Signal(range(N))
         tag_free = Signal()
         m.d.comb += tag_free.eq(~used.all())
-        for i in reversed(range(N)):
-            with m.If(~used[i]):
-                m.d.comb += free_tag.eq(i)
+        free_oh, _, free_tag = _lowest(m, ~used, "free_tag")
         alloc = Signal()
         free_r = Signal(); free_r_tag = Signal(range(N))
         free_b = Signal(); free_b_tag = Signal(range(N))
         set_done_r = Signal(); set_done_r_tag = Signal(range(N))
         set_done_w = Signal(); set_done_w_tag = Signal(range(N))
-        used_next = Signal(N); done_next = Signal(N)
-        m.d.comb += [used_next.eq(used), done_next.eq(done)]
-        for i in range(N):
-            with m.If(free_r & (free_r_tag == i)):
-                m.d.comb += used_next[i].eq(0)
-            with m.If(free_b & (free_b_tag == i)):
-                m.d.comb += used_next[i].eq(0)
-            with m.If(alloc & (free_tag == i)):
-                m.d.comb += [used_next[i].eq(1), done_next[i].eq(0)]
-            with m.If(set_done_r & (set_done_r_tag == i)):
-                m.d.comb += done_next[i].eq(1)
-            with m.If(set_done_w & (set_done_w_tag == i)):
-                m.d.comb += done_next[i].eq(1)
-        m.d.sync += [used.eq(used_next), done.eq(done_next)]
+
+        def decode(valid, tag, name):
+            wide = Signal(N + (1 << len(tag)), name=f"{name}_wide")
+            m.d.comb += wide.eq(Mux(valid, Const(1, 1) << tag, 0))
+            return wide[:N]
+        m.d.sync += [
+            used.eq((used & ~decode(free_r, free_r_tag, "free_r")
+                     & ~decode(free_b, free_b_tag, "free_b")) | Mux(alloc, free_oh, 0)),
+            done.eq((done & ~Mux(alloc, free_oh, 0)) | decode(set_done_r, set_done_r_tag, "dr")
+                    | decode(set_done_w, set_done_w_tag, "dw")),
+        ]
 
         # ---------------- order FIFOs ----------------
         rec_layout = data.StructLayout({"tag": tag_bits, "first": beat_bits,
@@ -419,8 +431,9 @@ class HbmChannel(wiring.Component):
         rord_out = rec_layout(rord.r_data); bord_out = rec_layout(bord.r_data)
 
         # ---------------- request queue ----------------
-        q = [Signal(layout, name=f"q{i}") for i in range(N)]
-        qa = Array(q)
+        q_raw = [Signal(layout.size, name=f"q{i}") for i in range(N)]
+        q = [layout(r) for r in q_raw]
+        qa = Array(q_raw)
         count = Signal(range(N + 1))
 
         bank_open = Signal(nb)
@@ -436,7 +449,7 @@ class HbmChannel(wiring.Component):
         onehots = []
         for i, e in enumerate(q):
             oh = Signal(nb, name=f"q{i}_bank_oh")
-            m.d.comb += oh.eq(Mux(e.valid, Const(1, nb) << e.bank, 0))
+            m.d.comb += oh.eq(Mux(e.valid, (Const(1, nb) << e.bank)[:nb], 0))
             onehots.append(oh)
         hp_terms = [Mux(q[i].hit, onehots[i], 0) for i in range(N)]
         cp_terms = [Mux(q[i].hit, 0, onehots[i]) for i in range(N)]
@@ -470,31 +483,29 @@ class HbmChannel(wiring.Component):
         with m.Else():
             m.d.sync += refi.eq(refi - 1)
 
-        # per-entry candidates
+        # per-entry candidates (bank one-hot AND per-bank status: no per-entry shifts)
         col_cand = Signal(N); row_cand = Signal(N)
+        no_ref = Signal()
+        m.d.comb += no_ref.eq(~ref_due)
         for i, e in enumerate(q):
-            rd_ok = _pick(m, timers.rd_ok, e.bank, f"q{i}_rd_ok")
-            wr_ok = _pick(m, timers.wr_ok, e.bank, f"q{i}_wr_ok")
-            is_open = _pick(m, bank_open, e.bank, f"q{i}_open")
-            pre_ok = _pick(m, timers.pre_ok, e.bank, f"q{i}_pre_ok")
-            act_ok = _pick(m, timers.act_ok, e.bank, f"q{i}_act_ok")
-            blk = _pick(m, col_block, e.bank, f"q{i}_blk")
-            hp = _pick(m, hits_pending, e.bank, f"q{i}_hp")
-            cr = _pick(m, cap_reached, e.bank, f"q{i}_cr")
+            oh = onehots[i]
+            rd_ok = (oh & timers.rd_ok).any()
+            wr_ok = (oh & timers.wr_ok).any()
+            is_open = (oh & bank_open).any()
+            pre_ok = (oh & timers.pre_ok).any()
+            act_ok = (oh & timers.act_ok).any()
+            blk = (oh & col_block).any()
+            hp = (oh & hits_pending).any()
+            cr = (oh & cap_reached).any()
             m.d.comb += [
-                col_cand[i].eq(e.valid & e.hit & ~blk & ~ref_due & Mux(e.write, wr_ok, rd_ok)),
-                row_cand[i].eq(e.valid & ~e.hit & ~ref_due
-                               & Mux(is_open, pre_ok & (~hp | cr), act_ok)),
+                col_cand[i].eq(e.hit & ~blk & no_ref & Mux(e.write, wr_ok, rd_ok)),
+                row_cand[i].eq(~e.hit & no_ref & Mux(is_open, pre_ok & (~hp | cr), act_ok)),
             ]
 
-        col_sel = Signal(range(N)); row_sel = Signal(range(N))
+        col_oh, col_ge, col_sel = _lowest(m, col_cand, "col")
+        row_oh, _, row_sel = _lowest(m, row_cand, "row")
         col_go = Signal(); row_go = Signal()
         m.d.comb += [col_go.eq(col_cand.any()), row_go.eq(row_cand.any())]
-        for i in reversed(range(N)):
-            with m.If(col_cand[i]):
-                m.d.comb += col_sel.eq(i)
-            with m.If(row_cand[i]):
-                m.d.comb += row_sel.eq(i)
         ce = Signal(layout); re_ = Signal(layout)
         m.d.comb += [ce.eq(qa[col_sel]), re_.eq(qa[row_sel])]
 
@@ -509,7 +520,7 @@ class HbmChannel(wiring.Component):
             with m.If(ref_pre_cand[b]):
                 m.d.comb += ref_pre_bank.eq(b)
         re_open = Signal()
-        m.d.comb += re_open.eq(_pick(m, bank_open, re_.bank, "re_open_pick"))
+        m.d.comb += re_open.eq((bank_open & (Const(1, nb) << re_.bank)[:nb]).any())
         with m.If(ref_due):
             with m.If(bank_open.any()):
                 m.d.comb += [row_valid.eq(ref_pre_any), row_cmd.eq(RowCmd.PRE),
@@ -579,32 +590,26 @@ class HbmChannel(wiring.Component):
         # insertion / removal / per-entry updates
         remove = Signal()
         m.d.comb += remove.eq(col_valid & col_last)
-        upd = [Signal(layout, name=f"u{i}") for i in range(N)]
-        for i, e in enumerate(q):
-            m.d.comb += upd[i].eq(e)
-            same_row_bank = Signal(name=f"q{i}_rb")
-            m.d.comb += same_row_bank.eq(e.bank == row_bank)
-            with m.If(is_act & same_row_bank):
-                m.d.comb += upd[i].hit.eq(e.row == row_row)
-            with m.If(is_pre & same_row_bank):
-                m.d.comb += upd[i].hit.eq(0)
-            with m.If(row_go & ~ref_due & (row_sel == i)):
-                with m.If(re_open):
-                    m.d.comb += upd[i].cls.eq(2)
-                with m.Elif(e.cls == 0):
-                    m.d.comb += upd[i].cls.eq(1)
-            with m.If(col_valid & (col_sel == i)):
-                m.d.comb += upd[i].half.eq(1)
         ins_pos = Signal(range(N + 1))
         m.d.comb += ins_pos.eq(count - remove)
+        row_by_queue = Signal()
+        m.d.comb += row_by_queue.eq(row_go & no_ref)
+        upd = []
+        for i, e in enumerate(q):
+            raw = q_raw[i]
+            hit = Mux(e.bank == row_bank, Mux(is_act, e.row == row_row, ~is_pre & e.hit), e.hit)
+            row_for_me = row_by_queue & row_oh[i]
+            cls = Mux(row_for_me, Mux(re_open, 2, Mux(e.cls == 0, 1, e.cls)), e.cls)
+            half = e.half | (col_valid & col_oh[i])
+            u = Signal(layout.size, name=f"u{i}")
+            m.d.comb += u.eq(Cat(e.valid, e.write, hit, half, cls[:2], raw[6:]))
+            upd.append(u)
+        assert [(n, f.offset) for n, f in layout][:6] == [
+            ("valid", 0), ("write", 1), ("hit", 2), ("half", 3), ("cls", 4), ("bank", 6)]
         for i in range(N):
             shifted = upd[i + 1] if i + 1 < N else Const(0, layout.size)
-            with m.If(admit & (ins_pos == i)):
-                m.d.sync += q[i].eq(new)
-            with m.Elif(remove & ((col_sel <= i) if i < N - 1 else Const(1))):
-                m.d.sync += q[i].eq(shifted)
-            with m.Else():
-                m.d.sync += q[i].eq(upd[i])
+            m.d.sync += q_raw[i].eq(Mux(admit & (ins_pos == i), new,
+                                        Mux(remove & col_ge[i], shifted, upd[i])))
         m.d.sync += count.eq(count + admit - remove)
 
         # new entry's row-buffer state (after this cycle's row command)
@@ -615,7 +620,7 @@ class HbmChannel(wiring.Component):
         m.d.comb += [nbank.eq(Cat(f["ba"], f["bg"], f["sid"])), nrow.eq(f["row"]),
                      ncol.eq(f["col"])]
         new_hit = Signal()
-        new_open = _pick(m, bank_open, nbank, "new_open")
+        new_open = (bank_open & (Const(1, nb) << nbank)[:nb]).any()
         with m.If(is_act & (row_bank == nbank)):
             m.d.comb += new_hit.eq(row_row == nrow)
         with m.Elif(is_pre & (row_bank == nbank)):
@@ -626,14 +631,12 @@ class HbmChannel(wiring.Component):
         # hazards: an older queued request to the same line, either a write
         ar_line = Signal(line_bits); aw_line = Signal(line_bits)
         hz_r_terms, hz_w_terms = [], []
+        leaving = Signal(N)
+        m.d.comb += leaving.eq(Mux(remove, col_oh, 0))
         for i, e in enumerate(q):
-            live = Signal(name=f"q{i}_live")
-            m.d.comb += live.eq(e.valid & ~(remove & (col_sel == i)))
-            hr = Signal(name=f"q{i}_hz_r"); hw = Signal(name=f"q{i}_hz_w")
-            m.d.comb += [hr.eq(live & e.write & (e.line == ar_line)),
-                         hw.eq(live & (e.line == aw_line))]
-            hz_r_terms.append(hr)
-            hz_w_terms.append(hw)
+            live = e.valid & ~leaving[i]
+            hz_r_terms.append(live & e.write & (e.line == ar_line))
+            hz_w_terms.append(live & (e.line == aw_line))
         hz_r = Signal(); hz_w = Signal()
         m.d.comb += [hz_r.eq(Cat(*hz_r_terms).any()), hz_w.eq(Cat(*hz_w_terms).any())]
 

@@ -258,10 +258,13 @@ def test_no_hit_cap_fault_is_caught(seed):
 
 @pytest.mark.sim
 @pytest.mark.slow
-@pytest.mark.parametrize("timing,depth", [("HBM3E_9600", 8), ("HBM3_6400", 32)])
-def test_other_builds(timing, depth, seed, tmp_path):
-    """HBM3E preset and a deeper queue: data, the checker on adversarial + random traffic."""
-    ctrl = HbmController(timing=timing, queue_depth=depth, capacity_bytes=1 << 16)
+@pytest.mark.parametrize("timing,depth,width", [("HBM3E_9600", 8, 128), ("HBM3_6400", 32, 128),
+                                                ("HBM3_6400", 8, 256), ("HBM3_6400", 8, 64)])
+def test_other_builds(timing, depth, width, seed, tmp_path):
+    """HBM3E preset, a deeper queue, other AXI widths: data, and the checker on adversarial +
+    random traffic."""
+    ctrl = HbmController(timing=timing, queue_depth=depth, capacity_bytes=1 << 16,
+                         data_width=width)
     _run(ctrl, "random_axi", seed=seed, ops=400, pause=True)
     path = _adversarial_trace(ctrl.mapping, seed, tmp_path / "adv.trace")
     _run(ctrl, "replay", seed=seed, trace=str(path), pause=True)
