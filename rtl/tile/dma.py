@@ -50,6 +50,7 @@ FAULTS = {
     "no_4k_split": "HBM chunks are cut at 256 beats from their start, not at 4 KiB boundaries",
     "window_off_by_one": "the window check lets the pattern end one byte past the limit",
     "full_strobes": "AXI writes and TSRAM writes carry all-ones strobes",
+    "unstable_wdata": "unstrobed lanes of a waiting W beat / TSRAM write show bytes queued behind",
 }
 
 #: The counter outputs, each 32 bits.
@@ -321,8 +322,9 @@ class DmaByteFifo(wiring.Component):
     transfer takes place at ``o_valid & o_ready``. One word in and one out a cycle. ``level`` is the number of bytes queued.
     """
 
-    def __init__(self, *, word_bytes):
+    def __init__(self, *, word_bytes, unmasked=False):
         self.word_bytes = word_bytes
+        self._unmasked = unmasked
         lb = _log2(word_bytes)
         super().__init__({
             "i_valid": In(1), "i_ready": Out(1), "i_data": In(8 * word_bytes),
@@ -356,7 +358,8 @@ class DmaByteFifo(wiring.Component):
             in_mask.eq(~(Const(-1, 8 * wb + 8) << (self.i_n << 3))),
             masked_in.eq(shifted_in & in_mask),
             head.eq(buf[:8 * wb]),
-            out_mask.eq(~(Const(-1, 8 * wb + 8) << (self.o_n << 3))),
+            out_mask.eq(Const(-1, 8 * wb) if self._unmasked
+                        else ~(Const(-1, 8 * wb + 8) << (self.o_n << 3))),
             self.o_data.eq((head & out_mask) << (self.o_lo << 3)),
             self.o_strb.eq(~(Const(-1, wb + 1) << self.o_n) << self.o_lo),
             drained.eq(buf >> Mux(take, self.o_n << 3, 0)),
@@ -528,7 +531,8 @@ class TileDma(wiring.Component):
                      hb.chunks.valid.eq(hfifo.r_rdy), hfifo.r_en.eq(hb.chunks.ready)]
         wiring.connect(m, tw.chunks, tb.chunks)
 
-        m.submodules.bytes = bf = DmaByteFifo(word_bytes=wb)
+        m.submodules.bytes = bf = DmaByteFifo(word_bytes=wb,
+                                              unmasked="unstable_wdata" in self.faults)
 
         # HBM chunk -> AXI burst header.
         hc = hw.chunks.payload

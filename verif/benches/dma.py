@@ -98,7 +98,8 @@ class PoisonedMemory(bytearray):
 
 class TsramModel:
     """The tile SRAM behind a memory port: ``bank_bytes`` words, byte strobes, in-order reads
-    with a latency of ``latency`` cycles or more, random stalls on ``req`` and ``rsp``."""
+    with a latency of ``latency`` cycles or more, random stalls on ``req`` and ``rsp``. Checks
+    that a stalled request stays valid and unchanged."""
 
     def __init__(self, dut, clock, *, size, bank_bytes, rng, pause=0.0, latency=(1, 3)):
         self.mem = bytearray(size)
@@ -130,6 +131,7 @@ class TsramModel:
         bb = self.bank_bytes
         pending = deque()
         presenting = None
+        waiting = None
         cycle = 0
         rng, pause = self.rng, self.pause
         while True:
@@ -144,7 +146,12 @@ class TsramModel:
             await ReadOnly()
             if presenting is not None and int(self.rsp_ready.value):
                 presenting = None
-            if ready and int(self.req_valid.value):
+            valid = int(self.req_valid.value)
+            if waiting is not None and (not valid or int(self.req_payload.value) != waiting):
+                raise AssertionError(f"TSRAM req: valid dropped or payload changed while "
+                                     f"waiting for ready (cycle {cycle})")
+            waiting = int(self.req_payload.value) if valid and not ready else None
+            if ready and valid:
                 bits = self.req_payload.value.to_unsigned()
                 addr = bits & ((1 << abits) - 1)
                 write = (bits >> abits) & 1

@@ -139,7 +139,7 @@ def test_other_shapes(preset, testcase):
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_is_caught(fault):
     testcase = {"no_4k_split": "strided", "window_off_by_one": "protection",
-                "full_strobes": "contiguous"}[fault]
+                "full_strobes": "contiguous", "unstable_wdata": "strided"}[fault]
     result = run(testcase, faults={fault}, check=False, lengths=SHORT_LENGTHS,
                  offsets=SHORT_OFFSETS)
     assert result.tests == 1 and result.failed == 1, f"fault {fault} not caught"
