@@ -247,9 +247,10 @@ def _fairness(dut, n=40):
 
 
 def test_round_robin_fairness():
-    counts, longest = _fairness(tiny())
+    dut = tiny()
+    counts, longest = _fairness(dut)
     assert max(counts) - min(counts) <= 1 and sum(counts) >= 38
-    assert longest <= 2
+    assert longest <= len(dut.ports)
 
 
 def test_fixed_priority_fault_caught():
