@@ -735,7 +735,7 @@ async def errors(dut):
     tags = _tags()
     poison = [(0x4000, 0x4040), (0x9000 + 3 * bench.wb, 0x9000 + 4 * bench.wb)]
     bench.ram.mem.poison = tuple(poison)
-    bad_words = {(0x800 // bench.bank_bytes) + 3, (0x1000 // bench.bank_bytes)}
+    bad_words = {0x7F0 // bench.bank_bytes, 0x1008 // bench.bank_bytes}
     bench.tsram.ecc_bad = bad_words
     for _ in range(3):
         for direction in (H2T, T2H):
@@ -745,7 +745,7 @@ async def errors(dut):
                             (clean_hbm, 0x800 - 20), (clean_hbm, 0x1000 + 5),
                             (clean_hbm, clean_ts)):
                 desc = DmaDescriptor(direction=direction, hbm_addr=hbm, tsram_addr=ts,
-                                     count0=rng.randint(1, 40), count1=rng.randint(1, 3),
+                                     count0=rng.randint(8, 40), count1=rng.randint(1, 3),
                                      hbm_stride1=64, tsram_stride1=48, tag=next(tags))
                 bench.submit(rng.randrange(bench.queues), desc)
             await bench.drain()
