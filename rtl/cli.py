@@ -86,7 +86,7 @@ def _cmd_selfcheck(args) -> int:
                 lint_ok = False
             result = simulate(component, bench=top.bench, name=top.module_name,
                               params=top.bench_params(config, component), testcase=top.testcase,
-                              seed=args.seed, check=False)
+                              seed=args.seed, check=False, verilog=text)
         passed = lint_ok and result.passed
         ok &= passed
         rows.append({"top": top.name, "config": config.name,

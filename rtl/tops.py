@@ -53,6 +53,18 @@ def _dot_engine_params(config: Config, engine) -> dict:
             "count": 20, "gap": 0.3, "stall": 0.3}
 
 
+def _ttu(config: Config):
+    from .tile.ttu import TileTensorUnit
+    return TileTensorUnit.from_config(config)
+
+
+def _ttu_params(config: Config, ttu) -> dict:
+    return {"rows": ttu.rows, "cols": ttu.cols, "lanes": ttu.lanes, "slots": ttu.slots,
+            "panel_blocks": ttu.panel_blocks, "formats": list(config.format_names),
+            "fp4_double_rate": ttu.double_rate, "ops": 40, "max_tiles": 2, "gap": 0.3,
+            "stall": 0.3}
+
+
 TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="element-decoder",
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
@@ -62,6 +74,10 @@ TOPS: dict[str, Top] = {top.name: top for top in [
         description="MX dot-product engine (the TTU's processing element), random dot products",
         build=_dot_engine, bench="openmaia.benches.dot_engine",
         bench_params=_dot_engine_params, testcase="random_dots"),
+    Top(name="ttu",
+        description="Tile Tensor Unit (array of dot engines), random GEMM tiles vs mx_matmul",
+        build=_ttu, bench="openmaia.benches.ttu", bench_params=_ttu_params,
+        testcase="random_ops"),
 ]}
 
 

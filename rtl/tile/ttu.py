@@ -333,7 +333,6 @@ class TileTensorUnit(wiring.Component):
         for i in range(rows):
             for j in range(cols):
                 m.submodules[f"engine_{i}_{j}"] = engines[i][j]
-        e00 = engines[0][0]
         arr_ready = Signal()
         m.d.comb += arr_ready.eq(Cat(*(e.i.ready for row in engines for e in row)).all())
 
@@ -373,7 +372,9 @@ class TileTensorUnit(wiring.Component):
         ev_pending = Signal()
         ev = Signal(TtuEvent)
         take_results = Signal()
-        m.d.comb += take_results.eq(e00.o.valid & info_q.r_rdy & ~head.marker
+        results_valid = Signal()    # the engines run in lockstep: all valid or none
+        m.d.comb += results_valid.eq(Cat(*(e.o.valid for row in engines for e in row)).all())
+        m.d.comb += take_results.eq(results_valid & info_q.r_rdy & ~head.marker
                                     & ~_pick(buf_full, cw))
         for row in engines:
             for e in row:

@@ -293,3 +293,76 @@ async def random_ops(dut):
     export()
     if params.get("coverage", False):
         cov.report().assert_complete()
+
+
+@cocotb.test()
+async def throughput(dut):
+    """Back-to-back operations with operands always available and C always taken: per format
+    pair, the cycles and counters of ``ops`` operations of ``m`` x ``n`` x ``k`` blocks.
+
+    Reports (in ``throughput.json`` in the run folder) the end-to-end utilization (MACs over peak
+    MACs a cycle x cycles from the first command to the last event) and the steady-state one
+    (over the cycles from the first to the last beat issued), and the wall-clock rate."""
+    import json
+    import os
+    import time
+    from pathlib import Path
+    params = bench_params()
+    rows, cols, lanes = params["rows"], params["cols"], params["lanes"]
+    wl_args = dict(rows=rows, cols=cols, lanes=lanes, slots=params["slots"],
+                   panel_blocks=params["panel_blocks"], formats=params["formats"],
+                   fp4_double_rate=params["fp4_double_rate"])
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    cmd = StreamSource(dut, "cmd", dut.clk, shape=TtuCommand)
+    a = StreamSource(dut, "a", dut.clk, shape=OperandBeat.of(rows, lanes))
+    b = StreamSource(dut, "b", dut.clk, shape=OperandBeat.of(cols, lanes))
+    c = StreamSink(dut, "c", dut.clk)
+    ev = StreamSink(dut, "event", dut.clk)
+    for x in (cmd, a, b, c, ev):
+        cocotb.start_soon(x.run())
+    results = []
+    for fa, fb in (tuple(Format(f) for f in p) for p in params["pairs"]):
+        wl = Workload(**wl_args)
+        for i in range(params["ops"]):
+            wl.add(TtuOp(m=params["m"], n=params["n"], k=params["k"], fmt_a=fa, fmt_b=fb,
+                         tag=i), rng, special=0.0)
+        before = unpack(TtuCounters, dut.counters.value.to_unsigned())
+        c.items.clear()
+        ev.items.clear()
+        want_rows = wl.all_rows()
+        for source, items in ((cmd, wl.commands()), (a, wl.all_a_beats()),
+                              (b, wl.all_b_beats())):
+            for item in items:
+                source.send_nowait(item)
+        start, wall = c.cycles, time.perf_counter()
+        first_beat = last_beat = None
+        sent0, total_beats = b.sent, len(wl.all_b_beats())
+        while len(ev.items) < len(wl.steps):
+            await FallingEdge(dut.clk)
+            if first_beat is None and b.sent > sent0:
+                first_beat = c.cycles
+            if last_beat is None and b.sent - sent0 == total_beats:
+                last_beat = c.cycles
+        cycles, wall = c.cycles - start, time.perf_counter() - wall
+        after = unpack(TtuCounters, dut.counters.value.to_unsigned())
+        d = {k: after[k] - before[k] for k in after}
+        for i, (bits, want) in enumerate(zip(c.items, want_rows, strict=True)):
+            compare("C row", i, unpack(CRow.of(cols), bits), want)
+        peak = rows * cols * lanes * (2 if fa is fb is Format.E2M1
+                                      and params["fp4_double_rate"] else 1)
+        steady = last_beat - first_beat + 1
+        results.append({"pair": pair_name(fa, fb), "macs": d["macs"], "cycles": cycles,
+                        "steady_cycles": steady, "peak_macs_per_cycle": peak,
+                        "utilization": d["macs"] / (peak * cycles),
+                        "steady_utilization": d["macs"] / (peak * steady),
+                        "macs_per_cycle": d["macs"] / steady,
+                        "stall_input": d["stall_input"], "stall_output": d["stall_output"],
+                        "busy": d["busy"], "wall_seconds": wall, "cycles_per_second":
+                        cycles / wall})
+        dut._log.info("%s", results[-1])
+    Path(os.environ.get("OPENMAIA_RUN_DIR", "."), "throughput.json").write_text(
+        json.dumps(results, indent=1))

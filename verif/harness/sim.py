@@ -117,13 +117,16 @@ def _build(runner, *, simulator, verilog_path, name, build_dir, waves):
 
 def simulate(component: wiring.Component, *, bench: str, name: str, params: dict | None = None,
              testcase: str | None = None, seed: int | None = None, simulator: str | None = None,
-             waves: str | bool | None = None, check: bool = True) -> SimResult:
+             waves: str | bool | None = None, check: bool = True,
+             verilog: str | None = None) -> SimResult:
     """Elaborate ``component`` as module ``name`` and run the cocotb module ``bench`` on it.
 
     ``params`` (JSON-serialisable) reaches the bench through :func:`bench_params`. ``waves`` is
     ``"vcd"``, ``"fst"`` or false; the dump lands in the run folder named in the result. With
     ``check`` (the default) a failing bench raises :class:`SimulationFailed`; with
     ``check=False`` the result is returned either way, for tests that expect a failure.
+    ``verilog``: the component's Verilog as :func:`~.elaborate.elaborate` gave it, when the caller
+    has it already (big arrays take minutes to elaborate).
     """
     global _run_counter
     setup_environment()
@@ -151,7 +154,7 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
     from cocotb_tools.runner import get_runner
     from cocotb_tools.check_results import get_results
 
-    verilog_text = elaborate(component, name=name)
+    verilog_text = verilog if verilog is not None else elaborate(component, name=name)
     key = verilog_digest(verilog_text, name, simulator, str(waves), waiver_config_text(),
                          _tool_versions())
     build_dir = build_root() / f"{name}-{simulator}-{key}"

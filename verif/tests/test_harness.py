@@ -31,8 +31,13 @@ def test_waivers_are_exactly_the_generated_code_ones():
     assert text.count("lint_off") == len(VERILATOR_WAIVERS) + 1
 
 
-@pytest.mark.parametrize("config", ["small", "default", "ice40", "ulx3s"])
-@pytest.mark.parametrize("top", sorted(TOPS))
+# The TTU of the big presets takes minutes to elaborate (64 / 16 engines of 16 lanes).
+_BIG = {("ttu", "default"), ("ttu", "ulx3s")}
+
+
+@pytest.mark.parametrize("top, config", [
+    pytest.param(top, config, marks=[pytest.mark.slow] if (top, config) in _BIG else [])
+    for top in sorted(TOPS) for config in ["small", "default", "ice40", "ulx3s"]])
 def test_every_registered_top_is_lint_clean(top, config):
     entry = get_top(top)
     lint(entry.build(get_config(config)), name=entry.module_name)
