@@ -10,10 +10,9 @@ counters, costs) is docs/tsram.md; in short:
   address ``a`` (in the port's own ``w``-word units) moves bank words ``a*w .. a*w + w - 1``,
   which sit in ``w`` distinct banks of one row.
 * Each port takes at most one request a cycle. A bank serves one access a cycle; a request is
-  granted only with all its banks. Conflicting ports are arbitrated round-robin: ports are served
-  in a rotating order from the head port, which always gets (and reserves) its banks; the next
-  head is the port after the first one served (unless the head had to wait), so a waiting port
-  is served within about ``len(ports)`` cycles.
+  granted only with all its banks. Conflicting ports are arbitrated round-robin: after a cycle
+  with a loser, the first loser after the current head (in port order, circularly) becomes the
+  head, so a waiting port wins within ``len(ports) - 1`` conflict cycles.
 * A read's response comes out of ``rsp`` two cycles after the request is accepted (latency 2)
   at the earliest, in order per port; a port holds at most ``rsp_depth`` reads between
   acceptance and response, and stops accepting reads (``req.ready`` low) beyond that.
@@ -316,15 +315,10 @@ class TileSram(wiring.Component):
                         # finishes a read-modify-write), so it cannot be starved.
                         taken = taken | Mux(want if step == 0 else want & ~clash, mask[p], 0)
                     if "fixed_priority" not in faults and nports > 1:
-                        # Next head: the port after the first one served with banks (idle
-                        # ports' turns pass on), unless the head had to wait.
-                        m.d.sync += ptr.eq((head + 1) % nports)
                         for step in reversed(range(nports)):
                             p = (head + step) % nports
-                            with m.If(grant[p] & ~oor[p]):
-                                m.d.sync += ptr.eq((p + 1) % nports)
-                        with m.If(lose[head]):
-                            m.d.sync += ptr.eq(head)
+                            with m.If(lose[p]):
+                                m.d.sync += ptr.eq(p)
         if "fixed_priority" in faults:
             m.d.comb += ptr.eq(0)  # the head never moves (ptr is then a constant)
 
