@@ -24,7 +24,8 @@ from .controller import HbmController
 from .timing import ORGANISATION, get_timing
 from .traces import read_trace
 
-__all__ = ["run_bench", "run_benches", "summarise", "percentile", "ANALYTIC_LIMITS", "PEAK_BYTES_PER_CYCLE"]
+__all__ = ["run_bench", "run_benches", "summarise", "percentile", "ANALYTIC_LIMITS",
+           "PEAK_BYTES_PER_CYCLE"]
 
 PEAK_BYTES_PER_CYCLE = 16
 

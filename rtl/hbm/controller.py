@@ -681,7 +681,7 @@ class HbmChannel(wiring.Component):
 
         # arbitration between the read and the write side (round robin)
         prefer_w = Signal()
-        r_ready_ok = Signal(); w_alloc_ok = Signal(); w_admit_ok = Signal(); w_err_ok = Signal()
+        r_ready_ok = Signal(); w_alloc_ok = Signal(); w_admit_ok = Signal()
         r_is_ok = Signal()
         m.d.comb += r_is_ok.eq(ar_resp == AxiResp.OKAY)
         m.d.comb += r_ready_ok.eq(ar_busy & rord.w_rdy

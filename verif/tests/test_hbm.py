@@ -8,18 +8,14 @@ independent timing checker for both mappings, the starvation cap, and a few brok
 (``faults=``) that the checker catches. Slow tier: every timing fault, deeper queues, HBM3E.
 """
 
-import json
-import random
-
 import pytest
 from amaranth.sim import Simulator
 
 from openmaia.benches.hbm_timing_checker import BRIEF_HBM3_6400, HbmTimingChecker
 from openmaia.config import PRESETS
-from openmaia.harness import elaborate, lint, simulate
+from openmaia.harness import lint, simulate
 from openmaia.hbm import traces
-from openmaia.hbm.controller import (FAULTS, TIMING_FAULTS, HbmChannel, HbmController,
-                                     histogram_bin)
+from openmaia.hbm.controller import TIMING_FAULTS, HbmChannel, HbmController, histogram_bin
 from openmaia.hbm.mapping import MAPPINGS, map_address, map_address_rtl, unmap_address
 from openmaia.hbm.timing import HBM3_6400, HBM3E_9600, ORGANISATION
 
