@@ -53,6 +53,17 @@ def _dot_engine_params(config: Config, engine) -> dict:
             "count": 20, "gap": 0.3, "stall": 0.3}
 
 
+def _tile_dma(config: Config):
+    from .tile.dma import TileDma
+    return TileDma.from_config(config)
+
+
+def _tile_dma_params(config: Config, dma) -> dict:
+    return {"axi_addr_bits": config.axi_addr_bits, "word_bytes": config.axi_data_bytes,
+            "tsram_bytes": dma.tsram_bytes, "tsram_bank_bytes": config.tsram_bank_bytes,
+            "queues": config.dma_queues, "hbm_bytes": 1 << 19, "pause": 0.3, "count": 60}
+
+
 def _ttu(config: Config):
     from .tile.ttu import TileTensorUnit
     return TileTensorUnit.from_config(config)
@@ -74,6 +85,10 @@ TOPS: dict[str, Top] = {top.name: top for top in [
         description="MX dot-product engine (the TTU's processing element), random dot products",
         build=_dot_engine, bench="openmaia.benches.dot_engine",
         bench_params=_dot_engine_params, testcase="random_dots"),
+    Top(name="tile-dma",
+        description="Tile DMA: strided HBM <-> TSRAM copies over AXI4, window protection",
+        build=_tile_dma, bench="openmaia.benches.dma", bench_params=_tile_dma_params,
+        testcase="random_mix"),
     Top(name="ttu",
         description="Tile Tensor Unit (array of dot engines), random GEMM tiles vs mx_matmul",
         build=_ttu, bench="openmaia.benches.ttu", bench_params=_ttu_params,
