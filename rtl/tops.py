@@ -64,6 +64,18 @@ def _tile_dma_params(config: Config, dma) -> dict:
             "queues": config.dma_queues, "hbm_bytes": 1 << 19, "pause": 0.3, "count": 60}
 
 
+def _tsram(config: Config):
+    from .tile.tsram import TileSram
+    width = max(1, config.tsram_banks // 4)
+    return TileSram.from_config(config, ports={"dma": 1, "ttu_a": width, "ttu_b": width,
+                                               "ttu_c": 1})
+
+
+def _tsram_params(config: Config, sram) -> dict:
+    from .benches.tsram import dut_params
+    return dut_params(sram) | {"count": 100, "req_pause": 0.3, "rsp_pause": 0.5}
+
+
 def _ttu(config: Config):
     from .tile.ttu import TileTensorUnit
     return TileTensorUnit.from_config(config)
@@ -85,6 +97,10 @@ TOPS: dict[str, Top] = {top.name: top for top in [
         description="MX dot-product engine (the TTU's processing element), random dot products",
         build=_dot_engine, bench="openmaia.benches.dot_engine",
         bench_params=_dot_engine_params, testcase="random_dots"),
+    Top(name="tsram",
+        description="Tile SRAM: interleaved banks, round-robin ports, SECDED; random traffic",
+        build=_tsram, bench="openmaia.benches.tsram", bench_params=_tsram_params,
+        testcase="random_traffic"),
     Top(name="tile-dma",
         description="Tile DMA: strided HBM <-> TSRAM copies over AXI4, window protection",
         build=_tile_dma, bench="openmaia.benches.dma", bench_params=_tile_dma_params,
