@@ -14,12 +14,17 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-from amaranth.hdl import Assert, Assume, Const, Module, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import ResetSignal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In
 
 from openmaia.bus.memory_port import EccStatus
+from openmaia.compute.element_decoder import ElementDecoder
+from openmaia.compute.dot_lanes import (add_carry, aligned_term, lane_product, lane_widths,
+                                        sum_terms)
 from openmaia.harness.formal import FormalToolMissing, prove
+from openmaia.numerics.formats import Format
 from openmaia.tile.secded import SecdedCode, SecdedDecoder, SecdedEncoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -64,6 +69,158 @@ class SecdedProof(wiring.Component):
         return m
 
 
+# --- dot engine: a beat's exact sum -----------------------------------------------------------
+
+def reference_units(m: Module, code, fmt: Format, *, name: str, hidden_subnormal=False):
+    """``(sign, magnitude, nan)`` of a float element ``code``, the magnitude in units of
+    ``2 ** lsb_exp``, written from docs/numerics.md alone: ``S.E.M`` is ``2^(E - bias) * (1 +
+    M / 2^m)`` for ``E > 0`` and ``2^(1 - bias) * M / 2^m`` for ``E = 0``. ``hidden_subnormal``
+    is the deliberately wrong reference of a broken twin."""
+    spec = fmt.spec
+    code = code[:spec.bits]
+    man, e = code[:spec.mbits], code[spec.mbits:spec.mbits + spec.ebits]
+    sign = code[spec.bits - 1]
+    normal_shift = -spec.bias - spec.mbits - spec.lsb_exp   # value = (2^m + M) << (E + this)
+    sub_shift = 1 - spec.bias - spec.mbits - spec.lsb_exp    # value = M << this
+    assert normal_shift + 1 >= 0 and sub_shift >= 0
+    width = spec.mbits + 1 + (1 << spec.ebits) + normal_shift
+    mag = Signal(width, name=f"{name}_mag")
+    sub = Cat(man, Const(1 if hidden_subnormal else 0, 1)) << sub_shift
+    m.d.comb += mag.eq(Mux(e == 0, sub, (Cat(man, Const(1, 1)) << e) << (normal_shift)
+                           if normal_shift >= 0 else
+                           (Cat(man, Const(1, 1)) << e) >> -normal_shift))
+    nan = Const(0, 1)
+    if spec.has_nan and fmt is Format.E4M3:
+        nan = code[:spec.bits - 1] == (1 << (spec.bits - 1)) - 1   # S.1111.111
+    return sign, mag, nan
+
+
+class LaneSumProof(wiring.Component):
+    """One beat of the MX dot engine's stage 0 and 1 (:func:`lane_product`, :func:`aligned_term`,
+    :func:`sum_terms`, the carry the engine adds last) equals the reference sum of products.
+
+    ``a``, ``b``: free ``lanes`` 8-bit codes each; the format pair is ``fmt`` x ``fmt``, the
+    build has only ``fmt`` (and the FP4 double-rate path when ``double_rate``: each byte then holds
+    two E2M1 elements, low nibble first, and the beat has ``2 * lanes`` products). The engine's
+    sum (``widths.sum`` bits) must equal the exact reference in units of ``2 ** (2 * lsb_exp)``
+    whenever no operand is NaN, and the NaN flag must be set exactly when one is.
+    """
+
+    def __init__(self, *, fmt: Format, lanes: int, double_rate: bool = False, faults=(),
+                 wrong_reference: bool = False):
+        self.fmt, self.lanes, self.double_rate = fmt, lanes, double_rate
+        self.faults, self.wrong_reference = frozenset(faults), wrong_reference
+        super().__init__({"a": In(8 * lanes), "b": In(8 * lanes)})
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, lanes = self.fmt, self.lanes
+        formats = frozenset({fmt})
+        widths = lane_widths(formats, self.double_rate)
+        sel = Const(fmt.spec.hw_code, 3)
+        fp4 = Const(1 if self.double_rate else 0, 1)
+        lo_terms, hi_terms, nans = [], [], []
+        for j in range(lanes):
+            a, b = self.a[8 * j:8 * j + 8], self.b[8 * j:8 * j + 8]
+            lo, hi, flags = lane_product(m, a, b, sel, sel, fp4, formats=formats, widths=widths,
+                                         swap_a="fp4_nibble_swap" in self.faults,
+                                         stuck=j == 0 and "lane_stuck_zero" in self.faults,
+                                         name=f"lane{j}")
+            lo_terms.append(aligned_term(m, lo, widths.stages, name=f"term{j}"))
+            if hi is not None:
+                hi_terms.append(aligned_term(m, hi, widths.hi_stages, name=f"hi_term{j}"))
+            nans.append(flags.nan)
+        carries = [neg for _, neg in lo_terms + hi_terms]
+        total, carries = sum_terms([t for t, _ in lo_terms], carries, widths.sum)
+        if hi_terms:
+            high_sum, carries = sum_terms([t for t, _ in hi_terms], carries, widths.sum)
+            total = add_carry(total, high_sum, carries.pop())
+        beat = Signal(signed(widths.sum))
+        m.d.comb += beat.eq(add_carry(Const(0, signed(widths.sum)), total, carries.pop()))
+        assert not carries
+
+        elements = []
+        for j in range(lanes):
+            a, b = self.a[8 * j:8 * j + 8], self.b[8 * j:8 * j + 8]
+            elements.append((a, b))
+            if self.double_rate:
+                elements.append((a[4:8], b[4:8]))
+        products, any_nan = [], []
+        for k, (a, b) in enumerate(elements):
+            sa, va, na = reference_units(m, a, fmt, name=f"ref_a{k}",
+                                         hidden_subnormal=self.wrong_reference)
+            sb, vb, nb = reference_units(m, b, fmt, name=f"ref_b{k}")
+            mag = Signal(len(va) + len(vb), name=f"ref_p{k}")
+            m.d.comb += mag.eq(va * vb)
+            products.append(Mux(sa ^ sb, -mag, mag))
+            any_nan += [na, nb]
+        ref = Signal(signed(widths.sum + 8))
+        m.d.comb += ref.eq(sum(products))
+        nan = Cat(*any_nan).any()
+        m.d.comb += [Assert(Cat(*nans).any() == nan), Assert(nan | (beat == ref))]
+        return m
+
+
+# --- stream handshakes -----------------------------------------------------------------------
+
+class DroppingStage(wiring.Component):
+    """A deliberately wrong one-register stream stage (broken twin of the handshake proof): it
+    takes a new payload every cycle whatever ``o.ready`` says, so it drops a stalled transfer."""
+
+    def __init__(self, *, width: int = 4):
+        super().__init__({"i": In(stream.Signature(width)),
+                          "o": wiring.Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(1)
+        m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        return m
+
+
+class StreamProof(wiring.Component):
+    """``lib.stream`` rules on the ``i`` -> ``o`` streams of the component ``build()`` makes.
+
+    Assumed of the producer (free ``i_valid``, ``i_payload``) and the consumer (free
+    ``o_ready``): the producer holds ``i.valid`` and its payload until ``i.ready``; reset stays
+    low. Asserted of the block: once ``o.valid`` is high and ``o.ready`` low, the next cycle
+    ``o.valid`` is still high and ``o.payload`` unchanged; and, for a block holding at most
+    ``capacity`` transfers, transfers in minus transfers out is the number of valid outputs it
+    holds (``o.valid`` for a one-register stage): nothing dropped, nothing duplicated.
+    """
+
+    def __init__(self, *, build, name: str):
+        self.dut = build()
+        self.dut_name = name
+        i_width = len(Value.cast(self.dut.i.payload))
+        super().__init__({"i_valid": In(1), "i_payload": In(i_width), "o_ready": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        o_payload = Value.cast(dut.o.payload)
+        m.d.comb += [dut.i.valid.eq(self.i_valid), dut.i.payload.eq(self.i_payload),
+                     dut.o.ready.eq(self.o_ready), Assume(~ResetSignal())]
+        started = Signal()
+        prev_i_valid, prev_i_ready = Signal(), Signal()
+        prev_i_payload = Signal(len(self.i_payload))
+        prev_o_valid, prev_o_ready = Signal(), Signal()
+        prev_o_payload = Signal(len(o_payload))
+        m.d.sync += [started.eq(1), prev_i_valid.eq(dut.i.valid), prev_i_ready.eq(dut.i.ready),
+                     prev_i_payload.eq(self.i_payload), prev_o_valid.eq(dut.o.valid),
+                     prev_o_ready.eq(dut.o.ready), prev_o_payload.eq(o_payload)]
+        with m.If(started & prev_i_valid & ~prev_i_ready):
+            m.d.comb += [Assume(self.i_valid), Assume(self.i_payload == prev_i_payload)]
+        with m.If(started & prev_o_valid & ~prev_o_ready):
+            m.d.comb += [Assert(dut.o.valid), Assert(o_payload == prev_o_payload)]
+        held = Signal(range(4))
+        taken_in = dut.i.valid & dut.i.ready
+        taken_out = dut.o.valid & dut.o.ready
+        m.d.sync += held.eq(held + taken_in - taken_out)
+        m.d.comb += Assert(held == dut.o.valid)
+        return m
+
+
 # --- the proof table ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -87,6 +244,32 @@ PROOFS = [
     Proof("secded8_no_double_detect", lambda: SecdedProof(data_width=8,
                                                           faults={"no_double_detect"}),
           "bmc", 1, False, True, "broken twin: decoder fault no_double_detect"),
+    Proof("dot_e2m1_lane", lambda: LaneSumProof(fmt=Format.E2M1, lanes=1), "bmc", 1, True, True,
+          "E2M1 x E2M1, 1 lane, single rate: lane_product + aligned_term + sum_terms + carry"),
+    Proof("dot_e2m1_fp4_lane", lambda: LaneSumProof(fmt=Format.E2M1, lanes=1, double_rate=True),
+          "bmc", 1, True, True, "E2M1 x E2M1 double rate, 1 lane (2 products, both nibbles)"),
+    Proof("dot_e2m1_fp4_2lanes", lambda: LaneSumProof(fmt=Format.E2M1, lanes=2,
+                                                      double_rate=True),
+          "bmc", 1, True, False, "E2M1 x E2M1 double rate, 2 lanes (4 products)"),
+    Proof("dot_e4m3_lane", lambda: LaneSumProof(fmt=Format.E4M3, lanes=1), "bmc", 1, True, False,
+          "E4M3 x E4M3, 1 lane, NaN codes included (flag checked, sum don't-care)"),
+    Proof("dot_e2m1_wrong_reference", lambda: LaneSumProof(fmt=Format.E2M1, lanes=1,
+                                                           wrong_reference=True),
+          "bmc", 1, False, True, "broken twin: reference gives subnormals a hidden bit"),
+    Proof("dot_e2m1_fp4_nibble_swap", lambda: LaneSumProof(fmt=Format.E2M1, lanes=1,
+                                                           double_rate=True,
+                                                           faults={"fp4_nibble_swap"}),
+          "bmc", 1, False, True, "broken twin: engine fault fp4_nibble_swap"),
+    Proof("dot_e4m3_lane_stuck_zero", lambda: LaneSumProof(fmt=Format.E4M3, lanes=1,
+                                                           faults={"lane_stuck_zero"}),
+          "bmc", 1, False, True, "broken twin: engine fault lane_stuck_zero"),
+    Proof("stream_element_decoder",
+          lambda: StreamProof(build=lambda: ElementDecoder(formats={"e2m1"}, lanes=1),
+                              name="element_decoder"),
+          "prove", 3, True, True, "ElementDecoder, E2M1 only, 1 lane: k-induction"),
+    Proof("stream_dropping_stage",
+          lambda: StreamProof(build=DroppingStage, name="dropping_stage"),
+          "prove", 3, False, True, "broken twin: a stage that ignores o.ready"),
     Proof("secded16", lambda: SecdedProof(data_width=16), "bmc", 1, True, False,
           "16 data bits: no flip, all 22 single flips, all 231 double flips"),
 ]
