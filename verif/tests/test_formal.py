@@ -221,6 +221,53 @@ class StreamProof(wiring.Component):
         return m
 
 
+class ReadyDependentStage(wiring.Component):
+    """A deliberately wrong stream stage (broken twin of the miter): its ``o.valid`` is gated by
+    ``o.ready``, a combinational path from ready to valid that the stream rules forbid."""
+
+    def __init__(self, *, width: int = 4):
+        super().__init__({"i": In(stream.Signature(width)),
+                          "o": wiring.Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        full = Signal()
+        m.d.comb += [self.i.ready.eq(~full | self.o.ready), self.o.valid.eq(full & self.o.ready)]
+        with m.If(self.i.ready):
+            m.d.sync += [full.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        return m
+
+
+class ReadyMiter(wiring.Component):
+    """Two-copy miter: ``o.valid`` never depends combinationally on ``o.ready``.
+
+    Both copies of the block see the same input stream; their ``o.ready`` inputs are free and
+    separate. While every earlier cycle gave both the same ``o.ready`` (so both copies are in the
+    same state), their ``o.valid`` must agree in the current cycle, whatever the two current
+    ``o.ready`` values are. Bounded (the state equality is not inductive without naming the
+    block's registers).
+    """
+
+    def __init__(self, *, build):
+        self.a, self.b = build(), build()
+        i_width = len(Value.cast(self.a.i.payload))
+        super().__init__({"i_valid": In(1), "i_payload": In(i_width), "ready_a": In(1),
+                          "ready_b": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.a, m.submodules.b = self.a, self.b
+        for dut, ready in ((self.a, self.ready_a), (self.b, self.ready_b)):
+            m.d.comb += [dut.i.valid.eq(self.i_valid), dut.i.payload.eq(self.i_payload),
+                         dut.o.ready.eq(ready)]
+        same_so_far = Signal(init=1)
+        m.d.sync += same_so_far.eq(same_so_far & (self.ready_a == self.ready_b))
+        m.d.comb += Assume(~ResetSignal())
+        with m.If(same_so_far):
+            m.d.comb += Assert(self.a.o.valid == self.b.o.valid)
+        return m
+
+
 # --- the proof table ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -270,6 +317,11 @@ PROOFS = [
     Proof("stream_dropping_stage",
           lambda: StreamProof(build=DroppingStage, name="dropping_stage"),
           "prove", 3, False, True, "broken twin: a stage that ignores o.ready"),
+    Proof("miter_element_decoder",
+          lambda: ReadyMiter(build=lambda: ElementDecoder(formats={"e2m1"}, lanes=1)),
+          "bmc", 6, True, True, "ElementDecoder, E2M1 only, 1 lane: valid/ready miter, 6 cycles"),
+    Proof("miter_ready_dependent_stage", lambda: ReadyMiter(build=ReadyDependentStage),
+          "bmc", 6, False, True, "broken twin: a stage whose o.valid is gated by o.ready"),
     Proof("secded16", lambda: SecdedProof(data_width=16), "bmc", 1, True, False,
           "16 data bits: no flip, all 22 single flips, all 231 double flips"),
 ]
