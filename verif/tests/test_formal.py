@@ -10,19 +10,33 @@ so ``-m formal`` never runs a proof twice and the default tier still proves the 
 """
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
-from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.hdl import ResetSignal
+from amaranth.hdl import (
+    Assert,
+    Assume,
+    Cat,
+    Const,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+    Value,
+    signed,
+)
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In
-
 from openmaia.bus.memory_port import EccStatus
+from openmaia.compute.dot_lanes import (
+    add_carry,
+    aligned_term,
+    lane_product,
+    lane_widths,
+    sum_terms,
+)
 from openmaia.compute.element_decoder import ElementDecoder
-from openmaia.compute.dot_lanes import (add_carry, aligned_term, lane_product, lane_widths,
-                                        sum_terms)
 from openmaia.harness.formal import FormalToolMissing, prove
 from openmaia.numerics.formats import Format
 from openmaia.tile.secded import SecdedCode, SecdedDecoder, SecdedEncoder
@@ -352,3 +366,15 @@ QUICK = [p for p in PROOFS if p.quick]
 @pytest.mark.parametrize("proof", QUICK, ids=[p.name for p in QUICK])
 def test_formal_quick(proof):
     _run(proof)
+
+
+def test_prove_checks_its_arguments():
+    design = DroppingStage()
+    with pytest.raises(ValueError, match="mode"):
+        prove(design, name="x", mode="induct", depth=1)
+    with pytest.raises(ValueError, match="depth"):
+        prove(design, name="x", depth=0)
+    with pytest.raises(ValueError, match="name"):
+        prove(design, name="not an identifier", depth=1)
+    with pytest.raises(TypeError, match="ports="):
+        prove(Module(), name="x", depth=1)
