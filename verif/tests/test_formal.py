@@ -376,5 +376,7 @@ def test_prove_checks_its_arguments():
         prove(design, name="x", depth=0)
     with pytest.raises(ValueError, match="name"):
         prove(design, name="not an identifier", depth=1)
+    with pytest.raises(ValueError, match="solver"):
+        prove(design, name="x", depth=1, solver="cvc")
     with pytest.raises(TypeError, match="ports="):
         prove(Module(), name="x", depth=1)
