@@ -290,7 +290,8 @@ class ReadyMiter(wiring.Component):
 
 @dataclass(frozen=True)
 class Proof:
-    """One proof run: ``build()`` makes the design; ``expect``: it must pass (or fail)."""
+    """One proof run: ``build()`` makes the design; ``expect``: it must pass (or fail);
+    ``quick``: also in the default tier; ``timeout``: SymbiYosys's limit in seconds."""
     name: str
     build: Callable[[], wiring.Component]
     mode: str
@@ -298,6 +299,7 @@ class Proof:
     expect: bool
     quick: bool
     config: str
+    timeout: int = 600
 
 
 PROOFS = [
@@ -353,7 +355,8 @@ PROOFS = [
 
 def _run(proof: Proof):
     try:
-        result = prove(proof.build(), name=proof.name, mode=proof.mode, depth=proof.depth)
+        result = prove(proof.build(), name=proof.name, mode=proof.mode, depth=proof.depth,
+                       timeout=proof.timeout)
     except FormalToolMissing as error:
         pytest.skip(str(error))
     assert result.status in ("PASS", "FAIL"), result
