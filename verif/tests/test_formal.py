@@ -317,7 +317,7 @@ PROOFS = [
           "bmc", 1, True, True, "E2M1 x E2M1 double rate, 1 lane (2 products, both nibbles)"),
     Proof("dot_e2m1_fp4_2lanes", lambda: LaneSumProof(fmt=Format.E2M1, lanes=2,
                                                       double_rate=True),
-          "bmc", 1, True, False, "E2M1 x E2M1 double rate, 2 lanes (4 products)"),
+          "bmc", 1, True, False, "E2M1 x E2M1 double rate, 2 lanes (4 products)", timeout=1800),
     Proof("dot_e4m3_lane", lambda: LaneSumProof(fmt=Format.E4M3, lanes=1), "bmc", 1, True, False,
           "E4M3 x E4M3, 1 lane, NaN codes included (flag checked, sum don't-care)"),
     Proof("dot_e2m1_wrong_reference", lambda: LaneSumProof(fmt=Format.E2M1, lanes=1,
@@ -349,7 +349,7 @@ PROOFS = [
     Proof("miter_ready_dependent_stage", lambda: ReadyMiter(build=ReadyDependentStage),
           "bmc", 6, False, True, "broken twin: a stage whose o.valid is gated by o.ready"),
     Proof("secded16", lambda: SecdedProof(data_width=16), "bmc", 1, True, False,
-          "16 data bits: no flip, all 22 single flips, all 231 double flips"),
+          "16 data bits: no flip, all 22 single flips, all 231 double flips", timeout=3600),
 ]
 
 
