@@ -37,7 +37,7 @@ def main(argv=None):
     p.add_argument("--ops", type=int, default=4, help="back-to-back operations per pair")
     p.add_argument("--pairs", nargs="*", help="format pairs like e4m3*e2m1 (default: all)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--verilog", help="reuse this Verilog of the TTU (top module ttu_<config>, "
+    p.add_argument("--verilog", help="reuse this Verilog of the TTU (top module ttu, "
                    "e.g. from `openmaia elaborate ttu --config NAME`) instead of elaborating")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -54,7 +54,7 @@ def main(argv=None):
                   fp4_double_rate=ttu.double_rate, m=m, n=n, k=args.k, ops=args.ops,
                   pairs=[[a.value, b.value] for a, b in pairs])
     t0 = time.perf_counter()
-    result = simulate(ttu, bench="openmaia.benches.ttu", name=f"ttu_{config.name}",
+    result = simulate(ttu, bench="openmaia.benches.ttu", name="ttu",
                       params=params, testcase="throughput", seed=args.seed,
                       verilog=open(args.verilog).read() if args.verilog else None)
     total = time.perf_counter() - t0

@@ -204,7 +204,7 @@ def test_cocotb_random_small(seed):
 @pytest.mark.sim
 @pytest.mark.slow
 def test_cocotb_random_small_long(seed):
-    _bench(get_config("small"), ops=1500, seed=seed, max_tiles=3)
+    _bench(get_config("small"), ops=1500, seed=seed, max_tiles=3, name="ttu")
 
 
 @pytest.mark.sim
