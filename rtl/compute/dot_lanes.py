@@ -267,9 +267,11 @@ def lane_product(m: Module, a, b, fmt_a, fmt_b, fp4, *, formats, widths: LaneWid
         return lo, None, flags
     e2m1 = Const(Format.E2M1.spec.hw_code, 3)
     a_hi = a[:4] if swap_a else a[4:8]
-    ha = lane_decode(m, Cat(Mux(fp4, a_hi, 0), Const(0, 4)), e2m1, formats={Format.E2M1},
-                     name=f"{name}_ha")
-    hb = lane_decode(m, Cat(Mux(fp4, b[4:8], 0), Const(0, 4)), e2m1, formats={Format.E2M1},
+    # Outside FP4 mode the high product must be zero: gating A's magnitude bits is enough (a
+    # zero magnitude of either sign adds nothing: ones' complement ~0 plus its carry).
+    ha = lane_decode(m, Cat(Mux(fp4, a_hi[:3], 0), a_hi[3], Const(0, 4)), e2m1,
+                     formats={Format.E2M1}, name=f"{name}_ha")
+    hb = lane_decode(m, Cat(b[4:8], Const(0, 4)), e2m1, formats={Format.E2M1},
                      name=f"{name}_hb")
     hi = _product(m, ha, hb, product_layout(widths.hi_product, widths.hi_shift),
                   name=f"{name}_hi", zero=stuck)
