@@ -27,10 +27,10 @@ from amaranth.lib import data
 
 from ..numerics.elements import codes_table
 from ..numerics.formats import Format, block_sum_bits
-from .element_decoder import decode_element
+from .element_decoder import DecodedElement
 
-__all__ = ["LaneWidths", "lane_widths", "product_layout", "FLAGS_LAYOUT", "lane_product",
-           "aligned_term", "sum_terms", "add_carry", "fmt_is"]
+__all__ = ["LaneWidths", "lane_widths", "product_layout", "FLAGS_LAYOUT", "lane_decode",
+           "lane_product", "aligned_term", "sum_terms", "add_carry", "fmt_is"]
 
 #: Flags of one product, or of a beat's products: ``nan`` (a NaN operand, an illegal format
 #: selector, or Inf x 0), ``inf_pos`` / ``inf_neg`` (an Inf product of that sign) and
@@ -122,9 +122,87 @@ def product_layout(product: int, shift: int) -> data.StructLayout:
     return data.StructLayout({"mag": product, "shift": shift, "sign": 1})
 
 
+
 def fmt_is(fmt_sel: Value, fmt: Format) -> Value:
     """``fmt_sel`` selects ``fmt`` (written so that Yosys never emits ``!x`` on a vector)."""
     return ~(Value.cast(fmt_sel) ^ fmt.spec.hw_code).any()
+
+
+def _any_of(values) -> Value:
+    values = [Value.cast(v) for v in values]
+    return Cat(*values).any() if values else Const(0)
+
+
+def lane_decode(m: Module, code, fmt_sel, *, formats, name="decoded"):
+    """The lanes' element decoder: :class:`~openmaia.compute.element_decoder.DecodedElement`
+    fields of ``code`` (8 bits, FP6 / FP4 codes in the low bits) in format ``fmt_sel``.
+
+    The same values as :func:`~openmaia.compute.element_decoder.decode_element` for every code
+    of a built-in format, but built from shared fields instead of one full decode per format
+    AND-OR selected: the raw exponent and mantissa fields are selected first (by bit position),
+    then one ``E != 0`` test, one decrement ``E - normal`` and one hidden bit serve every float
+    format. For an illegal selector only ``is_nan`` and ``illegal`` are defined (the engine's
+    result is then NaN whatever the other fields hold).
+    """
+    code, fmt_sel = Value.cast(code), Value.cast(fmt_sel)
+    element = DecodedElement.of(formats)
+    out = Signal(element, name=name)
+    floats = [fmt for fmt in Format if fmt in formats and fmt.is_float]
+    sel = {fmt: Signal(name=f"{name}_is_{fmt.value}") for fmt in Format if fmt in formats}
+    for fmt, signal in sel.items():
+        m.d.comb += signal.eq(fmt_is(fmt_sel, fmt))
+    exp_bits = max([fmt.spec.ebits for fmt in floats], default=1)
+    man_bits = max([fmt.spec.mbits for fmt in floats], default=1)
+    e_raw = Signal(exp_bits, name=f"{name}_e")
+    man = Signal(man_bits, name=f"{name}_m")
+    normal = Signal(name=f"{name}_normal")
+    e_bits = [[] for _ in range(exp_bits)]
+    m_bits = [[] for _ in range(man_bits)]
+    hidden = [[] for _ in range(man_bits + 1)]
+    signs = []
+    for fmt in floats:
+        spec = fmt.spec
+        for k in range(spec.ebits):
+            e_bits[k].append(sel[fmt] & code[spec.mbits + k])
+        for k in range(spec.mbits):
+            m_bits[k].append(sel[fmt] & code[k])
+        hidden[spec.mbits].append(sel[fmt])
+        signs.append(sel[fmt] & code[spec.bits - 1])
+    m.d.comb += [
+        e_raw.eq(Cat(_any_of(bits) for bits in e_bits)),
+        man.eq(Cat(_any_of(bits) for bits in m_bits)),
+        normal.eq(e_raw.any()),
+    ]
+    sig = Cat(man, Const(0, 1)) | Cat(normal & _any_of(h) for h in hidden)
+    zero = ~normal & ~man.any()
+    nan, inf = [], []
+    for fmt in floats:
+        spec = fmt.spec
+        e_all = code[spec.mbits:spec.mbits + spec.ebits].all()
+        m_any = code[:spec.mbits].any()
+        if spec.has_inf:
+            inf.append(sel[fmt] & e_all & ~m_any)
+            nan.append(sel[fmt] & e_all & m_any)
+        elif spec.has_nan:
+            nan.append(sel[fmt] & e_all & code[:spec.mbits].all())
+    if Format.INT8 in formats:
+        int8 = sel[Format.INT8]
+        mag = Signal(8, name=f"{name}_int8")
+        m.d.comb += mag.eq(Mux(code[7], (~code + 1)[:8], code))
+        sig = sig | Mux(int8, mag, 0)
+        zero = zero & ~(int8 & code.any())
+        signs.append(int8 & code[7])
+    illegal = ~Cat(sel.values()).any()
+    m.d.comb += [
+        out.sign.eq(_any_of(signs)),
+        out.exp.eq((e_raw - normal)[:len(out.exp)]),
+        out.sig.eq(sig[:len(out.sig)]),
+        out.is_nan.eq(_any_of(nan) | illegal),
+        out.is_inf.eq(_any_of(inf)),
+        out.is_zero.eq(zero),
+        out.illegal.eq(illegal),
+    ]
+    return out
 
 
 def _multiply(a: Value, b: Value, width: int) -> Value:
@@ -180,8 +258,8 @@ def lane_product(m: Module, a, b, fmt_a, fmt_b, fp4, *, formats, widths: LaneWid
     """
     a, b, fp4 = Value.cast(a), Value.cast(b), Value.cast(fp4)
     a_lo = Mux(fp4, Cat(a[4:8], Const(0, 4)), a) if swap_a else a
-    da = decode_element(m, a_lo, fmt_a, formats=formats, name=f"{name}_a")
-    db = decode_element(m, b, fmt_b, formats=formats, name=f"{name}_b")
+    da = lane_decode(m, a_lo, fmt_a, formats=formats, name=f"{name}_a")
+    db = lane_decode(m, b, fmt_b, formats=formats, name=f"{name}_b")
     lo = _product(m, da, db, product_layout(widths.product, widths.shift), name=f"{name}_lo",
                   zero=stuck)
     flags = _flags(m, da, db, name=f"{name}_flags")
@@ -189,10 +267,12 @@ def lane_product(m: Module, a, b, fmt_a, fmt_b, fp4, *, formats, widths: LaneWid
         return lo, None, flags
     e2m1 = Const(Format.E2M1.spec.hw_code, 3)
     a_hi = a[:4] if swap_a else a[4:8]
-    ha = decode_element(m, Cat(Mux(fp4, a_hi, 0), Const(0, 4)), e2m1, formats={Format.E2M1},
-                        name=f"{name}_ha")
-    hb = decode_element(m, Cat(Mux(fp4, b[4:8], 0), Const(0, 4)), e2m1, formats={Format.E2M1},
-                        name=f"{name}_hb")
+    # Outside FP4 mode the high product must be zero: gating A's magnitude bits is enough (a
+    # zero magnitude of either sign adds nothing: ones' complement ~0 plus its carry).
+    ha = lane_decode(m, Cat(Mux(fp4, a_hi[:3], 0), a_hi[3], Const(0, 4)), e2m1,
+                     formats={Format.E2M1}, name=f"{name}_ha")
+    hb = lane_decode(m, Cat(b[4:8], Const(0, 4)), e2m1, formats={Format.E2M1},
+                     name=f"{name}_hb")
     hi = _product(m, ha, hb, product_layout(widths.hi_product, widths.hi_shift),
                   name=f"{name}_hi", zero=stuck)
     both = Signal(FLAGS_LAYOUT, name=f"{name}_flags2")

@@ -72,6 +72,32 @@ def _shift_left(m: Module, x: Value, amount: Value, name: str) -> Value:
     return x
 
 
+def _normalize_window(m: Module, x: Value, amount: Value, keep: int,
+                      name: str) -> tuple[Value, Value]:
+    """``(top, sticky)``: the top ``keep`` bits of ``x << amount`` and whether any bit below
+    them is set, for an ``amount`` of at most the leading zeros of ``x`` (no set bit leaves).
+
+    A logarithmic shifter taken most significant stage first, so each stage keeps only the
+    bits that can still reach the top ``keep`` after the remaining, smaller shifts (``keep +
+    2 ** k - 1`` after stage ``k``); the bits it drops can only end below them and are ORed
+    into ``sticky``. Far fewer multiplexers than a full-width shifter when ``len(x)`` is well
+    above ``keep``.
+    """
+    x = _wire(m, x, f"{name}_in")
+    dropped = []
+    for k in reversed(range(len(amount))):
+        n, width = 1 << k, len(x)
+        shifted = Cat(Const(0, n), x[:width - n]) if n < width else Const(0, width)
+        x = _wire(m, Mux(amount[k], shifted, x), f"{name}_{k}")
+        cut = len(x) - min(len(x), keep + n - 1)
+        if cut:
+            dropped.append(x[:cut])
+            x = x[cut:]
+    sticky = Cat(*dropped).any() if dropped else Const(0, 1)
+    assert len(x) == keep
+    return x, _wire(m, sticky, f"{name}_sticky")
+
+
 def _shift_right_sticky(m: Module, x: Value, amount: Value, name: str) -> tuple[Value, Value]:
     """``(x >> amount, any bit shifted out)`` (a logarithmic shifter collecting sticky bits)."""
     width = len(x)
@@ -262,13 +288,13 @@ class Fp32Round(wiring.Component):
         def normalise(v):
             mag = Cat(Const(0, norm_width - width), v["mag"])
             lz = _leading_zeros(m, _pad_to_power_of_two(mag, 0), "lz")
-            norm = _shift_left(m, mag, lz, "norm")
+            norm, sticky = _normalize_window(m, mag, lz, _SIG_BITS + 1, "norm")
             top = Signal(top_shape, name="top")  # exponent of the leading bit
             m.d.comb += top.eq(v["exp"] + (width - 1) - lz)
             return {
-                "sig": norm[-_SIG_BITS:],
-                "guard": norm[-_SIG_BITS - 1],
-                "sticky": norm[:-_SIG_BITS - 1].any(),
+                "sig": norm[1:],
+                "guard": norm[0],
+                "sticky": sticky,
                 "top": top,
                 **{key: v[key] for key in ("sign", "nan", "inf", "zero")},
             }
