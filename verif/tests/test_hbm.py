@@ -235,6 +235,8 @@ def _fault_run(fault, seed, tmp_path, mapping="MOP4CLXOR"):
 
 
 @pytest.mark.sim
+@pytest.mark.slow   # one more controller build; the timer faults are killed quickly in the
+                    # Amaranth simulator (test_timers_fault_shortens_its_limit)
 @pytest.mark.parametrize("fault", QUICK_FAULTS)
 def test_checker_catches_fault(fault, seed, tmp_path):
     result = _fault_run(fault, seed, tmp_path)
