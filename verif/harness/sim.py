@@ -112,15 +112,29 @@ def _repeated_modules(verilog_text: str) -> bool:
 
 def _verilator_flags(verilog_text: str) -> list[str]:
     # Verilator inlines submodules by default; 64 inlined engines made 350 MB of C++ that took
-    # over an hour to compile. Kept as instances, one engine's code serves all of them.
-    return ["-fno-inline"] if _repeated_modules(verilog_text) else []
+    # over an hour to compile. Kept as instances, one engine's code serves all of them; and only
+    # the top module's signals are made public for cocotb (cocotb's runner asks for every signal
+    # of every instance, --public-flat-rw, which defeats Verilator's optimizations).
+    return ["-fno-inline", "top-public-only"] if _repeated_modules(verilog_text) else []
 
 
 def _build(runner, *, simulator, verilog_path, name, build_dir, waves, flags=()):
     from cocotb_tools.runner import VerilatorControlFile
-    sources, build_args, extra = [verilog_path], list(flags), {}
+    flags = list(flags)
+    sources, build_args, extra = [verilog_path], [f for f in flags if f.startswith("-")], {}
     if simulator == "verilator":
         sources.insert(0, VerilatorControlFile(write_waiver_file(build_dir)))
+        if "top-public-only" in flags:
+            public = build_dir / "openmaia_public.vlt"
+            public.write_text(f'`verilator_config\npublic_flat_rw -module "{name}" -var "*"\n')
+            sources.insert(0, VerilatorControlFile(public))
+            command = runner._build_command
+
+            def without_public_flat():
+                cmds = command()
+                cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+                return cmds
+            runner._build_command = without_public_flat
         if waves == "fst":
             build_args.append("--trace-fst")
     else:
