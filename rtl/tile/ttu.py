@@ -398,7 +398,7 @@ class TileTensorUnit(wiring.Component):
             m.d.sync += [ev_pending.eq(1), ev.tag.eq(head.info.tag), ev.status.eq(head.status)]
 
         # drain buffer `cr` row by row
-        d_row = Signal(range(rows))
+        d_row = Signal(range(max(rows, 2)))
         dinfo = Signal(_INFO)
         m.d.comb += dinfo.eq(Mux(cr, buf_info[1], buf_info[0]))
         d_last_row = d_row == dinfo.rows_valid - 1
@@ -407,7 +407,7 @@ class TileTensorUnit(wiring.Component):
         row_vals = [Signal(32, name=f"drain_{j}") for j in range(cols)]
         for j in range(cols):
             vals = Array(Mux(cr, buf_vals[1][i][j], buf_vals[0][i][j]) for i in range(rows))
-            m.d.comb += row_vals[j].eq(vals[d_row])
+            m.d.comb += row_vals[j].eq(vals[d_row] if rows > 1 else vals[0])
         m.d.comb += [
             self.c.valid.eq(_pick(buf_full, cr) & ~d_hold),
             cp.row.eq(dinfo.row + d_row), cp.col.eq(dinfo.col), cp.tag.eq(dinfo.tag),

@@ -212,3 +212,13 @@ def test_cocotb_random_small_long(seed):
 def test_cocotb_random_ulx3s_shape(seed):
     """A 4 x 4 array of 16-lane {E4M3, E2M1} engines (the ulx3s preset)."""
     _bench(get_config("ulx3s").replace(ttu_panel_blocks=4), ops=120, seed=seed, max_tiles=2)
+
+
+def test_one_by_one_array(seed):
+    """The ice40 shape: a single engine (1 x 1 array, 2 accumulators)."""
+    rng = np.random.default_rng(seed)
+    geom = dict(rows=1, cols=1, lanes=4, slots=2, panel_blocks=2)
+    wl = _workload(**geom)
+    wl.add(TtuOp(m=2, n=3, k=2, fmt_a="e4m3", fmt_b="e2m1", tag=1), rng)
+    wl.add(TtuOp(m=1, n=2, k=1, fmt_a="e2m1", fmt_b="e2m1", keep=True, tag=2), rng)
+    _run(_ttu(**geom), wl, gap=0.2, stall=0.2, seed=seed)
