@@ -36,12 +36,16 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=16, help="K in blocks (default 16)")
     p.add_argument("--ops", type=int, default=4, help="back-to-back operations per pair")
     p.add_argument("--pairs", nargs="*", help="format pairs like e4m3*e2m1 (default: all)")
+    p.add_argument("--panel-blocks", type=int,
+                   help="override the preset's ttu_panel_blocks (the longest K the TTU takes)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--verilog", help="reuse this Verilog of the TTU (top module ttu, "
                    "e.g. from `openmaia elaborate ttu --config NAME`) instead of elaborating")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     config = get_config(args.config)
+    if args.panel_blocks:
+        config = config.replace(ttu_panel_blocks=args.panel_blocks)
     ttu = TileTensorUnit.from_config(config)
     m = args.m or 2 * ttu.rows
     n = args.n or 4 * ttu.cols
