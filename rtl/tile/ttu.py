@@ -163,7 +163,6 @@ class TileTensorUnit(wiring.Component):
         rows, cols, lanes, slots = self._rows, self._cols, self._lanes, self._slots
         bpb_shift = _log2(BLOCK_SIZE // lanes)              # log2 of FP8 beats per block
         panel_beats = self.panel_beats
-        addr_bits = max(1, (2 * panel_beats - 1).bit_length())
 
         # ---- command intake and validation -------------------------------------------------
         op_w = _OP.size

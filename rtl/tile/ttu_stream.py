@@ -157,11 +157,11 @@ def _beat_bytes(codes: np.ndarray, fmt_pair_fp4: bool, kb: int, beat: int, lanes
     if fmt_pair_fp4:
         lo = codes[kb * BLOCK_SIZE + beat * 2 * lanes:][:2 * lanes:2]
         hi = codes[kb * BLOCK_SIZE + beat * 2 * lanes + 1:][:2 * lanes:2]
-        return [int(x) | int(y) << 4 for x, y in zip(lo, hi)]
+        return [int(x) | int(y) << 4 for x, y in zip(lo, hi, strict=True)]
     return [int(x) for x in codes[kb * BLOCK_SIZE + beat * lanes:][:lanes]]
 
 
-def _operand_beats(codes_rows, scales_rows, count, tiles, k, bpb, fp4, lanes):
+def _operand_beats(codes_rows, scales_rows, count, tiles, fp4, lanes):
     """Beats over ``tiles`` (an iterable of (tile index, k block, beat)) of a row-major operand
     (``codes_rows``: R x K codes, ``scales_rows``: R x K/32), ``count`` rows a beat, padded."""
     R = codes_rows.shape[0]
@@ -189,18 +189,17 @@ def a_beats(op: TtuOp, a: MXTensor, *, rows: int, lanes: int, fp4_double_rate=Tr
     bpb = beats_per_block(op.fmt_a, op.fmt_b, lanes, fp4_double_rate)
     tiles = [(mt, kb, beat) for mt in range(_ceil_div(op.m, rows))
              for kb in range(op.k) for beat in range(bpb)]
-    return _operand_beats(a.codes, a.scales, rows, tiles, op.k, bpb,
-                          _is_fp4_pair(op, fp4_double_rate), lanes)
+    return _operand_beats(a.codes, a.scales, rows, tiles, _is_fp4_pair(op, fp4_double_rate),
+                          lanes)
 
 
 def b_beats(op: TtuOp, b: MXTensor, *, rows: int, cols: int, lanes: int, fp4_double_rate=True):
     """The B stream of ``op`` in :func:`schedule` order (columns past N are zero). ``b``: K x N,
     blocked along K."""
     order = schedule(op, rows=rows, cols=cols, lanes=lanes, fp4_double_rate=fp4_double_rate)
-    bpb = beats_per_block(op.fmt_a, op.fmt_b, lanes, fp4_double_rate)
     tiles = [(c.nt, c.kb, c.beat) for c in order]
-    return _operand_beats(b.codes.T, b.scales.T, cols, tiles, op.k, bpb,
-                          _is_fp4_pair(op, fp4_double_rate), lanes)
+    return _operand_beats(b.codes.T, b.scales.T, cols, tiles, _is_fp4_pair(op, fp4_double_rate),
+                          lanes)
 
 
 def expected_rows(op: TtuOp, c: np.ndarray, *, rows: int, cols: int):

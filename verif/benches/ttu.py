@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, FallingEdge
 
 from openmaia.errors import ErrorCode
 from openmaia.harness import bench_params
 from openmaia.harness.coverage import Coverage, export
-from openmaia.harness.streams import StreamSink, StreamSource, pack, random_pauses, unpack
+from openmaia.harness.streams import StreamSink, StreamSource, random_pauses, unpack
 from openmaia.numerics.formats import BLOCK_SIZE, Format
 from openmaia.numerics.mx import MXTensor
 from openmaia.tile.ttu import TtuCounters

@@ -110,21 +110,21 @@ def _repeated_modules(verilog_text: str) -> bool:
     return max(counts.values(), default=0) >= 4
 
 
-def _verilator_flags(verilog_text: str) -> list[str]:
-    # Verilator inlines submodules by default; 64 inlined engines made 350 MB of C++ that took
-    # over an hour to compile. Kept as instances, one engine's code serves all of them; and only
-    # the top module's signals are made public for cocotb (cocotb's runner asks for every signal
-    # of every instance, --public-flat-rw, which defeats Verilator's optimizations).
-    return ["-fno-inline", "top-public-only"] if _repeated_modules(verilog_text) else []
+def _array_build(verilog_text: str) -> bool:
+    """Build as an array: Verilator inlines submodules by default, and 64 inlined engines made
+    350 MB of C++ that took over an hour to compile. With ``-fno-inline`` one engine's code
+    serves every instance, and only the top module is public for cocotb (cocotb's runner asks
+    for every signal of every instance, ``--public-flat-rw``, which defeats the optimizer)."""
+    return _repeated_modules(verilog_text)
 
 
-def _build(runner, *, simulator, verilog_path, name, build_dir, waves, flags=()):
+def _build(runner, *, simulator, verilog_path, name, build_dir, waves, array=False):
     from cocotb_tools.runner import VerilatorControlFile
-    flags = list(flags)
-    sources, build_args, extra = [verilog_path], [f for f in flags if f.startswith("-")], {}
+    sources, build_args, extra = [verilog_path], [], {}
     if simulator == "verilator":
         sources.insert(0, VerilatorControlFile(write_waiver_file(build_dir)))
-        if "top-public-only" in flags:
+        if array:
+            build_args.append("-fno-inline")
             public = build_dir / "openmaia_public.vlt"
             public.write_text(f'`verilator_config\npublic_flat_rw -module "{name}" -var "*"\n')
             sources.insert(0, VerilatorControlFile(public))
@@ -184,9 +184,9 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
     from cocotb_tools.check_results import get_results
 
     verilog_text = verilog if verilog is not None else elaborate(component, name=name)
-    flags = _verilator_flags(verilog_text) if simulator == "verilator" else []
+    array = simulator == "verilator" and _array_build(verilog_text)
     key = verilog_digest(verilog_text, name, simulator, str(waves), waiver_config_text(),
-                         _tool_versions(), *flags)
+                         _tool_versions(), *(["array"] if array else []))
     build_dir = build_root() / f"{name}-{simulator}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
@@ -199,7 +199,7 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
             verilog_path.write_text(verilog_text)
         if not cached or simulator == "icarus":
             _build(runner, simulator=simulator, verilog_path=verilog_path, name=name,
-                   build_dir=build_dir, waves=waves, flags=flags)
+                   build_dir=build_dir, waves=waves, array=array)
             done_marker.write_text(key)
     build_seconds = time.monotonic() - start
 

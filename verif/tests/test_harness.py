@@ -204,3 +204,35 @@ def test_elaboration_is_the_same_in_every_process():
                                               "PYTHONHASHSEED": str(s)}).stdout
                for s in (1, 2, 3)}
     assert len(digests) == 1
+
+
+def test_identical_submodules_are_merged():
+    """deduplicate_rtlil: three identical decoders become one module, a different one stays."""
+    import re
+
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from openmaia.compute.element_decoder import ElementDecoder
+    from openmaia.numerics.formats import Format
+
+    class Four(wiring.Component):
+        def __init__(self):
+            self.decs = [ElementDecoder(formats={Format.E4M3}, lanes=1) for _ in range(3)]
+            self.decs.append(ElementDecoder(formats={Format.E2M1}, lanes=1))
+            super().__init__({"i": In(len(self.decs)), "o": Out(len(self.decs))})
+
+        def elaborate(self, platform):
+            m = Module()
+            for n, dec in enumerate(self.decs):
+                m.submodules[f"dec{n}"] = dec
+                m.d.comb += [dec.i.valid.eq(self.i[n]), dec.o.ready.eq(1),
+                             self.o[n].eq(dec.o.valid)]
+            return m
+
+    text = elaborate(Four(), name="four")
+    modules = re.findall(r"^module (\S+)", text, re.M)
+    assert len(modules) == 3, modules          # top, the E4M3 decoder, the E2M1 decoder
+    assert len(re.findall(r"^  \\four\.dec0 +dec[0-2] \($", text, re.M)) == 3
+    lint(text, name="four")

@@ -54,7 +54,7 @@ def _run(dut, wl, *, gap=0.0, stall=0.0, seed=0, budget=20_000):
     got_rows = [unpack(CRow.of(cols), x) for x in out["c"]]
     got_events = [unpack(TtuEvent, x) for x in out["event"]]
     assert len(got_rows) == len(want_rows) and len(got_events) == len(want_events)
-    for i, (g, w) in enumerate(zip(got_rows, want_rows)):
+    for i, (g, w) in enumerate(zip(got_rows, want_rows, strict=True)):
         assert g == w, f"C row {i}: got {g}, expected {w}"
     assert got_events == want_events
     assert counters["macs"] == wl.macs()
