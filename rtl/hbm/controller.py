@@ -762,15 +762,21 @@ class HbmChannel(wiring.Component):
                 m.d.sync += aw_busy.eq(0)
 
         # ---------------- R drain ----------------
+        # Credit loop: a beat issued in cycle t is `inflight` in t + 1 and in the FIFO's level
+        # from t + 2 until the cycle after R takes it (t + 3 at the earliest), so it holds a
+        # credit for 3 cycles; 4 credits (the FIFO depth) sustain a beat every cycle and the
+        # FIFO can never overflow (level + inflight <= 4).
+        rout_depth = 4
         m.submodules.rout = rout = SyncFIFOBuffered(
-            width=self.axi.data_width + self.axi.id_width + 2 + 1 + COUNTER_BITS, depth=4)
+            width=self.axi.data_width + self.axi.id_width + 2 + 1 + COUNTER_BITS,
+            depth=rout_depth)
         rd_beat = Signal(beat_bits); rd_left = Signal(_bits(BPL + 1)); rd_on = Signal()
         inflight = Signal()
         head_ok = Signal()
         m.d.comb += head_ok.eq(rord.r_rdy & ((rord_out.resp != AxiResp.OKAY)
                                              | _pick(m, done, rord_out.tag, "r_done")))
         room = Signal()
-        m.d.comb += room.eq(rout.level + inflight < 3)
+        m.d.comb += room.eq(rout.level + inflight < rout_depth)
         issue = Signal()
         m.d.comb += issue.eq(head_ok & room)
         cur_beat = Signal(beat_bits); cur_left = Signal.like(rd_left)
