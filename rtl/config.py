@@ -36,7 +36,9 @@ class Config:
     ``acc_depth`` FP32 accumulators per engine. ``formats`` is the set of element formats the
     hardware builds in; the others are compiled out. ``ttu_panel_blocks``: the longest K (in
     32-element blocks) one tile operation may have, the size of each half of the TTU's
-    double-buffered stationary-operand (A panel) buffer.
+    double-buffered stationary-operand (A panel) buffer. ``ttu_port_words``: tile SRAM words
+    one read request of a TTU operand fetcher moves (its port width, a power of two <=
+    ``tsram_banks``, at least 8 bytes).
 
     Tile SRAM: ``tsram_banks`` banks of ``tsram_bank_depth`` words of ``tsram_bank_bytes`` bytes,
     SECDED-protected when ``tsram_ecc``.
@@ -56,6 +58,7 @@ class Config:
     acc_depth: int
     formats: frozenset = field(default=ALL_FORMATS)
     ttu_panel_blocks: int = 16
+    ttu_port_words: int = 2
     tsram_banks: int
     tsram_bank_bytes: int
     tsram_bank_depth: int
@@ -90,6 +93,11 @@ class Config:
         if not _is_pow2(self.tsram_bank_bytes) or self.tsram_bank_bytes < 4:
             raise ValueError(f"tsram_bank_bytes must be a power of two >= 4, "
                              f"not {self.tsram_bank_bytes}")
+        if (not _is_pow2(self.ttu_port_words) or self.ttu_port_words > self.tsram_banks
+                or self.ttu_port_words * self.tsram_bank_bytes < 8):
+            raise ValueError(f"ttu_port_words must be a power of two <= tsram_banks "
+                             f"({self.tsram_banks}) and move at least 8 bytes, "
+                             f"not {self.ttu_port_words!r}")
         if not _is_pow2(self.tsram_bank_depth):
             raise ValueError(f"tsram_bank_depth must be a power of two, "
                              f"not {self.tsram_bank_depth}")
@@ -174,7 +182,7 @@ class Config:
 PRESETS: dict[str, Config] = {
     # Fast tests: every format, a 2 x 2 array of 4-lane engines.
     "small": Config(name="small", array_rows=2, array_cols=2, lanes=4, acc_depth=4,
-                    ttu_panel_blocks=8,
+                    ttu_panel_blocks=8, ttu_port_words=2,
                     tsram_banks=4, tsram_bank_bytes=16, tsram_bank_depth=256,
                     hbm_preset="HBM3_6400", hbm_pseudo_channels=1, axi_data_bits=128,
                     clock_mhz=1600.0),
@@ -182,20 +190,20 @@ PRESETS: dict[str, Config] = {
     # TSRAM in 16 banks of 32-byte words, two HBM3-6400 pseudo-channels. Maia 200's per-tile
     # sizes are not public; these are our choice (docs/architecture.md).
     "default": Config(name="default", array_rows=8, array_cols=8, lanes=16, acc_depth=8,
-                      ttu_panel_blocks=64,
+                      ttu_panel_blocks=64, ttu_port_words=8,
                       tsram_banks=16, tsram_bank_bytes=32, tsram_bank_depth=2048,
                       hbm_preset="HBM3_6400", hbm_pseudo_channels=2, axi_data_bits=256,
                       clock_mhz=1600.0),
     # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, SPRAM-sized TSRAM.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
-                    ttu_panel_blocks=4,
+                    ttu_panel_blocks=4, ttu_port_words=2,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=4096, tsram_ecc=False,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
-                    ttu_panel_blocks=16,
+                    ttu_panel_blocks=16, ttu_port_words=4,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=8, tsram_bank_bytes=16, tsram_bank_depth=1024,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=64,

@@ -8,9 +8,10 @@ stalled payload is held, and the cycle of every transfer, for quick unit tests.
 import random
 from collections import deque
 
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-__all__ = ["run_stream", "run_streams"]
+__all__ = ["run_stream", "run_streams", "memory_process"]
 
 
 def run_stream(dut, payloads, *, count, gap=0.0, stall=0.0, seed=0, budget=None, quiet=0):
@@ -72,14 +73,15 @@ def run_stream(dut, payloads, *, count, gap=0.0, stall=0.0, seed=0, budget=None,
 
 
 def run_streams(dut, *, sources, sinks, gap=0.0, stall=0.0, seed=0, budget=10_000,
-                until=None, probe=None):
+                until=None, probe=None, processes=()):
     """Several ``lib.stream`` ports at once: push ``sources`` (``{port name: [payload bits]}``)
     into the DUT's input streams and collect its output streams ``sinks`` (``{port name:
     count}``), each with its own random gaps / backpressure.
 
     Runs until every sink has its count (or ``until()`` is true), failing after ``budget``
     cycles or if a stalled output changes. ``probe(ctx)``, if given, is awaited once after the
-    end (e.g. to read counters). Returns ``(outputs, cycles, probed)``: ``{sink: [bits]}``,
+    end (e.g. to read counters). ``processes``: more simulator processes (e.g.
+    :func:`memory_process`) to run beside them. Returns ``(outputs, cycles, probed)``: ``{sink: [bits]}``,
     the cycle of the last transfer, and what ``probe`` returned.
     """
     rng = random.Random(seed)
@@ -93,7 +95,7 @@ def run_streams(dut, *, sources, sinks, gap=0.0, stall=0.0, seed=0, budget=10_00
             pending, presenting = deque(payloads), False
             while pending:
                 if not presenting and prng.random() >= gap:
-                    ctx.set(port.payload.as_value(), pending[0])
+                    ctx.set(Value.cast(port.payload), pending[0])
                     presenting = True
                 ctx.set(port.valid, presenting)
                 _, _, ready = await ctx.tick().sample(port.ready)
@@ -111,7 +113,7 @@ def run_streams(dut, *, sources, sinks, gap=0.0, stall=0.0, seed=0, budget=10_00
             while True:
                 ready = prng.random() >= stall
                 ctx.set(port.ready, ready)
-                _, _, valid, bits = await ctx.tick().sample(port.valid, port.payload.as_value())
+                _, _, valid, bits = await ctx.tick().sample(port.valid, Value.cast(port.payload))
                 if held is not None:
                     assert valid and bits == held, f"{name}: stalled output not held"
                 held = bits if valid and not ready else None
@@ -141,6 +143,53 @@ def run_streams(dut, *, sources, sinks, gap=0.0, stall=0.0, seed=0, budget=10_00
         sim.add_process(make_producer(name, list(payloads), random.Random(rng.getrandbits(32))))
     for name in sinks:
         sim.add_process(make_consumer(name, random.Random(rng.getrandbits(32))))
+    for process in processes:
+        sim.add_process(process)
     sim.add_testbench(watchdog)
     sim.run()
     return outputs, state["last"], state["probed"]
+
+
+def memory_process(port, memory, *, word_bytes, rng, stall=0.0, latency=(2, 4),
+                   poison=frozenset(), log=None):
+    """A simulator process that serves a ``MemoryPortSignature`` requester ``port`` from
+    ``memory`` (a 1-D ``numpy.uint8`` array, ``word_bytes`` a word; address = word index).
+
+    Each cycle ``req`` is not ready with probability ``stall``. A read takes the word when it is
+    accepted and answers it, in order, ``latency`` (an inclusive range) cycles later or as soon as
+    the previous answers have gone; words in ``poison`` answer ``UNCORRECTABLE`` (status 2).
+    A write stores the bytes whose strobe is set. ``log``, a list, collects ``(write, addr)`` of
+    every accepted request. Addresses past the memory fail the test.
+    """
+    async def process(ctx):
+        pending, presenting, cycle, ready_at = deque(), None, 0, 0
+        req, rsp = port.req, port.rsp
+        while True:
+            ready = rng.random() >= stall
+            ctx.set(req.ready, ready)
+            if presenting is None and pending and pending[0][0] <= cycle:
+                presenting = pending.popleft()
+            ctx.set(rsp.valid, presenting is not None)
+            if presenting is not None:
+                ctx.set(rsp.payload.data, presenting[1])
+                ctx.set(rsp.payload.status, presenting[2])
+            _, _, valid, addr, write, wdata, strb, rsp_ready = await ctx.tick().sample(
+                req.valid, req.payload.addr, req.payload.write, req.payload.data,
+                req.payload.strb, rsp.ready)
+            if presenting is not None and rsp_ready:
+                presenting = None
+            if valid and ready:
+                base = addr * word_bytes
+                assert base + word_bytes <= len(memory), f"request past the memory: {addr:#x}"
+                if log is not None:
+                    log.append((bool(write), addr))
+                if write:
+                    for b in range(word_bytes):
+                        if strb >> b & 1:
+                            memory[base + b] = wdata >> 8 * b & 0xFF
+                else:
+                    word = int.from_bytes(memory[base:base + word_bytes].tobytes(), "little")
+                    ready_at = max(ready_at, cycle + rng.randint(*latency))
+                    pending.append((ready_at, word, 2 if addr in poison else 0))
+            cycle += 1
+    return process

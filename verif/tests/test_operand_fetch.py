@@ -1,0 +1,197 @@
+"""The TTU operand fetcher (rtl/tile/operand_fetch.py) in the Amaranth simulator: random tile ops
+placed at random legal addresses in a memory model with random stalls and latency; every beat
+must equal the reference stream (``ttu_stream.a_beats`` / ``b_beats``) in order, every op's
+status must come out, and poisoned words must poison exactly the ops that read them."""
+
+import random
+
+import numpy as np
+import pytest
+
+from openmaia.benches.ttu import random_operand
+from openmaia.config import get_config
+from openmaia.errors import ErrorCode
+from openmaia.harness.amaranth_sim import memory_process, run_streams
+from openmaia.harness.elaborate import lint
+from openmaia.harness.streams import pack, unpack
+from openmaia.layout import packed_row_bytes
+from openmaia.numerics.formats import BLOCK_SIZE, Format
+from openmaia.numerics.mx import MXTensor
+from openmaia.tile.operand_fetch import FetchCounters, FetchJob, OperandFetcher
+from openmaia.tile.tile_op import OperandPlace, ResultPlace, TileOp, fetch_jobs
+from openmaia.tile.ttu_stream import OperandBeat, TtuOp, a_beats, b_beats
+
+ALL = tuple(Format)
+
+
+class Placer:
+    """Hands out disjoint byte ranges of a memory, at random gaps and alignments."""
+
+    def __init__(self, rng, size):
+        self.rng, self.size, self.cursor = rng, size, 0
+
+    def take(self, nbytes, align):
+        base = self.cursor + self.rng.randrange(0, 40)
+        base = -(-base // align) * align
+        self.cursor = base + nbytes
+        assert self.cursor <= self.size, "test memory too small"
+        return base
+
+
+def place_operand(rng, placer, mem, codes, scales, fmt, k):
+    """Write one operand (rows x 32k codes) with random legal strides; its OperandPlace."""
+    rows = codes.shape[0]
+    row_bytes = packed_row_bytes(k * BLOCK_SIZE, fmt)
+    cstride = row_bytes + 8 * rng.randrange(0, 3)
+    sstride = k + rng.randrange(0, 5)
+    cbase = placer.take((rows - 1) * cstride + row_bytes, 8)
+    sbase = placer.take((rows - 1) * sstride + k, 1)
+    place = OperandPlace(cbase, cstride, sbase, sstride)
+    place.layout(rows=rows, k_blocks=k, fmt=fmt).write(mem, codes, scales)
+    return place
+
+
+def random_tile_op(rng, nprng, placer, mem, *, rows, cols, formats, panel_blocks, tag=0):
+    fa, fb = rng.choice(formats), rng.choice(formats)
+    m = rng.randint(1, 3 * rows)
+    n = rng.randint(1, 5 * cols)
+    k = rng.choice([1, 2, panel_blocks, rng.randint(1, panel_blocks)])
+    op = TtuOp(m=m, n=n, k=k, fmt_a=fa, fmt_b=fb, tag=tag)
+    ac, as_ = random_operand(nprng, Format.of(fa), m, k, 0.1)
+    bc, bs = random_operand(nprng, Format.of(fb), n, k, 0.1)
+    a = place_operand(rng, placer, mem, ac, as_, Format.of(fa), k)
+    b = place_operand(rng, placer, mem, bc, bs, Format.of(fb), k)
+    K = k * BLOCK_SIZE
+    ta = MXTensor(codes=ac, scales=as_, fmt=fa, axis=1, shape=(m, K))
+    tb = MXTensor(codes=np.ascontiguousarray(bc.T), scales=np.ascontiguousarray(bs.T), fmt=fb,
+                  axis=0, shape=(K, n))
+    return TileOp(op, a, b, ResultPlace(0, 4 * n)), ta, tb
+
+
+def _fetcher(cfg, side, **kw):
+    W = cfg.ttu_port_words * cfg.tsram_bank_bytes
+    args = dict(count=cfg.array_rows if side == "a" else cfg.array_cols,
+                tiles=1 if side == "a" else 2, lanes=cfg.lanes, formats=cfg.formats,
+                fp4_double_rate=True, word_bytes=W, scale_bytes=cfg.tsram_bank_bytes,
+                addr_width=(cfg.tsram_bytes // W - 1).bit_length(),
+                panel_blocks=cfg.ttu_panel_blocks) | kw
+    return OperandFetcher(**args)
+
+
+def run_fetch(cfg, side, ops, mem, *, seed, gap=0.0, stall=0.0, mem_stall=0.0,
+              latency=(2, 4), poison=frozenset(), budget=None):
+    """Run the ops' jobs of one side through a fetcher; return (beats, statuses, counters,
+    cycles, request log)."""
+    dut = _fetcher(cfg, side)
+    rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
+    count = rows if side == "a" else cols
+    jobs, want = [], []
+    for t, ta, tb in ops:
+        pair = t.op.fmt_a is Format.E2M1 and t.op.fmt_b is Format.E2M1
+        jobs += fetch_jobs(t, side=side, rows=rows, cols=cols, pair=pair)
+        want += (a_beats(t.op, ta, rows=rows, lanes=lanes) if side == "a"
+                 else b_beats(t.op, tb, rows=rows, cols=cols, lanes=lanes))
+    rng = random.Random(seed)
+    log = []
+    mem_proc = memory_process(dut.mem, mem, word_bytes=dut.word_bytes,
+                              rng=random.Random(rng.getrandbits(32)), stall=mem_stall,
+                              latency=latency, poison=poison, log=log)
+
+    async def probe(ctx):
+        return unpack(FetchCounters, ctx.get(dut.counters.as_value()))
+
+    layout = FetchJob.of(dut.tiles * count)
+    out, last, counters = run_streams(
+        dut, sources={"job": [pack(layout, j) for j in jobs]},
+        sinks={"beats": len(want), "status": len(ops)}, gap=gap, stall=stall,
+        seed=rng.getrandbits(32), budget=budget or 200 + 8 * len(want) + 40 * len(jobs),
+        probe=probe, processes=[mem_proc])
+    beat_layout = OperandBeat.of(count, lanes)
+    got = [unpack(beat_layout, x) for x in out["beats"]]
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"beat {i}: got {g}, expected {w}"
+    return got, out["status"], counters, last, log
+
+
+def _memory_case(seed, cfg, nops, formats=None):
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    mem = np.zeros(cfg.tsram_bytes, np.uint8)
+    placer = Placer(rng, cfg.tsram_bytes)
+    ops = [random_tile_op(rng, nprng, placer, mem, rows=cfg.array_rows, cols=cfg.array_cols,
+                          formats=formats or sorted(cfg.formats, key=str),
+                          panel_blocks=cfg.ttu_panel_blocks, tag=i) for i in range(nops)]
+    return mem, ops
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_random_ops_every_format(side, seed):
+    cfg = get_config("small")
+    mem, ops = _memory_case(seed, cfg, 8)
+    _, status, counters, _, _ = run_fetch(cfg, side, ops, mem, seed=seed, gap=0.2, stall=0.3,
+                                          mem_stall=0.3)
+    assert status == [0] * len(ops)
+    assert counters["poisoned"] == 0
+
+
+@pytest.mark.parametrize("fa,fb", [("e4m3", "e4m3"), ("e2m1", "e2m1"), ("e4m3", "e2m1"),
+                                   ("e3m2", "e2m3"), ("int8", "e5m2")])
+def test_each_pair_both_sides(fa, fb, seed):
+    cfg = get_config("small")
+    mem, ops = _memory_case(seed, cfg, 3, formats=[fa, fb])
+    for side in "ab":
+        run_fetch(cfg, side, ops, mem, seed=seed, gap=0.1, stall=0.2, mem_stall=0.2)
+
+
+def test_poisoned_word_poisons_its_op_only(seed):
+    cfg = get_config("small")
+    mem, ops = _memory_case(seed, cfg, 4, formats=["e4m3"])
+    W = cfg.ttu_port_words * cfg.tsram_bank_bytes
+    victim = ops[1][0].b
+    bad = victim.codes // W + 1           # a code word of op 1's B rows
+    _, status, counters, _, _ = run_fetch(cfg, "b", ops, mem, seed=seed, poison={bad})
+    assert status == [0, ErrorCode.ECC_UNCORRECTABLE, 0, 0]
+    assert counters["poisoned"] > 0
+
+
+def test_steady_state_rate_and_reads(seed):
+    """With an always-ready memory and consumer, a long op streams about one beat a cycle, and
+    every word of the footprint is read once per pass (no re-reads)."""
+    cfg = get_config("small")
+    rng = random.Random(seed)
+    mem = np.zeros(cfg.tsram_bytes, np.uint8)
+    placer = Placer(rng, cfg.tsram_bytes)
+    nprng = np.random.default_rng(seed)
+    k = cfg.ttu_panel_blocks
+    op = TtuOp(m=cfg.array_rows, n=2 * cfg.array_cols, k=k, fmt_a="e4m3", fmt_b="e4m3")
+    ac, as_ = random_operand(nprng, Format.E4M3, op.m, k, 0.0)
+    bc, bs = random_operand(nprng, Format.E4M3, op.n, k, 0.0)
+    a = place_operand(rng, placer, mem, ac, as_, Format.E4M3, k)
+    b = place_operand(rng, placer, mem, bc, bs, Format.E4M3, k)
+    K = k * BLOCK_SIZE
+    ta = MXTensor(codes=ac, scales=as_, fmt="e4m3", axis=1, shape=(op.m, K))
+    tb = MXTensor(codes=np.ascontiguousarray(bc.T), scales=np.ascontiguousarray(bs.T),
+                  fmt="e4m3", axis=0, shape=(K, op.n))
+    ops = [(TileOp(op, a, b, ResultPlace(0, 4 * op.n)), ta, tb)] * 4
+    beats, _, counters, cycles, log = run_fetch(cfg, "b", ops, mem, seed=seed,
+                                                latency=(2, 2))
+    print(f"{len(beats)} beats in {cycles} cycles: {len(beats) / cycles:.3f} beats/cycle, "
+          f"stall_input {counters['stall_input']}")
+    assert counters["beats"] == len(beats)
+    assert counters["reads"] == len(log)
+    assert len(beats) / cycles > 0.9
+
+
+def test_parameter_checks():
+    cfg = get_config("small")
+    for bad in (dict(count=3), dict(tiles=3), dict(word_bytes=4), dict(word_bytes=24),
+                dict(scale_bytes=64), dict(panel_blocks=0), dict(formats=[])):
+        with pytest.raises(ValueError):
+            _fetcher(cfg, "b", **bad)
+
+
+@pytest.mark.parametrize("config", ["small", "ice40"])
+def test_lint(config):
+    cfg = get_config(config)
+    for side in "ab":
+        lint(_fetcher(cfg, side), name=f"operand_fetch_{config}_{side}")
