@@ -24,7 +24,13 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ..bus.axi import AXI4_MAX_BEATS, AXI_BOUNDARY_BYTES, Axi4Signature, AxiBurst, AxiResp
+from ..bus.axi import (
+    AXI4_MAX_BEATS,
+    AXI_BOUNDARY_BYTES,
+    Axi4Signature,
+    AxiBurst,
+    AxiResp,
+)
 from ..bus.memory_port import EccStatus, MemoryPortSignature
 from ..errors import ERROR_CODE_BITS, ErrorCode
 from .dma_descriptor import (
@@ -313,16 +319,20 @@ class DmaBeatWalker(wiring.Component):
 
 
 class DmaByteFifo(wiring.Component):
-    """A byte queue of ``2 * word_bytes`` bytes that realigns words.
+    """A byte queue of ``2 * word_bytes`` bytes that realigns words, with fall-through.
 
     ``i``: a word with its valid lanes ``lo .. lo + n - 1``; those bytes are appended in order.
-    ``o``: the consumer presents ``o_lo``, ``o_n`` and ``o_valid``; when ``n`` bytes are queued,
-    ``o_ready`` is high, ``o_data`` holds the next ``n`` bytes at lanes ``lo ..`` and ``o_strb``
-    marks them (the other lanes of ``o_data`` are zero, so a waiting word stays stable); the
-    transfer takes place at ``o_valid & o_ready``. One word in and one out a cycle. ``level`` is the number of bytes queued.
+    ``o``: the consumer presents ``o_lo``, ``o_n`` and ``o_valid``; when ``n`` bytes are queued or
+    offered on ``i`` in this cycle, ``o_ready`` is high, ``o_data`` holds the next ``n`` bytes at
+    lanes ``lo ..`` and ``o_strb`` marks them (the other lanes of ``o_data`` are zero, so a
+    waiting word stays stable); the transfer takes place at ``o_valid & o_ready``. Whenever
+    ``o_ready`` counts bytes from ``i``, ``i_ready`` is high too, so they are taken in that
+    cycle. One word in and one out a cycle. ``level`` is the number of bytes queued.
     """
 
     def __init__(self, *, word_bytes, unmasked=False):
+        if not _is_pow2(word_bytes):
+            raise ValueError(f"word_bytes must be a power of two, not {word_bytes!r}")
         self.word_bytes = word_bytes
         self._unmasked = unmasked
         lb = _log2(word_bytes)
@@ -337,37 +347,49 @@ class DmaByteFifo(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         wb = self.word_bytes
+        lb = _log2(wb)
         buf = Signal(16 * wb)
         level = self.level
+        offered = Signal(range(3 * wb + 1))
         take = Signal()
-        kept = Signal(range(2 * wb + 1))
+        took = Signal(lb + 1)
+        kept_wb = Signal(range(3 * wb + 1))      # bytes kept after the take, plus wb (>= 0)
         put = Signal()
         shifted_in = Signal(8 * wb)
         masked_in = Signal(8 * wb)
         in_mask = Signal(8 * wb)
+        in_head = Signal(8 * wb)
         head = Signal(8 * wb)
         out_mask = Signal(8 * wb)
         drained = Signal(16 * wb)
+        inserted = Signal(16 * wb)
         m.d.comb += [
-            self.o_ready.eq(level >= self.o_n),
-            take.eq(self.o_valid & self.o_ready),
-            kept.eq(level - Mux(take, self.o_n, 0)),
-            self.i_ready.eq(kept <= wb),
-            put.eq(self.i_valid & self.i_ready),
             shifted_in.eq(self.i_data >> (self.i_lo << 3)),
             in_mask.eq(~(Const(-1, 8 * wb + 8) << (self.i_n << 3))),
             masked_in.eq(shifted_in & in_mask),
-            head.eq(buf[:8 * wb]),
+            offered.eq(level + Mux(self.i_valid, self.i_n, 0)),
+            self.o_ready.eq(offered >= self.o_n),
+            take.eq(self.o_valid & self.o_ready),
+            took.eq(Mux(take, self.o_n, 0)),
+            kept_wb.eq(level + wb - took),
+            self.i_ready.eq(kept_wb <= 2 * wb),
+            put.eq(self.i_valid & self.i_ready),
+            # The bytes above `level` in `buf` are zero; the offered bytes follow the queued.
+            in_head.eq(Mux(level < wb, masked_in << (level[:lb] << 3), 0)),
+            head.eq(buf[:8 * wb] | in_head),
             out_mask.eq(Const(-1, 8 * wb) if self._unmasked
                         else ~(Const(-1, 8 * wb + 8) << (self.o_n << 3))),
             self.o_data.eq((head & out_mask) << (self.o_lo << 3)),
             self.o_strb.eq(~(Const(-1, wb + 1) << self.o_n) << self.o_lo),
-            drained.eq(buf >> Mux(take, self.o_n << 3, 0)),
+            drained.eq(buf >> (took << 3)),
+            # The new bytes land at byte `kept` = kept_wb - wb (negative when the take used
+            # some of them): shift by kept_wb, drop the low wb bytes.
+            inserted.eq((masked_in << (kept_wb << 3)) >> (8 * wb)),
         ]
         with m.If(take | put):
             m.d.sync += [
-                buf.eq(drained | Mux(put, masked_in << (kept << 3), 0)),
-                level.eq(kept + Mux(put, self.i_n, 0)),
+                buf.eq(drained | Mux(put, inserted, 0)),
+                level.eq(kept_wb - wb + Mux(put, self.i_n, 0)),
             ]
         return m
 
@@ -468,15 +490,25 @@ class TileDma(wiring.Component):
         nq = self.queues
         qbits = max(1, (nq - 1).bit_length())
 
-        # Descriptor queues, round-robin pick.
-        fifos = []
+        # Descriptor queues, round-robin pick. An empty queue is bypassed: the descriptor on its
+        # input is its head, and a pop takes it without writing it into the queue.
+        heads = []
         for q in range(nq):
-            fifo = SyncFIFO(width=len(self.desc[q].payload.as_value()), depth=self.queue_depth)
+            width = len(self.desc[q].payload.as_value())
+            fifo = SyncFIFO(width=width, depth=self.queue_depth)
             m.submodules[f"queue{q}"] = fifo
-            m.d.comb += [fifo.w_data.eq(self.desc[q].payload.as_value()),
-                         fifo.w_en.eq(self.desc[q].valid),
-                         self.desc[q].ready.eq(fifo.w_rdy)]
-            fifos.append(fifo)
+            h_rdy = Signal(name=f"head{q}_rdy")
+            h_data = Signal(width, name=f"head{q}_data")
+            h_pop = Signal(name=f"head{q}_pop")
+            m.d.comb += [
+                h_rdy.eq(fifo.r_rdy | self.desc[q].valid),
+                h_data.eq(Mux(fifo.r_rdy, fifo.r_data, self.desc[q].payload.as_value())),
+                fifo.r_en.eq(h_pop),
+                fifo.w_data.eq(self.desc[q].payload.as_value()),
+                fifo.w_en.eq(self.desc[q].valid & ~(h_pop & ~fifo.r_rdy)),
+                self.desc[q].ready.eq(fifo.w_rdy),
+            ]
+            heads.append((h_rdy, h_data, h_pop))
 
         desc = Signal(self.desc_layout)
         head = Signal(self.desc_layout)
@@ -491,7 +523,7 @@ class TileDma(wiring.Component):
         limit_sel = Signal(aw)
         for q in range(nq):
             with m.If(pick == q):
-                m.d.comb += [head.as_value().eq(fifos[q].r_data),
+                m.d.comb += [head.as_value().eq(heads[q][1]),
                              base_sel.eq(self.window_base[q]),
                              limit_sel.eq(self.window_limit[q])]
         m.d.comb += [check.desc.eq(head), check.window_base.eq(base_sel),
@@ -664,12 +696,14 @@ class TileDma(wiring.Component):
             ready_k = Signal(name=f"ready{k}")
             for q in range(nq):
                 with m.If(cand == q):
-                    m.d.comb += ready_k.eq(fifos[q].r_rdy)
+                    m.d.comb += ready_k.eq(heads[q][0])
             with m.If(ready_k):
                 m.d.comb += pick.eq(cand)
-        m.d.comb += any_ready.eq(Cat(f.r_rdy for f in fifos).any())
+        m.d.comb += any_ready.eq(Cat(h[0] for h in heads).any())
 
-        # The event register: loaded when a descriptor is rejected or done, emptied by `event`.
+        # Events: one produced in a cycle (`ev_load`) is offered on `event` in that cycle; if
+        # `event` does not take it, a one-entry register holds it. While the register is full,
+        # `event` shows it, and a new event may be produced only in a cycle that empties it.
         ev = self.event.payload
         ev_free = Signal()
         ev_load = Signal()
@@ -677,12 +711,19 @@ class TileDma(wiring.Component):
         ev_queue = Signal(qbits)
         ev_tag = Signal(len(ev.tag))
         ev_status = Signal(ERROR_CODE_BITS)
-        m.d.comb += ev_free.eq(~self.event.valid | self.event.ready)
-        with m.If(self.event.valid & self.event.ready):
-            m.d.sync += self.event.valid.eq(0)
+        ev_held = Signal()
+        held = Signal(self.event_layout)
+        new_ev = Signal(self.event_layout)
+        m.d.comb += [
+            new_ev.queue.eq(ev_queue), new_ev.tag.eq(ev_tag), new_ev.status.eq(ev_status),
+            ev_free.eq(~ev_held | self.event.ready),
+            self.event.valid.eq(ev_held | ev_load),
+            ev.eq(Mux(ev_held, held, new_ev)),
+        ]
+        with m.If(ev_free):
+            m.d.sync += [ev_held.eq(ev_load & (ev_held | ~self.event.ready)), held.eq(new_ev)]
         with m.If(ev_load):
-            m.d.sync += [self.event.valid.eq(1), ev.queue.eq(ev_queue), ev.tag.eq(ev_tag),
-                         ev.status.eq(ev_status), self.last_status.eq(ev_status)]
+            m.d.sync += self.last_status.eq(ev_status)
 
         state = Signal(_State)
         pop = Signal()
@@ -699,7 +740,7 @@ class TileDma(wiring.Component):
         with m.If(pop):
             for q in range(nq):
                 with m.If(pick == q):
-                    m.d.comb += fifos[q].r_en.eq(1)
+                    m.d.comb += heads[q][2].eq(1)
             m.d.sync += [desc.eq(head), queue.eq(pick), rr.eq(Mux(pick == nq - 1, 0, pick + 1))]
             with m.If(check.status == ErrorCode.OK):
                 m.d.comb += start.eq(1)
@@ -721,7 +762,7 @@ class TileDma(wiring.Component):
             tsram_stall.eq((ts.req.valid & ~ts.req.ready)
                            | (side.r_rdy & to_hbm & ~ts.rsp.valid)),
         ]
-        m.d.comb += self.busy.eq(running | any_ready | self.event.valid)
+        m.d.comb += self.busy.eq(running | any_ready | ev_held)
         m.d.sync += counters["busy_cycles"].eq(counters["busy_cycles"] + self.busy)
         m.d.sync += [
             counters["axi_stall_cycles"].eq(counters["axi_stall_cycles"] + (running & axi_stall)),

@@ -11,7 +11,14 @@ from amaranth.sim import Simulator
 from openmaia.config import PRESETS
 from openmaia.errors import ErrorCode
 from openmaia.harness.elaborate import lint
-from openmaia.tile.dma import FAULTS, DmaBeatWalker, DmaByteFifo, DmaCheck, DmaChunkWalker, TileDma
+from openmaia.tile.dma import (
+    FAULTS,
+    DmaBeatWalker,
+    DmaByteFifo,
+    DmaCheck,
+    DmaChunkWalker,
+    TileDma,
+)
 from openmaia.tile.dma_descriptor import (
     DmaDescriptor,
     DmaDirection,
