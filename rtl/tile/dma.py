@@ -57,6 +57,7 @@ FAULTS = {
     "window_off_by_one": "the window check lets the pattern end one byte past the limit",
     "full_strobes": "AXI writes and TSRAM writes carry all-ones strobes",
     "unstable_wdata": "unstrobed lanes of a waiting W beat / TSRAM write show bytes queued behind",
+    "decerr_as_slverr": "any AXI error response (resp[1] set) is reported as AXI_SLVERR",
 }
 
 #: The counter outputs, each 32 bits.
@@ -667,14 +668,16 @@ class TileDma(wiring.Component):
 
         # Transfer errors (first one kept).
         error_now = Signal(ERROR_CODE_BITS)
+        decerr = ErrorCode.AXI_SLVERR if "decerr_as_slverr" in self.faults \
+            else ErrorCode.AXI_DECERR
         with m.If(r_fire & (axi.rresp == AxiResp.SLVERR)):
             m.d.comb += error_now.eq(ErrorCode.AXI_SLVERR)
         with m.Elif(r_fire & (axi.rresp == AxiResp.DECERR)):
-            m.d.comb += error_now.eq(ErrorCode.AXI_DECERR)
+            m.d.comb += error_now.eq(decerr)
         with m.Elif(b_fire & (axi.bresp == AxiResp.SLVERR)):
             m.d.comb += error_now.eq(ErrorCode.AXI_SLVERR)
         with m.Elif(b_fire & (axi.bresp == AxiResp.DECERR)):
-            m.d.comb += error_now.eq(ErrorCode.AXI_DECERR)
+            m.d.comb += error_now.eq(decerr)
         with m.Elif(rsp_fire & (ts.rsp.payload.status == EccStatus.UNCORRECTABLE)):
             m.d.comb += error_now.eq(ErrorCode.ECC_UNCORRECTABLE)
         with m.If((xfer_status == ErrorCode.OK) & (error_now != ErrorCode.OK)):

@@ -1,7 +1,7 @@
 """cocotb bench of :class:`openmaia.tile.dma.TileDma` (contract: docs/dma.md).
 
 Bus models: cocotbext-axi's ``AxiRam`` is the HBM behind ``m_axi`` (random pauses on all five
-channels); :class:`TsramModel` is the tile SRAM behind ``tsram`` (a bytearray, random stalls on
+channels; :class:`HbmRam` adds DECERR for unmapped ranges to its SLVERR for failed accesses); :class:`TsramModel` is the tile SRAM behind ``tsram`` (a bytearray, random stalls on
 ``req`` and ``rsp``, a random read latency). Descriptors go in through one
 :class:`~openmaia.harness.streams.StreamSource` per queue, events come out through a
 :class:`~openmaia.harness.streams.StreamSink` with random backpressure.
@@ -22,8 +22,9 @@ Checkers:
 Tests: ``contiguous`` (a sweep of lengths x offsets, both directions), ``strided`` (2D / 3D
 patterns, the 64 x 64 tile of a 4096-wide matrix), ``protection`` (every rejection, each
 followed by a descriptor that must still run), ``random_mix`` (random valid and invalid
-descriptors on every queue), ``errors`` (SLVERR from AxiRam on poisoned HBM words, uncorrectable
-ECC from the TSRAM model: reported in the event, the transfer and the next ones complete),
+descriptors on every queue), ``errors`` (SLVERR from AxiRam on poisoned HBM words, DECERR from
+:class:`HbmRam` on unmapped ones, uncorrectable ECC from the TSRAM model: reported in the event,
+the transfer and the next ones complete),
 ``roundtrip`` (patterns into the TSRAM and back out, checked through HBM alone, so it also runs
 on a top with the real TileSram), ``throughput`` (no pauses; writes cycle counts to
 ``throughput.json`` in the run folder for scripts/dma_bench.py).
@@ -46,7 +47,7 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
-from cocotbext.axi import AxiBus, AxiRam
+from cocotbext.axi import AxiBus, AxiRam, AxiResp
 from openmaia.errors import ErrorCode
 from openmaia.harness import bench_params
 from openmaia.harness.streams import StreamSink, StreamSource, random_pauses, unpack
@@ -73,27 +74,70 @@ def _never():
         yield False
 
 
-class PoisonedMemory(bytearray):
-    """HBM contents for AxiRam: a slice touching a range in :attr:`poison` raises, which
-    AxiRam answers with SLVERR (reads return zeros, writes of that beat are dropped)."""
+class HbmMemory(bytearray):
+    """HBM contents for AxiRam with two kinds of faulty ranges (each a ``(first, end)`` pair,
+    bus-word aligned): a slice touching a range in :attr:`poison` or :attr:`unmapped` raises,
+    which AxiRam answers the way it answers any failed access: SLVERR, a read beat returns zeros,
+    the write of that beat's bytes is dropped. :class:`HbmRam` turns the response of an access
+    that touched :attr:`unmapped` into DECERR (nothing answers at that address)."""
 
     poison: tuple = ()
+    unmapped: tuple = ()
 
-    def _touches(self, key):
-        if not isinstance(key, slice) or not self.poison:
+    def __init__(self, size):
+        super().__init__(size)
+        self.decode_error = {"read": False, "write": False}
+
+    @staticmethod
+    def _hits(key, ranges, size):
+        if not isinstance(key, slice) or not ranges:
             return False
-        lo, hi, _ = key.indices(len(self))
-        return any(lo < b and a < hi for a, b in self.poison)
+        lo, hi, _ = key.indices(size)
+        return any(lo < b and a < hi for a, b in ranges)
+
+    def _check(self, key, side):
+        if self._hits(key, self.unmapped, len(self)):
+            self.decode_error[side] = True
+            raise OSError(f"HBM {side} {key}: no subordinate at that address")
+        if self._hits(key, self.poison, len(self)):
+            raise OSError(f"poisoned HBM {side} {key}")
+
+    def take_decode_error(self, side):
+        """Whether an access of ``side`` failed on an unmapped range since the last call."""
+        hit, self.decode_error[side] = self.decode_error[side], False
+        return hit
 
     def __getitem__(self, key):
-        if self._touches(key):
-            raise OSError(f"poisoned HBM read {key}")
+        self._check(key, "read")
         return super().__getitem__(key)
 
     def __setitem__(self, key, value):
-        if self._touches(key):
-            raise OSError(f"poisoned HBM write {key}")
+        self._check(key, "write")
         super().__setitem__(key, value)
+
+
+class HbmRam(AxiRam):
+    """cocotbext-axi ``AxiRam`` on an :class:`HbmMemory`, answering DECERR where it is unmapped.
+
+    AxiRam answers a failed memory access with SLVERR (read: per beat; write: for the burst, when
+    any beat failed). Each R beat and each B response of a burst in which an access hit an
+    unmapped range is relabelled DECERR on its way into the channel; the read and write
+    processes of AxiRam handle one beat (R) or burst (B) at a time, so the flag set by the
+    memory belongs to the response being sent."""
+
+    def __init__(self, bus, clock, reset, *, size):
+        super().__init__(bus, clock, reset, size=size, mem=HbmMemory(size))
+        self._relabel(self.read_if.r_channel, "rresp", "read")
+        self._relabel(self.write_if.b_channel, "bresp", "write")
+
+    def _relabel(self, channel, field, side):
+        send = channel.send
+
+        async def send_relabelled(tr):
+            if self.mem.take_decode_error(side) and int(getattr(tr, field)) == AxiResp.SLVERR:
+                setattr(tr, field, AxiResp.DECERR)
+            await send(tr)
+        channel.send = send_relabelled
 
 
 class TsramModel:
@@ -252,8 +296,8 @@ class Bench:
         Clock(dut.clk, CLOCK_NS, unit="ns").start()
         dut.rst.value = 1
         self.set_windows(self.windows)
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst,
-                          size=self.hbm_bytes, mem=PoisonedMemory(self.hbm_bytes))
+        self.ram = HbmRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst,
+                          size=self.hbm_bytes)
         for log in (self.ram.write_if.log, self.ram.read_if.log):
             log.setLevel(logging.WARNING)
         self.tsram = None
@@ -302,7 +346,7 @@ class Bench:
         """Random contents in both memories (and the reference copies)."""
         hbm = rng.randbytes(self.hbm_bytes)
         ts = rng.randbytes(self.tsram_bytes)
-        self.ram.mem.poison = ()
+        self.ram.mem.poison = self.ram.mem.unmapped = ()
         self.ram.mem[:] = hbm
         self.ref_hbm[:] = hbm
         if self.tsram:
@@ -374,17 +418,19 @@ class Bench:
             self.check_bus(k, desc, window, status)
 
     def reference(self, desc, window):
-        """Apply ``desc`` to the reference memories; its expected status. Poisoned HBM bus words
-        read as zeros and are not written (SLVERR); ECC-flagged TSRAM words move as they are
-        (ECC_UNCORRECTABLE)."""
-        poison = list(self.ram.mem.poison)
+        """Apply ``desc`` to the reference memories; its expected status. Poisoned (SLVERR) and
+        unmapped (DECERR) HBM bus words read as zeros and are not written; ECC-flagged TSRAM words
+        move as they are (ECC_UNCORRECTABLE). The benches give a descriptor one error source at
+        most (which of two would come first is a matter of timing)."""
+        faults = ([(a, b, ErrorCode.AXI_SLVERR) for a, b in self.ram.mem.poison]
+                  + [(a, b, ErrorCode.AXI_DECERR) for a, b in self.ram.mem.unmapped])
         h2t = desc.direction == H2T
         src, dst = (self.ref_hbm, self.ref_tsram) if h2t else (self.ref_tsram, self.ref_hbm)
-        if h2t and poison:
+        if h2t and faults:
             src = bytearray(src)
-            for a, b in poison:
+            for a, b, _ in faults:
                 src[a:b] = bytes(b - a)
-        kept = [(a, bytes(self.ref_hbm[a:b])) for a, b in poison]
+        kept = [(a, bytes(self.ref_hbm[a:b])) for a, b, _ in faults]
         status = dma_reference(desc, src, dst, hbm_addr_bits=self.addr_bits, window=window,
                                tsram_bytes=self.tsram_bytes)
         if status is not ErrorCode.OK:
@@ -392,14 +438,15 @@ class Bench:
         for a, old in kept:
             self.ref_hbm[a:a + len(old)] = old
         n = desc.row_bytes
-        if any(r < b and a < r + n for r in desc.rows("hbm") for a, b in poison):
-            return ErrorCode.AXI_SLVERR
+        errors = {code for r in desc.rows("hbm") for a, b, code in faults if r < b and a < r + n}
         bb = self.bank_bytes
         if not h2t and self.tsram and self.tsram.ecc_bad and any(
                 w in self.tsram.ecc_bad for r in desc.rows("tsram")
                 for w in range(r // bb, (r + n - 1) // bb + 1)):
-            return ErrorCode.ECC_UNCORRECTABLE
-        return status
+            errors.add(ErrorCode.ECC_UNCORRECTABLE)
+        if len(errors) > 1:
+            raise ValueError(f"bench error: {desc} meets several error sources {errors}")
+        return errors.pop() if errors else status
 
     def check_bus(self, k, desc, window, status):
         ars = [b for b in self.monitor.ar if b[0] == k]
@@ -728,30 +775,44 @@ async def roundtrip(dut):
 
 @cocotb.test()
 async def errors(dut):
-    """SLVERR on reads and writes (poisoned HBM words in AxiRam) and uncorrectable ECC on TSRAM
-    reads: the descriptor completes with that status, the next ones run normally."""
+    """SLVERR (poisoned HBM words in AxiRam) and DECERR (an unmapped HBM page) on reads and
+    writes, and uncorrectable ECC on TSRAM reads: the descriptor completes with that status, its
+    other bytes move, and the next descriptors run normally."""
     bench = await _setup(dut)
     rng = bench.rng
     tags = _tags()
-    poison = [(0x4000, 0x4040), (0x9000 + 3 * bench.wb, 0x9000 + 4 * bench.wb)]
+    wb = bench.wb
+    poison = [(0x4000, 0x4040), (0x9000 + 3 * wb, 0x9000 + 4 * wb)]
     bench.ram.mem.poison = tuple(poison)
+    bench.ram.mem.unmapped = ((0xC000, 0xD000), (0xE000 + 5 * wb, 0xE000 + 6 * wb))
     bad_words = {0x7F0 // bench.bank_bytes, 0x1008 // bench.bank_bytes}
     bench.tsram.ecc_bad = bad_words
+    direction_of = {}
     for _ in range(3):
         for direction in (H2T, T2H):
             # One error source a descriptor: which of two comes first is a matter of timing.
+            # Each faulty one is followed by a clean one (same queue), which must run normally.
             clean_ts, clean_hbm = 0x2000 + rng.randrange(100), 0x3000 + rng.randrange(64)
             for hbm, ts in ((0x4000 - 50, clean_ts), (0x4020, clean_ts), (0x9000, clean_ts),
                             (clean_hbm, 0x800 - 20), (clean_hbm, 0x1000 + 5),
-                            (clean_hbm, clean_ts)):
-                desc = DmaDescriptor(direction=direction, hbm_addr=hbm, tsram_addr=ts,
-                                     count0=rng.randint(8, 40), count1=rng.randint(1, 3),
-                                     hbm_stride1=64, tsram_stride1=48, tag=next(tags))
-                bench.submit(rng.randrange(bench.queues), desc)
+                            (0xC000 + rng.randrange(64), clean_ts),       # inside the page
+                            (0xD000 - 24, clean_ts),      # first row ends on it, the rest not
+                            (0xE000 + rng.randrange(2 * wb), clean_ts)):  # one unmapped word
+                q = rng.randrange(bench.queues)
+                for h in (hbm, clean_hbm):
+                    desc = DmaDescriptor(direction=direction, hbm_addr=h, tsram_addr=ts,
+                                         count0=rng.randint(8, 40), count1=rng.randint(1, 3),
+                                         hbm_stride1=64, tsram_stride1=48, tag=next(tags))
+                    direction_of[desc.tag] = direction
+                    bench.submit(q, desc)
+                    ts = clean_ts
             await bench.drain()
     statuses = {s for _, _, s in bench.order}
-    want = {ErrorCode.OK, ErrorCode.AXI_SLVERR, ErrorCode.ECC_UNCORRECTABLE}
+    want = {ErrorCode.OK, ErrorCode.AXI_SLVERR, ErrorCode.AXI_DECERR,
+            ErrorCode.ECC_UNCORRECTABLE}
     assert statuses == want, f"statuses {sorted(statuses)}, expected {sorted(want)}"
+    decerr = {direction_of[tag] for _, tag, s in bench.order if s is ErrorCode.AXI_DECERR}
+    assert decerr == {H2T, T2H}, f"DECERR seen only for {sorted(decerr)}"
     dut._log.info("errors: %d descriptors, statuses %s", len(bench.order),
                   sorted(s.name for s in statuses))
 

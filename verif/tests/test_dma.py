@@ -346,7 +346,8 @@ def test_parameter_checks():
         TileDma.from_config(small, faults={"nope"})
     with pytest.raises(TypeError, match="faults"):
         TileDma.from_config(small, faults="no_4k_split")
-    assert set(FAULTS) == {"no_4k_split", "window_off_by_one", "full_strobes", "unstable_wdata"}
+    assert set(FAULTS) == {"no_4k_split", "window_off_by_one", "full_strobes", "unstable_wdata",
+                           "decerr_as_slverr"}
 
 
 @pytest.mark.parametrize("preset", ["small", "ulx3s"])

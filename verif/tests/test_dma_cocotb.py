@@ -4,8 +4,8 @@ pauses on every channel, whole-memory scoreboards (bench: openmaia.benches.dma).
 Default tier (small preset, one Verilator build): contiguous copies of 1 B .. 1 KiB at every
 HBM offset class, both directions; 2D / 3D patterns with the 64 x 64 tile of a 4096-wide
 matrix; every rejection code with no bus traffic and the next descriptor still running; random
-valid and invalid descriptors on both queues; SLVERR (poisoned AxiRam words) and uncorrectable
-ECC reported in the event, the next descriptors unaffected.
+valid and invalid descriptors on both queues; SLVERR (poisoned AxiRam words), DECERR (unmapped
+AxiRam ranges) and uncorrectable ECC reported in the event, the next descriptors unaffected.
 
 Slow tier: the sweep up to 64 KiB and offsets 0..63 (a TSRAM large enough); the ulx3s-shaped
 engine (64-bit AXI, 128-bit TSRAM words: two bus words a TSRAM word) and the ice40-shaped one
@@ -139,7 +139,8 @@ def test_other_shapes(preset, testcase):
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_is_caught(fault):
     testcase = {"no_4k_split": "strided", "window_off_by_one": "protection",
-                "full_strobes": "contiguous", "unstable_wdata": "strided"}[fault]
+                "full_strobes": "contiguous", "unstable_wdata": "strided",
+                "decerr_as_slverr": "errors"}[fault]
     result = run(testcase, faults={fault}, check=False, lengths=SHORT_LENGTHS,
                  offsets=SHORT_OFFSETS)
     assert result.tests == 1 and result.failed == 1, f"fault {fault} not caught"
