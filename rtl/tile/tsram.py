@@ -166,7 +166,8 @@ class TileSram(wiring.Component):
             "lane": max(1, _log2(max(spec.width for spec in self.ports.values())))})
         self.counters_layout = data.StructLayout({
             "accepted": data.ArrayLayout(cw, nports), "conflict": data.ArrayLayout(cw, nports),
-            "rsp_stall": data.ArrayLayout(cw, nports), "rmw": cw, "corrected": cw,
+            "rsp_stall": data.ArrayLayout(cw, nports), "deferred": data.ArrayLayout(cw, nports),
+            "rmw": cw, "corrected": cw,
             "uncorrectable": cw, "out_of_range": cw, "bank_cycles": cw, "busy": cw,
             "cycles": cw})
         self.inject_layout = data.StructLayout({"addr": _log2(self.words),
@@ -246,7 +247,7 @@ class TileSram(wiring.Component):
         ports = [getattr(self, name) for name in names]
         widths = [self.ports[name].width for name in names]
         pending = [Signal(range(self.rsp_depth + 1), name=f"{n}_pending") for n in names]
-        group, row, oor, mask, rmw, elig, is_read = [], [], [], [], [], [], []
+        group, row, oor, mask, rmw, elig, is_read, dfrable = [], [], [], [], [], [], [], []
         for p, (name, port) in enumerate(zip(names, ports)):
             w, spec = widths[p], self.ports[name]
             req = port.req.payload
@@ -258,6 +259,7 @@ class TileSram(wiring.Component):
             x = Signal(name=f"{name}_rmw")
             e = Signal(name=f"{name}_eligible")
             rd_req = Signal(name=f"{name}_read")
+            d = Signal(name=f"{name}_deferrable")
             if grp_bits:
                 m.d.comb += g.eq(req.addr[:grp_bits])
             m.d.comb += [r.eq(req.addr[grp_bits:grp_bits + row_bits]),
@@ -273,15 +275,18 @@ class TileSram(wiring.Component):
                     partial.append(s.any() & ~s.all())
                 m.d.comb += x.eq(req.write & Cat(*partial).any())
             credit = Const(1) if "no_credit" in faults else pending[p] < self.rsp_depth
-            m.d.comb += e.eq(port.req.valid & (req.write | credit))
+            m.d.comb += [e.eq(port.req.valid & (req.write | credit)),
+                         d.eq(req.write & ~x & ~o)]
             group.append(g); row.append(r); oor.append(o); mask.append(k); rmw.append(x)
-            elig.append(e); is_read.append(rd_req)
+            elig.append(e); is_read.append(rd_req); dfrable.append(d)
 
         s1_op = [Signal(_Op, name=f"bank{b}_s1_op") for b in range(banks)]
         s1_row = [Signal(row_bits, name=f"bank{b}_s1_row") for b in range(banks)]
+        s1_dfr = Signal(banks)     # a deferred write lands in the bank this cycle
         busy_s1 = Signal(banks)
         for b in range(banks):
-            m.d.comb += busy_s1[b].eq((s1_op[b] == _Op.RMW) | (s1_op[b] == _Op.INJECT))
+            m.d.comb += busy_s1[b].eq((s1_op[b] == _Op.RMW) | (s1_op[b] == _Op.INJECT)
+                                      | s1_dfr[b])
 
         inj = self.inject
         inj_bank = inj.payload.addr[:bank_bits_sel]
@@ -297,23 +302,52 @@ class TileSram(wiring.Component):
         pretaken = Signal(banks)
         m.d.comb += pretaken.eq(busy_s1 | inj_mask)
 
-        # --- Arbitration: greedy in rotating priority order from the head `ptr` ---------------
+        # --- Arbitration (docs/tsram.md, "Timing, conflicts, fairness") -----------------------
+        # Per head, a chain in priority order: the head, then the other ports that cannot defer
+        # (reads, read-modify-writes) and then the deferrable writes, both in circular order from
+        # the head. Along the chain: `taken` (banks in use now), `wtaken` (written now) and
+        # `nbusy` (claimed for the next cycle: deferred writes, read-modify-writes, injections
+        # and the waiting head's reservation).
         grant = Signal(nports)
         lose = Signal(nports)
+        defer = Signal(nports)
         ptr = Signal(range(max(2, nports)))
+        per_head = []
+        for head in range(nports):
+            circ = [(head + step) % nports for step in range(nports)]
+            order = ([(circ[0], None)] + [(p, False) for p in circ[1:]]
+                     + [(p, True) for p in circ[1:]])
+            taken, wtaken, nbusy = pretaken, Const(0, banks), inj_mask
+            g_terms, l_terms, d_terms = ([[] for _ in range(nports)] for _ in range(3))
+            for step, (p, deferrable) in enumerate(order):
+                active = (Const(1) if deferrable is None
+                          else dfrable[p] if deferrable else ~dfrable[p])
+                want = elig[p] & ~oor[p]
+                clash = (mask[p] & taken).any()
+                normal = ~clash & ~(rmw[p] & (mask[p] & nbusy).any())
+                dfr = dfrable[p] & clash & ~(mask[p] & (wtaken | nbusy)).any()
+                lost = want & ~normal & ~dfr
+                g_terms[p].append(active & elig[p] & (oor[p] | normal | dfr))
+                l_terms[p].append(active & lost)
+                d_terms[p].append(active & want & dfr)
+                use = active & want & (normal | dfr)
+                claim = active & want & ((normal & rmw[p]) | dfr)
+                if step == 0:
+                    claim = claim | lost   # the waiting head reserves its banks
+                names_ = (f"arb_h{head}_s{step}_taken", f"arb_h{head}_s{step}_wtaken",
+                          f"arb_h{head}_s{step}_nbusy")
+                nxt = [Signal(banks, name=n) for n in names_]
+                m.d.comb += [nxt[0].eq(taken | Mux(use, mask[p], 0)),
+                             nxt[1].eq(wtaken | Mux(use & ~is_read[p], mask[p], 0)),
+                             nxt[2].eq(nbusy | Mux(claim, mask[p], 0))]
+                taken, wtaken, nbusy = nxt
+            per_head.append([Cat(*(Cat(*t).any() for t in terms))
+                             for terms in (g_terms, l_terms, d_terms)])
         with m.Switch(ptr):
             for head in range(nports):
                 with (m.Case(head) if head < nports - 1 else m.Default()):
-                    taken = pretaken
-                    for step in range(nports):
-                        p = (head + step) % nports
-                        want = elig[p] & ~oor[p]
-                        clash = (mask[p] & taken).any()
-                        m.d.comb += [grant[p].eq(elig[p] & (oor[p] | ~clash)),
-                                     lose[p].eq(want & clash)]
-                        # The head reserves its banks even when it waits (for a bank that
-                        # finishes a read-modify-write), so it cannot be starved.
-                        taken = taken | Mux(want if step == 0 else want & ~clash, mask[p], 0)
+                    g, l, d = per_head[head]
+                    m.d.comb += [grant.eq(g), lose.eq(l), defer.eq(d)]
                     if "fixed_priority" not in faults and nports > 1:
                         for step in reversed(range(nports)):
                             p = (head + step) % nports
@@ -327,6 +361,8 @@ class TileSram(wiring.Component):
         for p, port in enumerate(ports):
             m.d.comb += [port.req.ready.eq(grant[p]), accept[p].eq(port.req.valid & grant[p]),
                          accept_read[p].eq(accept[p] & is_read[p])]
+        now = Signal(nports)       # accepted and using its banks in this cycle
+        m.d.comb += now.eq(accept & ~defer)
 
         # --- S0 per bank: who uses it -----------------------------------------------------------
         s0_op = [Signal(_Op, name=f"bank{b}_s0_op") for b in range(banks)]
@@ -339,7 +375,7 @@ class TileSram(wiring.Component):
             for p, port in enumerate(ports):
                 lane = b % widths[p]
                 req = port.req.payload
-                with m.Elif(accept[p] & ~oor[p] & mask[p][b]):
+                with m.Elif(now[p] & ~oor[p] & mask[p][b]):
                     m.d.comb += [
                         s0_row[b].eq(row[p]),
                         s0_wdata[b].eq(req.data[lane * bits:(lane + 1) * bits]),
@@ -347,6 +383,21 @@ class TileSram(wiring.Component):
                         s0_op[b].eq(Mux(req.write, Mux(rmw[p], _Op.RMW, _Op.WRITE), _Op.READ))]
             m.d.comb += rd[b].addr.eq(s0_row[b])
             m.d.comb += rd[b].en.eq(s0_op[b] != _Op.NONE)
+
+        # --- Deferred writes: accepted now, written next cycle (the bank is then pretaken) ------
+        dfr_in = Signal(banks)
+        dfr_row = [Signal(row_bits, name=f"bank{b}_dfr_row") for b in range(banks)]
+        dfr_wdata = [Signal(bits, name=f"bank{b}_dfr_wdata") for b in range(banks)]
+        dfr_wstrb = [Signal(nbytes, name=f"bank{b}_dfr_wstrb") for b in range(banks)]
+        for b in range(banks):
+            for p, port in enumerate(ports):
+                lane = b % widths[p]
+                req = port.req.payload
+                with (m.If if p == 0 else m.Elif)(defer[p] & mask[p][b]):
+                    m.d.comb += [
+                        dfr_in[b].eq(1), dfr_row[b].eq(row[p]),
+                        dfr_wdata[b].eq(req.data[lane * bits:(lane + 1) * bits]),
+                        dfr_wstrb[b].eq(req.strb[lane * nbytes:(lane + 1) * nbytes])]
 
         # --- S1 per bank: read data, decode, read-modify-write / injection write-back ----------
         s1_wdata = [Signal(bits, name=f"bank{b}_s1_wdata") for b in range(banks)]
@@ -358,9 +409,11 @@ class TileSram(wiring.Component):
         corrected, uncorrectable = Signal(banks), Signal(banks)
         for b in range(banks):
             m.d.sync += [s1_op[b].eq(Mux(s0_op[b] == _Op.WRITE, _Op.NONE, s0_op[b])),
-                         s1_row[b].eq(s0_row[b])]
+                         s1_dfr[b].eq(dfr_in[b]),
+                         s1_row[b].eq(Mux(dfr_in[b], dfr_row[b], s0_row[b])),
+                         s1_wdata[b].eq(Mux(dfr_in[b], dfr_wdata[b], s0_wdata[b])),
+                         s1_wstrb[b].eq(Mux(dfr_in[b], dfr_wstrb[b], s0_wstrb[b]))]
             if ecc:
-                m.d.sync += [s1_wdata[b].eq(s0_wdata[b]), s1_wstrb[b].eq(s0_wstrb[b])]
                 dec = SecdedDecoder(data_width=bits, faults=dec_faults)
                 m.submodules[f"bank{b}_decoder"] = dec
                 m.d.comb += dec.code.eq(rd[b].data)
@@ -381,16 +434,22 @@ class TileSram(wiring.Component):
                         Mux(s1_wstrb[b][i], s1_wdata[b][8 * i:8 * i + 8], old))
                 enc = SecdedEncoder(data_width=bits)
                 m.submodules[f"bank{b}_encoder"] = enc
-                m.d.comb += enc.data.eq(Mux(s1_op[b] == _Op.RMW, merged, s0_wdata[b]))
+                m.d.comb += enc.data.eq(Mux(s1_op[b] == _Op.RMW, merged,
+                                            Mux(s1_dfr[b], s1_wdata[b], s0_wdata[b])))
                 s0_code, s0_en = enc.code, s0_wstrb[b].all()
+                dfr_code, dfr_en = enc.code, s1_wstrb[b].all()
             else:
                 s0_code, s0_en = s0_wdata[b], s0_wstrb[b]
+                dfr_code, dfr_en = s1_wdata[b], s1_wstrb[b]
             with m.If(s1_op[b] == _Op.RMW):
                 m.d.comb += [wr[b].addr.eq(s1_row[b]), wr[b].data.eq(s0_code),
                              wr[b].en.eq(Mux(uncorrectable[b], 0, code_all_ones))]
             with m.Elif(s1_op[b] == _Op.INJECT):
                 m.d.comb += [wr[b].addr.eq(s1_row[b]), wr[b].data.eq(rd[b].data ^ inj_s1_mask),
                              wr[b].en.eq(code_all_ones)]
+            with m.Elif(s1_dfr[b]):
+                m.d.comb += [wr[b].addr.eq(s1_row[b]), wr[b].data.eq(dfr_code),
+                             wr[b].en.eq(dfr_en)]
             with m.Elif(s0_op[b] == _Op.WRITE):
                 m.d.comb += [wr[b].addr.eq(s0_row[b]), wr[b].data.eq(s0_code),
                              wr[b].en.eq(s0_en)]
@@ -468,6 +527,7 @@ class TileSram(wiring.Component):
             m.d.sync += [
                 cnt.accepted[p].eq(cnt.accepted[p] + accept[p]),
                 cnt.conflict[p].eq(cnt.conflict[p] + lose[p]),
+                cnt.deferred[p].eq(cnt.deferred[p] + defer[p]),
                 cnt.rsp_stall[p].eq(cnt.rsp_stall[p] + (port.req.valid & ~port.req.payload.write
                                                         & (pending[p] >= self.rsp_depth)))]
         oor_accepts = [accept[p] & oor[p] for p in range(nports)]

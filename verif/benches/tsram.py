@@ -12,8 +12,8 @@ cocotb tests:
   few hot rows so that ports collide, with random pauses on every ``req`` and bursts of pauses on
   every ``rsp``. One coroutine drives and samples all ports each cycle; the scoreboard checks
   every response against the model (in order per port: nothing lost, duplicated or reordered),
-  that no response comes before ``latency`` cycles, that conflict waits are bounded (round-robin
-  fairness: at most ``2 x ports`` conflict cycles in a row), and the counters against what the
+  that no response comes before ``latency`` cycles, that conflict waits are bounded (fairness: at
+  most ``2 x ports - 1`` conflict cycles in a row), and the counters against what the
   bench saw. Coverage: port x kind (read, write, partial write,
   conflicted, held by response backpressure).
 * :func:`fault_injection`: single flips at random codeword positions (data, check and parity bits)
@@ -60,7 +60,8 @@ def dut_params(dut) -> dict:
 
 
 class TsramModel:
-    """The golden TSRAM: bank words by global address, updated at acceptance."""
+    """The golden TSRAM: bank words by global address, updated at acceptance; within one
+    cycle the reads come before the writes (docs/tsram.md, "Timing, conflicts, fairness")."""
 
     def __init__(self, params: dict):
         self.banks, self.bank_bytes = params["banks"], params["bank_bytes"]
@@ -199,7 +200,10 @@ async def _loop(dut, ports, model, *, cycles_limit, on_accept=None, on_response=
         rsp_ready = {p.name: p.drive() for p in ports}
         await ReadOnly()
         cycle += 1
-        for p in ports:
+        # Accepted requests update the model reads first, then writes (a write deferred behind
+        # a read of its bank in the same cycle lands after that read).
+        for p in sorted(ports, key=lambda p: p.presenting is not None
+                        and bool(p.presenting["write"])):
             if p.presenting is not None:
                 if int(p.ready.value):
                     req = p.presenting
@@ -314,7 +318,7 @@ if cocotb is not None:
                     expect["out_of_range"] += 1
                 elif model.is_partial(p.name, req["write"], req["strb"]):
                     expect["rmw"] += 1
-        conflict_bound = 2 * nports
+        conflict_bound = 2 * nports - 1   # docs/tsram.md, "Timing, conflicts, fairness"
         failures = []
 
         def on_accept(p, req, cycle):
@@ -323,7 +327,7 @@ if cocotb is not None:
             cov.sample(port=p.name, kind=kind)
 
         # Conflict streaks: consecutive cycles a port's conflict counter rises (a request that
-        # keeps losing arbitration); round robin bounds them by 2 x ports.
+        # keeps losing arbitration); the rotating head bounds them by 2 x ports - 1.
         import cocotb as _cocotb
         from cocotb.triggers import FallingEdge, ReadOnly
         layout = spec_dut.counters_layout
@@ -596,7 +600,8 @@ if cocotb is not None:
                    "ports": {n: {"width": model.ports[n][0],
                                  "accepted": delta["accepted"][names.index(n)],
                                  "conflict": delta["conflict"][names.index(n)],
-                                 "rsp_stall": delta["rsp_stall"][names.index(n)]}
+                                 "rsp_stall": delta["rsp_stall"][names.index(n)],
+                                 "deferred": delta["deferred"][names.index(n)]}
                              for n in streams}}
         print("TSRAM_FIGURES " + json.dumps(figures))
         with open("tsram_figures.json", "w") as f:

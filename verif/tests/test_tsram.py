@@ -45,7 +45,8 @@ def tiny(ecc=True, faults=frozenset(), **kw):
 class Traffic:
     """Drives queued requests into every port of a :class:`TileSram` in Amaranth's simulator,
     with random request gaps and response stalls; records accepts, responses, err events and
-    the final counters. ``injects`` are ``(cycle, global address, mask)`` injections."""
+    the final counters. ``injects`` are ``(cycle, global address, mask)`` injections; a request
+    with an ``at`` key is not presented before that cycle."""
 
     def __init__(self, dut, requests, *, gap=0.0, stall=0.0, seed=0, injects=(), cycles=None,
                  err_clear_at=()):
@@ -70,7 +71,8 @@ class Traffic:
             for cycle in range(self.cycles):
                 for n in self.names:
                     port = getattr(dut, n)
-                    if presenting[n] is None and queues[n] and rng.random() >= gap:
+                    if (presenting[n] is None and queues[n] and rng.random() >= gap
+                            and queues[n][0].get("at", 0) <= cycle):
                         presenting[n] = queues[n].pop(0)
                         req = presenting[n]
                         ctx.set(port.req.payload.addr, req["addr"])
@@ -114,8 +116,7 @@ class Traffic:
             self.counters = {}
             for name, f in dut.counters_layout:
                 view = getattr(dut.counters, name)
-                if hasattr(view, "__getitem__") and name in ("accepted", "conflict",
-                                                             "rsp_stall"):
+                if name in ("accepted", "conflict", "rsp_stall", "deferred"):
                     self.counters[name] = [ctx.get(view[i]) for i in range(len(self.names))]
                 else:
                     self.counters[name] = ctx.get(view)
@@ -124,13 +125,14 @@ class Traffic:
         sim.run()
 
     def check_against_model(self, params=None):
-        """Replay the accepts (in cycle order) on :class:`TsramModel`; compare responses.
+        """Replay the accepts (in cycle order, reads before writes within a cycle) on
+        :class:`TsramModel`; compare responses.
         Returns a list of mismatches (empty when all is well)."""
         model = TsramModel(params or dut_params(self.dut))
         expected = {n: [] for n in self.names}
-        order = sorted((c, i, n, r) for i, n in enumerate(self.names)
+        order = sorted((c, r["write"], i, n, r) for i, n in enumerate(self.names)
                        for c, r in self.accepts[n])
-        for cycle, _, n, r in order:
+        for cycle, _, _, n, r in order:
             want = model.access(n, r["addr"], r["write"], r["data"], r["strb"])
             if want is not None:
                 expected[n].append((cycle, *want))
@@ -253,9 +255,100 @@ def test_round_robin_fairness():
     assert longest <= len(dut.ports) - 1
 
 
+#: Longest run of conflict cycles of one request (docs/tsram.md): the head moves one port
+#: nearer at least every second cycle it waits, and the head waits at most one cycle.
+def wait_bound(nports):
+    return 2 * nports - 1
+
+
+def _hot_no_stall(dut, seed, count=60):
+    """Random requests on one hot row, no gaps, responses always taken (every refusal is a
+    conflict)."""
+    t = Traffic(dut, _random_requests(dut, count, seed, hot_rows=1), seed=seed,
+                cycles=6 * count)
+    return t, max(max(w, default=0) for w in t.waits.values())
+
+
+def test_bounded_wait(seed):
+    """Hot-row random traffic with reads, full, partial (read-modify-write) and deferred writes:
+    no request waits more than ``2 x ports - 1`` conflict cycles."""
+    for k in range(3):
+        dut = tiny()
+        t, longest = _hot_no_stall(dut, seed + k)
+        assert t.check_against_model() == []
+        assert sum(t.counters["rsp_stall"]) == 0
+        assert t.counters["rmw"] > 0 and sum(t.counters["deferred"]) > 0
+        assert longest <= wait_bound(len(dut.ports)), f"seed {seed + k}: waited {longest}"
+
+
+def _streams(banks, widths, staggered, length):
+    """Sequential streams of ``length`` requests each, one per port (writes on the 1-word
+    ports, reads on the others), in separate quarters of a ``banks`` x 16-row TSRAM."""
+    words, bank = banks * 16, 0
+    reqs = {}
+    for k, (name, w) in enumerate(widths.items()):
+        start = k * (words // 4) // w
+        if staggered:
+            start, bank = start + bank // w, bank + w
+        span = words // w
+        reqs[name] = [(_write((start + i) % span, i, (1 << 4 * w) - 1) if w == 1
+                       else _read((start + i) % span)) for i in range(length)]
+    return reqs
+
+
+@pytest.mark.parametrize("banks,widths", [
+    (8, {"dma": 1, "ttu_a": 2, "ttu_b": 2, "ttu_c": 1}),
+    (16, {"dma": 1, "ttu_a": 4, "ttu_b": 4, "ttu_c": 1})])
+@pytest.mark.parametrize("staggered", [True, False])
+def test_mixed_width_streams_full_rate(banks, widths, staggered):
+    """Sequential operand reads (wide) next to DMA and result writes (1 word) with demand below
+    the banks: after at most a few cycles of settling every port is served every cycle (the
+    narrow writes pass the wide reads by deferral)."""
+    dut = TileSram(banks=banks, bank_bytes=4, depth=16, ports=widths)
+    n = 64
+    t = Traffic(dut, _streams(banks, widths, staggered, n), cycles=n + 10)
+    assert t.check_against_model() == []
+    for name in widths:
+        cycles = [c for c, _ in t.accepts[name]]
+        assert len(cycles) == n and cycles[-1] <= n + 3, (name, cycles[-1])
+    assert sum(t.counters["conflict"]) <= 2 * len(widths) and sum(t.counters["deferred"]) > 0
+
+
 def test_fixed_priority_fault_caught():
     counts, longest = _fairness(tiny(faults={"fixed_priority"}))
     assert min(counts) == 0 or max(counts) - min(counts) > 1
+
+
+def _write_at(at, addr, data, strb):
+    return _write(addr, data, strb) | {"at": at}
+
+
+def _read_at(at, addr):
+    return _read(addr) | {"at": at}
+
+
+def test_deferred_write():
+    """A full write whose bank a read takes is accepted anyway and lands the next cycle: the
+    read of that cycle sees the old word, a read the next cycle waits one cycle (the bank is
+    busy with the landing write) and sees the new one. Not deferred: behind a write of the same
+    cycle, or a partial write (read-modify-write)."""
+    dut = tiny()
+    a, b = 0x11111111, 0x22222222
+    reqs = {"dma": [_write_at(0, 1, a, 0xF), _read_at(4, 1)],
+            "ttu_a": [_read_at(3, 0), _read_at(12, 0), _read_at(16, 0)],
+            "ttu_b": [_write_at(8, 0, 0x3333333344444444, 0xFF)],
+            "res": [_write_at(3, 1, b, 0xF), _write_at(8, 1, 0x55, 0xF),
+                    _write_at(12, 3, 0x66, 0xF), _write_at(16, 2, 0x77, 0b0011)]}
+    t = Traffic(dut, reqs, cycles=24)
+    assert t.check_against_model() == []
+    assert [c for c, _ in t.accepts["res"]] == [3, 9, 12, 17]
+    assert [c for c, _ in t.accepts["dma"]] == [0, 5]
+    assert t.responses["ttu_a"][0][1] >> 32 & 0xFFFFFFFF == a
+    assert t.responses["dma"][0][1] == b
+    # res head after cycle 8 wins cycle 12 outright (ttu_a waits); ttu_a head at 16.
+    assert [c for c, _ in t.accepts["ttu_a"]] == [3, 13, 16]
+    assert t.counters["deferred"] == [0, 0, 0, 1]
+    assert t.counters["conflict"] == [1, 1, 0, 2]
 
 
 def test_partial_write_rmw():
