@@ -32,7 +32,8 @@ on a top with the real TileSram), ``throughput`` (no pauses; writes cycle counts
 Parameters (:func:`openmaia.harness.bench_params`): ``axi_addr_bits``, ``word_bytes``,
 ``tsram_bytes``, ``tsram_bank_bytes``, ``queues``, ``hbm_bytes``, ``pause`` (probability, every
 channel), ``tsram_model`` (default true; false when the top has its own TSRAM), and per test:
-``lengths``, ``offsets``, ``count``, ``cases`` (throughput).
+``lengths``, ``offsets``, ``count``, ``cases`` or ``cases_file`` (throughput: the cases, or a JSON
+file holding them).
 """
 
 from __future__ import annotations
@@ -826,7 +827,10 @@ async def throughput(dut):
     bench.tsram.latency = (1, 1)
     results = []
     tags = _tags()
-    for case in bench.p["cases"]:
+    cases = bench.p.get("cases")
+    if cases is None:
+        cases = json.loads(Path(bench.p["cases_file"]).read_text())
+    for case in cases:
         repeat = case.get("repeat", 1)
         start_cycle = bench.monitor.cycle
         before = len(bench.sink.items)
