@@ -16,18 +16,29 @@ byte, and the events in order.
 
 import random
 
+import cocotb
 import numpy as np
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles
 
+from openmaia.bus.memory_port import MemoryPortSignature, MemoryRequest
 from openmaia.errors import ErrorCode
+from openmaia.harness import bench_params
+from openmaia.harness.streams import StreamSink, StreamSource, random_pauses, unpack
 from openmaia.layout import packed_row_bytes
 from openmaia.numerics.formats import BLOCK_SIZE, Format
-from openmaia.tile.tile_op import (OperandPlace, ResultPlace, TileOp, block_bytes,
-                                   execute_tile_op, tile_op_status)
-from openmaia.tile.ttu_stream import TtuOp
+from openmaia.tile.tile_op import (OperandPlace, ResultPlace, TileOp, TileOpCommand,
+                                   block_bytes, execute_tile_op, tile_op_status)
+from openmaia.tile.tsram import TileSram
+from openmaia.tile.ttu_engine import EngineCounters, TileTensorEngine
+from openmaia.tile.ttu_stream import TtuEvent, TtuOp
 
 from .ttu import random_operand
 
-__all__ = ["EngineWorkload", "ILLEGAL_KINDS"]
+__all__ = ["EngineWorkload", "EngineWithTileSram", "ILLEGAL_KINDS"]
 
 ILLEGAL_KINDS = ("k_zero", "k_too_big", "format", "resident_tiles", "codes_misaligned",
                  "codes_stride_small", "scales_stride_small", "c_misaligned", "c_stride_small",
@@ -188,3 +199,187 @@ class EngineWorkload:
     def macs(self):
         return sum(t.op.m * t.op.n * t.op.k * BLOCK_SIZE for t in self.ops
                    if tile_op_status(t, **self.geom) == ErrorCode.OK)
+
+
+# --------------------------------------------------------------------------------------------
+# Test top and cocotb bench
+
+class EngineWithTileSram(wiring.Component):
+    """Test top: a :class:`TileTensorEngine` on a real :class:`TileSram` (ports ``host``,
+    ``ttu_a``, ``ttu_b``, ``ttu_c``); ``host`` (``ttu_port_words`` words) loads and reads back
+    the SRAM. Ports: ``cmd``, ``event``, ``counters`` (the engine's), ``host``."""
+
+    def __init__(self, config, **engine_kw):
+        self.engine = TileTensorEngine.from_config(config, **engine_kw)
+        words = config.ttu_port_words
+        self.sram = TileSram.from_config(config, ports={
+            "host": words, "ttu_a": words, "ttu_b": words,
+            "ttu_c": self.engine.result_bytes // config.tsram_bank_bytes})
+        self.host_bytes = words * config.tsram_bank_bytes
+        super().__init__({
+            "cmd": In(self.engine.cmd.signature.flip()),
+            "event": Out(self.engine.event.signature),
+            "counters": Out(EngineCounters),
+            "host": In(MemoryPortSignature(
+                addr_width=(config.tsram_bytes // self.host_bytes - 1).bit_length(),
+                data_width=8 * self.host_bytes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        m.submodules.sram = sram = self.sram
+        wiring.connect(m, engine.mem_a, sram.ttu_a)
+        wiring.connect(m, engine.mem_b, sram.ttu_b)
+        wiring.connect(m, engine.mem_c, sram.ttu_c)
+        wiring.connect(m, wiring.flipped(self.host), sram.host)
+        wiring.connect(m, wiring.flipped(self.cmd), engine.cmd)
+        wiring.connect(m, wiring.flipped(self.event), engine.event)
+        m.d.comb += [self.counters.eq(engine.counters), sram.inject.valid.eq(0),
+                     sram.err_clear.eq(0)]
+        return m
+
+
+async def _drain(source, task, clk):
+    """Wait until ``source`` has sent everything, then stop its driver (valid low)."""
+    await source.wait_idle()
+    await ClockCycles(clk, 2)
+    task.cancel()
+
+
+async def _host_write(dut, clk, memory, word_bytes, layout, *, zeros=False):
+    """Write ``memory`` into the SRAM through ``host`` (the zero words too if ``zeros``)."""
+    src = StreamSource(dut, "host__req", clk, shape=layout)
+    for addr in range(len(memory) // word_bytes):
+        word = memory[addr * word_bytes:(addr + 1) * word_bytes]
+        if zeros or word.any():
+            src.send_nowait({"addr": addr, "write": 1,
+                             "data": int.from_bytes(word.tobytes(), "little"),
+                             "strb": (1 << word_bytes) - 1})
+    await _drain(src, cocotb.start_soon(src.run()), clk)
+    await ClockCycles(clk, 4)
+
+
+async def _host_read(dut, clk, nbytes, word_bytes, layout):
+    src = StreamSource(dut, "host__req", clk, shape=layout)
+    sink = StreamSink(dut, "host__rsp", clk)
+    words = nbytes // word_bytes
+    for addr in range(words):
+        src.send_nowait({"addr": addr, "write": 0, "data": 0, "strb": 0})
+    sink_task = cocotb.start_soon(sink.run())
+    await _drain(src, cocotb.start_soon(src.run()), clk)
+    for _ in range(words + 1000):
+        if len(sink.items) >= words:
+            break
+        await ClockCycles(clk, 10)
+    assert len(sink.items) == words, f"host read: {len(sink.items)} of {words} words came back"
+    sink_task.cancel()
+    dut.host__rsp__ready.value = 1
+    out = np.zeros(nbytes, np.uint8)
+    for addr, bits in enumerate(sink.items):
+        data = bits & ((1 << 8 * word_bytes) - 1)
+        out[addr * word_bytes:(addr + 1) * word_bytes] = np.frombuffer(
+            data.to_bytes(word_bytes, "little"), np.uint8)
+    return out
+
+
+@cocotb.test()
+async def random_ops(dut):
+    """Random tile ops (with illegal ones and resident chains) on the engine and a real TSRAM:
+    events in order and the whole SRAM afterwards, byte for byte, against the golden layer."""
+    params = bench_params()
+    seed = cocotb.RANDOM_SEED
+    wl = EngineWorkload(rows=params["rows"], cols=params["cols"], slots=params["slots"],
+                        panel_blocks=params["panel_blocks"], formats=params["formats"],
+                        tsram_bytes=params["tsram_bytes"], seed=seed)
+    wl.random(params["ops"], chains=params.get("chains", 2))
+    want_events, want_memory = wl.expected()
+    prng = random.Random(seed)
+    gap, stall = params.get("gap", 0.3), params.get("stall", 0.3)
+    word_bytes = params["host_bytes"]
+    layout = MemoryRequest.of(params["host_addr_bits"], 8 * word_bytes)
+    clk = dut.clk
+    cocotb.start_soon(Clock(clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    await ClockCycles(clk, 3)
+    dut.rst.value = 0
+    dut.host__rsp__ready.value = 1
+    await _host_write(dut, clk, wl.memory, word_bytes, layout)
+    dut._log.info("seed %d: %d ops (%d illegal), %d MACs", seed, len(wl.ops),
+                  sum(e["status"] != 0 for e in want_events), wl.macs())
+    cmd = StreamSource(dut, "cmd", clk, shape=TileOpCommand, pauses=random_pauses(prng, gap))
+    ev = StreamSink(dut, "event", clk, pauses=random_pauses(prng, stall))
+    for c in wl.commands():
+        cmd.send_nowait(c)
+    cocotb.start_soon(cmd.run())
+    cocotb.start_soon(ev.run())
+    lanes_total = params["rows"] * params["cols"] * params["lanes"]
+    budget = 2_000 + 8 * wl.macs() // lanes_total + 200 * len(wl.ops)
+    cycles = 0
+    while len(ev.items) < len(want_events):
+        await ClockCycles(clk, 50)
+        cycles += 50
+        assert cycles < budget, f"timeout: {len(ev.items)}/{len(want_events)} events"
+    await ClockCycles(clk, 20)
+    assert len(ev.items) == len(want_events), "extra events"
+    for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
+        got = unpack(TtuEvent, bits)
+        assert got == want, f"event {i}: got {got}, expected {want} ({wl.kinds[i]})"
+    memory = await _host_read(dut, clk, params["tsram_bytes"], word_bytes, layout)
+    diff = np.flatnonzero(memory != want_memory)
+    assert diff.size == 0, (f"{diff.size} SRAM bytes differ, first at {diff[0]:#x}: "
+                            f"got {memory[diff[0]]:#x}, expected {want_memory[diff[0]]:#x}")
+    counters = unpack(EngineCounters, dut.counters.value.to_unsigned())
+    assert counters["ttu"]["macs"] == wl.macs()
+    assert counters["ops"] == sum(e["status"] == 0 for e in want_events)
+    assert counters["rejected"] == sum(e["status"] != 0 for e in want_events)
+    dut._log.info("done in %d cycles; counters %s", cycles, counters)
+
+
+@cocotb.test()
+async def throughput(dut):
+    """Back-to-back ops of one shape per format pair, operands in the TSRAM: logs a line
+    ``THROUGHPUT pair ops cycles macs steady_cycles steady_macs`` per pair (read by
+    scripts/ttu_engine_bench.py). Steady = from the first op's event to the last one's."""
+    params = bench_params()
+    seed = cocotb.RANDOM_SEED
+    m_, n_, k_, ops = params["m"], params["n"], params["k"], params["ops"]
+    word_bytes = params["host_bytes"]
+    layout = MemoryRequest.of(params["host_addr_bits"], 8 * word_bytes)
+    clk = dut.clk
+    cocotb.start_soon(Clock(clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    await ClockCycles(clk, 3)
+    dut.rst.value = 0
+    dut.host__rsp__ready.value = 1
+    for fa, fb in params["pairs"]:
+        wl = EngineWorkload(rows=params["rows"], cols=params["cols"], slots=params["slots"],
+                            panel_blocks=params["panel_blocks"], formats=params["formats"],
+                            tsram_bytes=params["tsram_bytes"], seed=seed)
+        first = wl.add(m=m_, n=n_, k=k_, fmt_a=fa, fmt_b=fb)
+        for _ in range(ops - 1):
+            wl.add(m=m_, n=n_, k=k_, fmt_a=fa, fmt_b=fb, places=(first.a, first.b, first.c))
+        want_events, want_memory = wl.expected()
+        await _host_write(dut, clk, wl.memory, word_bytes, layout, zeros=True)
+        cmd = StreamSource(dut, "cmd", clk, shape=TileOpCommand)
+        ev = StreamSink(dut, "event", clk)
+        for c in wl.commands():
+            cmd.send_nowait(c)
+        ev_task = cocotb.start_soon(ev.run())
+        cmd_task = cocotb.start_soon(cmd.run())
+        cycles, event_cycles = 0, []
+        while len(ev.items) < ops:
+            await ClockCycles(clk, 1)
+            cycles += 1
+            while len(event_cycles) < len(ev.items):
+                event_cycles.append(cycles)
+            assert cycles < 100_000 + 50 * wl.macs() // params["lanes"], "timeout"
+        for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
+            assert unpack(TtuEvent, bits) == want, f"event {i}"
+        ev_task.cancel()
+        cmd_task.cancel()
+        memory = await _host_read(dut, clk, params["tsram_bytes"], word_bytes, layout)
+        assert (memory == want_memory).all(), "C differs"
+        macs_op = m_ * n_ * k_ * 32
+        dut._log.info("THROUGHPUT %s %s %d %d %d %d %d", fa, fb, ops, cycles, ops * macs_op,
+                      event_cycles[-1] - event_cycles[0], (ops - 1) * macs_op)

@@ -15,7 +15,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
-from openmaia.benches.ttu_engine import ILLEGAL_KINDS, EngineWorkload
+from openmaia.benches.ttu_engine import ILLEGAL_KINDS, EngineWithTileSram, EngineWorkload
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode
 from openmaia.harness.amaranth_sim import memory_process, run_streams
@@ -106,3 +106,27 @@ def test_parameter_checks():
 @pytest.mark.parametrize("config", ["small", "ice40"])
 def test_lint(config):
     lint(TileTensorEngine.from_config(get_config(config)), name=f"ttu_engine_{config}")
+
+
+def _bench(config, *, ops, seed, name=None, **kw):
+    cfg = get_config(config)
+    top = EngineWithTileSram(cfg)
+    params = dict(rows=cfg.array_rows, cols=cfg.array_cols, lanes=cfg.lanes,
+                  slots=cfg.acc_depth, panel_blocks=cfg.ttu_panel_blocks,
+                  formats=sorted(cfg.format_names), tsram_bytes=cfg.tsram_bytes,
+                  host_bytes=top.host_bytes, host_addr_bits=top.host.signature.addr_width,
+                  ops=ops) | kw
+    result = simulate(top, bench="openmaia.benches.ttu_engine", name=name or f"ttu_engine_{config}",
+                      testcase="random_ops", params=params, seed=seed)
+    print(f"build {result.build_seconds:.1f} s (cached {result.build_cached}), "
+          f"run {result.run_seconds:.1f} s")
+
+
+def test_cocotb_random_small(seed):
+    """Verilator: random ops, illegal ones and resident chains on the small engine + TSRAM."""
+    _bench("small", ops=12, seed=seed)
+
+
+@pytest.mark.slow
+def test_cocotb_random_small_long(seed):
+    _bench("small", ops=150, chains=10, seed=seed)
