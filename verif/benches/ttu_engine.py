@@ -14,7 +14,11 @@ with random backpressure, reads the whole SRAM back through ``host`` and compare
 byte, and the events in order.
 """
 
+import json
+import os
 import random
+import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -338,9 +342,13 @@ async def random_ops(dut):
 
 @cocotb.test()
 async def throughput(dut):
-    """Back-to-back ops of one shape per format pair, operands in the TSRAM: logs a line
-    ``THROUGHPUT pair ops cycles macs steady_cycles steady_macs`` per pair (read by
-    scripts/ttu_engine_bench.py). Steady = from the first op's event to the last one's."""
+    """Back-to-back ops of one shape per format pair, operands and results in the TSRAM.
+
+    Writes ``throughput.json`` in the run folder (read by scripts/ttu_engine_bench.py): per pair
+    the cycles from the first command to the last event ("end to end") and from the first op's
+    event to the last one's ("steady": the MACs the TTU's counter shows done in that window, so
+    the first panel load and the last drain are excluded), the MACs in each, the counters' stall figures, and the wall time.
+    """
     params = bench_params()
     seed = cocotb.RANDOM_SEED
     m_, n_, k_, ops = params["m"], params["n"], params["k"], params["ops"]
@@ -352,6 +360,7 @@ async def throughput(dut):
     await ClockCycles(clk, 3)
     dut.rst.value = 0
     dut.host__rsp__ready.value = 1
+    results = []
     for fa, fb in params["pairs"]:
         wl = EngineWorkload(rows=params["rows"], cols=params["cols"], slots=params["slots"],
                             panel_blocks=params["panel_blocks"], formats=params["formats"],
@@ -361,25 +370,50 @@ async def throughput(dut):
             wl.add(m=m_, n=n_, k=k_, fmt_a=fa, fmt_b=fb, places=(first.a, first.b, first.c))
         want_events, want_memory = wl.expected()
         await _host_write(dut, clk, wl.memory, word_bytes, layout, zeros=True)
+        before = unpack(EngineCounters, dut.counters.value.to_unsigned())
         cmd = StreamSource(dut, "cmd", clk, shape=TileOpCommand)
         ev = StreamSink(dut, "event", clk)
         for c in wl.commands():
             cmd.send_nowait(c)
         ev_task = cocotb.start_soon(ev.run())
         cmd_task = cocotb.start_soon(cmd.run())
-        cycles, event_cycles = 0, []
+        cycles, event_cycles, event_macs, wall = 0, [], [], time.perf_counter()
         while len(ev.items) < ops:
             await ClockCycles(clk, 1)
             cycles += 1
-            while len(event_cycles) < len(ev.items):
-                event_cycles.append(cycles)
+            if len(event_cycles) < len(ev.items):
+                now = unpack(EngineCounters, dut.counters.value.to_unsigned())
+                while len(event_cycles) < len(ev.items):
+                    event_cycles.append(cycles)
+                    event_macs.append(now["ttu"]["macs"])
             assert cycles < 100_000 + 50 * wl.macs() // params["lanes"], "timeout"
-        for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
-            assert unpack(TtuEvent, bits) == want, f"event {i}"
+        wall = time.perf_counter() - wall
         ev_task.cancel()
         cmd_task.cancel()
+        for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
+            assert unpack(TtuEvent, bits) == want, f"event {i}"
+        after = unpack(EngineCounters, dut.counters.value.to_unsigned())
         memory = await _host_read(dut, clk, params["tsram_bytes"], word_bytes, layout)
         assert (memory == want_memory).all(), "C differs"
-        macs_op = m_ * n_ * k_ * 32
-        dut._log.info("THROUGHPUT %s %s %d %d %d %d %d", fa, fb, ops, cycles, ops * macs_op,
-                      event_cycles[-1] - event_cycles[0], (ops - 1) * macs_op)
+        fp4 = Format.of(fa) is Format.E2M1 and Format.of(fb) is Format.E2M1
+        peak = params["rows"] * params["cols"] * params["lanes"] * (2 if fp4 else 1)
+        macs_op = m_ * n_ * k_ * BLOCK_SIZE
+        steady = event_cycles[-1] - event_cycles[0]
+
+        def delta(unit, name):
+            return after[unit][name] - before[unit][name]
+
+        results.append({
+            "pair": f"{fa}*{fb}", "peak_macs_per_cycle": peak, "ops": ops, "cycles": cycles,
+            "macs": ops * macs_op, "utilization": ops * macs_op / (peak * cycles),
+            "steady_cycles": steady,
+            "steady_utilization": ((event_macs[-1] - event_macs[0]) / (peak * steady)
+                                   if steady else None),
+            "ttu_stall_input": delta("ttu", "stall_input"),
+            "a_stall_input": delta("a", "stall_input"), "b_stall_input": delta("b", "stall_input"),
+            "a_reads": delta("a", "reads"), "b_reads": delta("b", "reads"),
+            "c_writes": delta("c", "writes"), "wall_seconds": wall,
+        })
+        dut._log.info("%s", results[-1])
+    Path(os.environ.get("OPENMAIA_RUN_DIR", "."), "throughput.json").write_text(
+        json.dumps(results, indent=1))
