@@ -3,8 +3,8 @@
 
 For each configuration (default: small, default, ulx3s) the TSRAM is built with four ports,
 ``dma`` (1 bank word), ``ttu_a`` and ``ttu_b`` (operand reads, ``banks // 4`` words each, at least
-1) and ``ttu_c`` (result writes, 1 word), and the cocotb ``throughput`` test of
-openmaia.benches.tsram drives every port with a request every cycle for ``--cycles`` cycles
+1, or ``--operand-words``) and ``ttu_c`` (result writes, 1 word), and the cocotb ``throughput``
+test of openmaia.benches.tsram drives every port with a request every cycle for ``--cycles`` cycles
 (responses always taken). Scenarios (one Verilator build per configuration):
 
 * ``stream``: TTU operand streams read sequentially from separate regions, the DMA and the result
@@ -15,7 +15,9 @@ openmaia.benches.tsram drives every port with a request every cycle for ``--cycl
 
 Printed per scenario: peak bytes/cycle (``banks x bank_bytes``), demanded and sustained bytes a
 cycle, and the conflict rate (conflict cycles / (accepted requests + conflict cycles)) per port and
-overall. Usage: ``scripts/tsram_bench.py [--configs small,default,ulx3s] [--cycles N] [--json]``.
+overall, and per port the fraction of its accepted requests that were deferred writes. Usage:
+``scripts/tsram_bench.py [--configs small,default,ulx3s] [--scenarios ...] [--cycles N]
+[--operand-words W] [--json]``.
 """
 
 import argparse
@@ -30,8 +32,8 @@ from openmaia.tile.tsram import TileSram
 SCENARIOS = ("stream", "in_phase", "random")
 
 
-def _ports(cfg):
-    w = max(1, cfg.tsram_banks // 4)
+def _ports(cfg, operand_words=None):
+    w = operand_words or max(1, cfg.tsram_banks // 4)
     return {"dma": 1, "ttu_a": w, "ttu_b": w, "ttu_c": 1}
 
 
@@ -52,15 +54,16 @@ def _streams(cfg, scenario, ports):
     return streams
 
 
-def measure(config_name, scenario, cycles):
+def measure(config_name, scenario, cycles, operand_words=None):
     cfg = get_config(config_name)
-    ports = _ports(cfg)
+    ports = _ports(cfg, operand_words)
     dut = TileSram.from_config(cfg, ports=ports)
     params = {"banks": dut.banks, "bank_bytes": dut.bank_bytes, "depth": dut.depth,
               "ecc": dut.ecc, "rsp_depth": dut.rsp_depth,
               "ports": {n: [s.width, s.addr_width] for n, s in dut.ports.items()},
               "streams": _streams(cfg, scenario, ports), "cycles": cycles}
-    result = simulate(dut, bench="openmaia.benches.tsram", name=f"tsram_{config_name}",
+    suffix = f"_w{operand_words}" if operand_words else ""
+    result = simulate(dut, bench="openmaia.benches.tsram", name=f"tsram_{config_name}{suffix}",
                       testcase="throughput", params=params, seed=1)
     fig = json.loads((result.run_dir / "tsram_figures.json").read_text())
     bb = fig["bank_bytes"]
@@ -77,7 +80,8 @@ def measure(config_name, scenario, cycles):
         "ports": {n: {"width": p["width"], "accepted": p["accepted"],
                       "bytes_per_cycle": round(p["accepted"] * p["width"] * bb / cycles, 2),
                       "conflict_rate": round(p["conflict"] / max(1, p["accepted"]
-                                                                + p["conflict"]), 3)}
+                                                                + p["conflict"]), 3),
+                      "deferred_rate": round(p["deferred"] / max(1, p["accepted"]), 3)}
                   for n, p in fig["ports"].items()},
         "build_seconds": round(result.build_seconds, 1),
         "run_seconds": round(result.run_seconds, 1)}
@@ -88,18 +92,21 @@ def main(argv=None):
     parser.add_argument("--configs", default="small,default,ulx3s")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--cycles", type=int, default=4000)
+    parser.add_argument("--operand-words", type=int, default=None,
+                        help="width of ttu_a and ttu_b in bank words (default banks / 4)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rows = [measure(c, s, args.cycles) for c in args.configs.split(",")
+    rows = [measure(c, s, args.cycles, args.operand_words) for c in args.configs.split(",")
             for s in args.scenarios.split(",")]
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
         return
     print(f"{'config':8} {'scenario':9} {'peak B/c':>8} {'demand':>7} {'sustained':>9} "
-          f"{'banks used':>10} {'conflicts':>9}  per port (B/c, conflict rate)")
+          f"{'banks used':>10} {'conflicts':>9}  per port (B/c, conflict rate, deferred)")
     for r in rows:
-        per_port = ", ".join(f"{n}x{p['width']} {p['bytes_per_cycle']} ({p['conflict_rate']})"
+        per_port = ", ".join(f"{n}x{p['width']} {p['bytes_per_cycle']} ({p['conflict_rate']}, "
+                             f"{p['deferred_rate']})"
                              for n, p in r["ports"].items())
         print(f"{r['config']:8} {r['scenario']:9} {r['peak_bytes_per_cycle']:8} "
               f"{r['demand_bytes_per_cycle']:7} {r['sustained_bytes_per_cycle']:9} "

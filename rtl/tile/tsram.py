@@ -10,9 +10,14 @@ counters, costs) is docs/tsram.md; in short:
   address ``a`` (in the port's own ``w``-word units) moves bank words ``a*w .. a*w + w - 1``,
   which sit in ``w`` distinct banks of one row.
 * Each port takes at most one request a cycle. A bank serves one access a cycle; a request is
-  granted only with all its banks. Conflicting ports are arbitrated round-robin: after a cycle
-  with a loser, the first loser after the current head (in port order, circularly) becomes the
-  head, so a waiting port wins within ``len(ports) - 1`` conflict cycles.
+  granted only with all its banks. Priority order: the head, then the requests that cannot be
+  deferred (reads, read-modify-writes; wider ports first), then the full writes, in circular
+  port order from the head. A full write whose banks are taken by reads (or still busy from the previous
+  cycle) is *deferred*: accepted now, written the next cycle, when its banks are held for it;
+  so narrow write streams pass wide read streams without losing a cycle. After a cycle with a
+  loser, the first loser from the head (circularly) becomes the head; a waiting head reserves
+  its banks against next-cycle claims. A request waits at most ``2 * len(ports) - 1``
+  conflict cycles.
 * A read's response comes out of ``rsp`` two cycles after the request is accepted (latency 2)
   at the earliest, in order per port; a port holds at most ``rsp_depth`` reads between
   acceptance and response, and stops accepting reads (``req.ready`` low) beyond that.
@@ -125,7 +130,8 @@ class TileSram(wiring.Component):
         Set by any error event, cleared by ``err_clear`` (In(1)).
     counters : ``Out(...)``
         Per port (arrays by port index): ``accepted`` requests, ``conflict`` cycles (valid,
-        eligible, but a bank was taken), ``rsp_stall`` cycles (a read waiting for response room);
+        eligible, but a bank was taken), ``rsp_stall`` cycles (a read waiting for response room),
+        ``deferred`` writes (accepted while a bank was taken, written the next cycle);
         totals: ``rmw`` read-modify-writes, ``corrected`` and ``uncorrectable`` bank words read
         (reads and read-modify-writes), ``out_of_range`` requests, ``bank_cycles`` (bank-cycles
         in use), ``busy`` (cycles with any bank in use), ``cycles``.
@@ -304,8 +310,8 @@ class TileSram(wiring.Component):
 
         # --- Arbitration (docs/tsram.md, "Timing, conflicts, fairness") -----------------------
         # Per head, a chain in priority order: the head, then the other ports that cannot defer
-        # (reads, read-modify-writes) and then the deferrable writes, both in circular order from
-        # the head. Along the chain: `taken` (banks in use now), `wtaken` (written now) and
+        # (reads, read-modify-writes; wider ports first) and then the deferrable writes, in
+        # circular order from the head (among equal widths). Along the chain: `taken` (banks in use now), `wtaken` (written now) and
         # `nbusy` (claimed for the next cycle: deferred writes, read-modify-writes, injections
         # and the waiting head's reservation).
         grant = Signal(nports)
@@ -315,7 +321,8 @@ class TileSram(wiring.Component):
         per_head = []
         for head in range(nports):
             circ = [(head + step) % nports for step in range(nports)]
-            order = ([(circ[0], None)] + [(p, False) for p in circ[1:]]
+            wide_first = sorted(circ[1:], key=lambda p: -widths[p])   # stable: circular
+            order = ([(circ[0], None)] + [(p, False) for p in wide_first]
                      + [(p, True) for p in circ[1:]])
             taken, wtaken, nbusy = pretaken, Const(0, banks), inj_mask
             g_terms, l_terms, d_terms = ([[] for _ in range(nports)] for _ in range(3))
@@ -323,10 +330,13 @@ class TileSram(wiring.Component):
                 active = (Const(1) if deferrable is None
                           else dfrable[p] if deferrable else ~dfrable[p])
                 want = elig[p] & ~oor[p]
-                clash = (mask[p] & taken).any()
-                normal = ~clash & ~(rmw[p] & (mask[p] & nbusy).any())
-                dfr = dfrable[p] & clash & ~(mask[p] & (wtaken | nbusy)).any()
-                lost = want & ~normal & ~dfr
+                stem = f"arb_h{head}_s{step}"
+                clash, normal, dfr, lost = (Signal(name=f"{stem}_{n}")
+                                            for n in ("clash", "normal", "defer", "lost"))
+                m.d.comb += [clash.eq((mask[p] & taken).any()),
+                             normal.eq(~clash & ~(rmw[p] & (mask[p] & nbusy).any())),
+                             dfr.eq(dfrable[p] & clash & ~(mask[p] & (wtaken | nbusy)).any()),
+                             lost.eq(want & ~normal & ~dfr)]
                 g_terms[p].append(active & elig[p] & (oor[p] | normal | dfr))
                 l_terms[p].append(active & lost)
                 d_terms[p].append(active & want & dfr)
@@ -334,9 +344,7 @@ class TileSram(wiring.Component):
                 claim = active & want & ((normal & rmw[p]) | dfr)
                 if step == 0:
                     claim = claim | lost   # the waiting head reserves its banks
-                names_ = (f"arb_h{head}_s{step}_taken", f"arb_h{head}_s{step}_wtaken",
-                          f"arb_h{head}_s{step}_nbusy")
-                nxt = [Signal(banks, name=n) for n in names_]
+                nxt = [Signal(banks, name=f"{stem}_{n}") for n in ("taken", "wtaken", "nbusy")]
                 m.d.comb += [nxt[0].eq(taken | Mux(use, mask[p], 0)),
                              nxt[1].eq(wtaken | Mux(use & ~is_read[p], mask[p], 0)),
                              nxt[2].eq(nbusy | Mux(claim, mask[p], 0))]

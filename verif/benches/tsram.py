@@ -32,6 +32,7 @@ Parameters (:func:`openmaia.harness.bench_params`): ``banks``, ``bank_bytes``, `
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import deque
@@ -568,7 +569,7 @@ if cocotb is not None:
             width = model.ports[p.name][0]
             span = model.words // width
             nbytes = width * model.bank_bytes
-            seq = (s.get("start", 0) + i for i in range(10 ** 9))
+            seq = itertools.count(s.get("start", 0))   # bound now, not when first drawn
             nexts[p.name] = (lambda s=s, span=span, nbytes=nbytes, seq=seq: {
                 "addr": (rng.randrange(span) if s.get("pattern") == "random" else next(seq)
                          % span),
