@@ -155,6 +155,8 @@ async def _drain(dut, master, monitor, limit=200_000, events=()):
         for _ in range(100):
             await RisingEdge(dut.clk)
         state["commands_100_later"] = dict(monitor.commands)
+        state["stats"] = {k: v for k, v in stats_values(dut).items() if k != "hist"}
+        # internal state: only in builds where every signal is public (not top-public-only)
         for name in ("count", "used", "done", "bank_open", "col_cand", "row_cand"):
             try:
                 state[name] = hex(getattr(dut.pc0, name).value.to_unsigned())
