@@ -88,6 +88,19 @@ def _ttu_params(config: Config, ttu) -> dict:
             "stall": 0.3}
 
 
+def _ttu_engine(config: Config):
+    from .benches.ttu_engine import EngineWithTileSram
+    return EngineWithTileSram(config)
+
+
+def _ttu_engine_params(config: Config, top) -> dict:
+    return {"rows": config.array_rows, "cols": config.array_cols, "lanes": config.lanes,
+            "slots": config.acc_depth, "panel_blocks": config.ttu_panel_blocks,
+            "formats": list(config.format_names), "tsram_bytes": config.tsram_bytes,
+            "host_bytes": top.host_bytes, "host_addr_bits": top.host.signature.addr_width,
+            "ops": 12, "chains": 1}
+
+
 TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="element-decoder",
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
@@ -108,6 +121,11 @@ TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="ttu",
         description="Tile Tensor Unit (array of dot engines), random GEMM tiles vs mx_matmul",
         build=_ttu, bench="openmaia.benches.ttu", bench_params=_ttu_params,
+        testcase="random_ops"),
+    Top(name="ttu-engine",
+        description="TTU + operand fetchers + result writer on a Tile SRAM: tile ops addressed "
+                    "in SRAM, whole SRAM checked",
+        build=_ttu_engine, bench="openmaia.benches.ttu_engine", bench_params=_ttu_engine_params,
         testcase="random_ops"),
 ]}
 

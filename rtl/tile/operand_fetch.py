@@ -32,7 +32,12 @@ from ..numerics.formats import BLOCK_SIZE, Format
 from .tile_op import ADDR_BITS, CODE_ALIGN
 from .ttu_stream import DIM_BITS, OperandBeat
 
-__all__ = ["FetchJob", "FetchCounters", "OperandFetcher"]
+__all__ = ["FetchJob", "FetchCounters", "OperandFetcher", "FAULTS"]
+
+#: Deliberate bugs for mutation tests: ``no_room_check`` (a row's next word is requested
+#: without waiting for room in its buffer, overwriting words not yet read), ``fp6_msb_first``
+#: (FP6 codes taken from the top of each 6-bit field's byte group, i.e. the wrong bit order).
+FAULTS = ("no_room_check", "fp6_msb_first")
 
 COUNTER_BITS = 48
 _QW = 8   # bytes of the buffers' unit: every block is a whole number of them
@@ -112,6 +117,8 @@ class OperandFetcher(wiring.Component):
         Address bits of the port (in ``word_bytes`` units).
     panel_blocks : int
         Largest ``k`` of a job.
+    faults : collection of str
+        Deliberate bugs from :data:`FAULTS`; empty for the real design.
 
     Ports
     -----
@@ -123,8 +130,12 @@ class OperandFetcher(wiring.Component):
     """
 
     def __init__(self, *, count, tiles, lanes, formats, fp4_double_rate, word_bytes,
-                 scale_bytes, addr_width, panel_blocks):
+                 scale_bytes, addr_width, panel_blocks, faults=frozenset()):
         formats = frozenset(Format.of(f) for f in formats)
+        faults = frozenset(faults)
+        if not faults <= set(FAULTS):
+            raise ValueError(f"unknown faults {sorted(faults - set(FAULTS))}")
+        self._faults = faults
         if not _is_pow2(count):
             raise ValueError(f"count must be a power of two, not {count!r}")
         if tiles not in (1, 2):
@@ -243,7 +254,7 @@ class OperandFetcher(wiring.Component):
         def room(req_v, rd_v, slots):
             diff = Signal(signed(VB))
             m.d.comb += diff.eq(req_v - rd_v)
-            return diff < slots
+            return Const(1) if "no_room_check" in self._faults else diff < slots
 
         # candidates: scale requests of rows 0..G-1, then code requests
         elig = Signal(2 * G)
@@ -399,8 +410,10 @@ class OperandFetcher(wiring.Component):
             m.d.comb += unpacked.eq(blk)
             if any(f.spec.bits == 6 for f in formats):
                 with m.If(fmt_bits6):
-                    m.d.comb += unpacked.eq(Cat(*(Cat(blk[6 * n:6 * n + 6], Const(0, 2))
-                                                  for n in range(BLOCK_SIZE))))
+                    fields = [blk[6 * n:6 * n + 6] for n in range(BLOCK_SIZE)]
+                    if "fp6_msb_first" in self._faults:
+                        fields = [Cat(*reversed([f[b] for b in range(6)])) for f in fields]
+                    m.d.comb += unpacked.eq(Cat(*(Cat(f, Const(0, 2)) for f in fields)))
             if any(f.spec.bits == 4 for f in formats):
                 with m.If(fmt_fp4):
                     m.d.comb += unpacked.eq(Cat(*(Cat(blk[4 * n:4 * n + 4], Const(0, 4))

@@ -18,7 +18,12 @@ from ..bus.memory_port import MemoryPortSignature
 from .tile_op import ADDR_BITS, ResultAddress
 from .ttu_stream import CRow
 
-__all__ = ["ResultWriter", "WriterCounters"]
+__all__ = ["ResultWriter", "WriterCounters", "FAULTS"]
+
+#: Deliberate bugs for mutation tests: ``full_strobes`` (every byte of a written word strobed,
+#: so gaps and neighbouring data are overwritten), ``drop_high_word`` (a row that crosses a word
+#: boundary loses the part in the second word).
+FAULTS = ("full_strobes", "drop_high_word")
 
 
 class WriterCounters(data.Struct):
@@ -45,6 +50,8 @@ class ResultWriter(wiring.Component):
         Bytes a write moves (power of two >= 4 x ``cols``).
     addr_width : int
         Address bits of the port (``word_bytes`` units).
+    faults : collection of str
+        Deliberate bugs from :data:`FAULTS`; empty for the real design.
 
     Ports
     -----
@@ -55,7 +62,11 @@ class ResultWriter(wiring.Component):
     counters : Out(WriterCounters)
     """
 
-    def __init__(self, *, cols, word_bytes, addr_width):
+    def __init__(self, *, cols, word_bytes, addr_width, faults=frozenset()):
+        faults = frozenset(faults)
+        if not faults <= set(FAULTS):
+            raise ValueError(f"unknown faults {sorted(faults - set(FAULTS))}")
+        self._faults = faults
         if not isinstance(cols, int) or cols < 1 or cols & (cols - 1):
             raise ValueError(f"cols must be a power of two, not {cols!r}")
         if (not isinstance(word_bytes, int) or word_bytes & (word_bytes - 1)
@@ -99,6 +110,8 @@ class ResultWriter(wiring.Component):
                      for o in range(W // 4)]
         shifted_s = [Cat(Const(0, 4 * o), strobes, Const(0, 2 * W - 4 * o - 4 * cols))
                      for o in range(W // 4)]
+        if "drop_high_word" in self._faults:
+            shifted_s = [x[:W] for x in shifted_s]
 
         def pick(options):
             return options[0] if len(options) == 1 else Array(options)[off]
@@ -111,7 +124,8 @@ class ResultWriter(wiring.Component):
             req.payload.write.eq(1),
             req.payload.addr.eq(group + hi),
             req.payload.data.eq(Mux(hi, wdata[8 * W:], wdata[:8 * W])),
-            req.payload.strb.eq(Mux(hi, hi_strb, lo_strb)),
+            req.payload.strb.eq(Const((1 << W) - 1, W) if "full_strobes" in self._faults
+                                else Mux(hi, hi_strb, lo_strb)),
             req.valid.eq(held & Mux(hi, hi_strb.any(), lo_strb.any())
                          & (~last | done_q.w_rdy)),
         ]

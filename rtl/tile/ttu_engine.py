@@ -57,6 +57,8 @@ class TileTensorEngine(wiring.Component):
         Bytes an operand read moves.
     bank_bytes : int
         Bytes a tile SRAM word.
+    engine_faults, fetch_faults, writer_faults : collections of str
+        Deliberate bugs (of the dot engines, both fetchers, the writer) for mutation tests.
 
     Ports
     -----
@@ -68,7 +70,8 @@ class TileTensorEngine(wiring.Component):
     """
 
     def __init__(self, *, formats, rows, cols, lanes, slots, panel_blocks, tsram_bytes,
-                 port_bytes, bank_bytes, fp4_double_rate=True, engine_faults=frozenset()):
+                 port_bytes, bank_bytes, fp4_double_rate=True, engine_faults=frozenset(),
+                 fetch_faults=frozenset(), writer_faults=frozenset()):
         self.ttu = TileTensorUnit(formats=formats, rows=rows, cols=cols, lanes=lanes,
                                   slots=slots, panel_blocks=panel_blocks,
                                   fp4_double_rate=fp4_double_rate, engine_faults=engine_faults)
@@ -85,11 +88,12 @@ class TileTensorEngine(wiring.Component):
         fetch = dict(lanes=lanes, formats=self._formats, fp4_double_rate=self._pair,
                      word_bytes=port_bytes, scale_bytes=bank_bytes,
                      addr_width=max(1, _log2(tsram_bytes // port_bytes)),
-                     panel_blocks=panel_blocks)
+                     panel_blocks=panel_blocks, faults=fetch_faults)
         self.fetch_a = OperandFetcher(count=rows, tiles=1, **fetch)
         self.fetch_b = OperandFetcher(count=cols, tiles=2, **fetch)
         self.writer = ResultWriter(cols=cols, word_bytes=self.result_bytes,
-                                   addr_width=max(1, _log2(tsram_bytes // self.result_bytes)))
+                                   addr_width=max(1, _log2(tsram_bytes // self.result_bytes)),
+                                   faults=writer_faults)
         super().__init__({
             "cmd": In(stream.Signature(TileOpCommand)),
             "event": Out(stream.Signature(TtuEvent)),

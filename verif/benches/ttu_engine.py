@@ -106,11 +106,12 @@ class EngineWorkload:
         self.kinds.append(kind)
         return t
 
-    def random_op(self, *, max_m_tiles=3, max_n_tiles=4, kind="random"):
+    def random_op(self, *, max_m_tiles=3, max_n_tiles=4, max_k=None, kind="random"):
         rng = self.rng
         m = rng.randint(1, max_m_tiles * self.rows)
         n = rng.randint(1, max_n_tiles * self.cols)
-        k = rng.choice([1, 2, self.panel_blocks, rng.randint(1, self.panel_blocks)])
+        top = min(max_k or self.panel_blocks, self.panel_blocks)
+        k = rng.choice([1, min(2, top), top, rng.randint(1, top)])
         if not self.fits(m, n, k):
             return None
         return self.add(m=m, n=n, k=k, fmt_a=rng.choice(self.formats),

@@ -32,7 +32,7 @@ def test_waivers_are_exactly_the_generated_code_ones():
 
 
 # The TTU of the big presets takes minutes to elaborate (64 / 16 engines of 16 lanes).
-_BIG = {("ttu", "default"), ("ttu", "ulx3s")}
+_BIG = {("ttu", "default"), ("ttu", "ulx3s"), ("ttu-engine", "default"), ("ttu-engine", "ulx3s")}
 
 
 @pytest.mark.parametrize("top, config", [
