@@ -14,8 +14,8 @@ For each descriptor, the cycles from its acceptance into the queue to its comple
   the per-descriptor fixed cost overlaps as it would in use;
 
 each in both directions. The summary gives the worst contiguous case of 4 KiB or more, single
-and back to back (the issue's target: at least 95 % of the bus peak). Runs the cocotb bench openmaia.benches.dma (test ``throughput``) on
-Verilator. Usage::
+and back to back (the issue's target: at least 95 % of the bus peak). Runs the cocotb bench
+openmaia.benches.dma (test ``throughput``) on Verilator. Usage::
 
     .venv/bin/python scripts/dma_bench.py [--config small] [--json out.json]
 """
@@ -37,8 +37,7 @@ from openmaia.tile.dma_descriptor import DmaDescriptor, DmaDirection
 LENGTHS = [1, 2, 3, 4, 8, 16, 17, 32, 64, 100, 128, 256, 512, 1000, 1024, 2048, 4095, 4096,
            4097, 8192, 10000, 16384, 32768, 65535, 65536]
 OFFSET_LENGTHS = [64, 4096, 4097]
-OFFSET_SWEEPS = {"hbm": "HBM offset o, TSRAM offset 0", "tsram": "HBM offset 0, TSRAM offset o",
-                 "both": "HBM offset o, TSRAM offset 63 - o"}
+OFFSET_SWEEPS = {"hbm": "HBM o, TSRAM 0", "tsram": "HBM 0, TSRAM o", "both": "HBM o, TSRAM 63-o"}
 STREAM_LENGTHS = [256, 1024, 4096, 65536]
 STREAM_OFFSET_LENGTH = 4096
 STREAM_REPEAT = 8
@@ -120,7 +119,7 @@ def main(argv=None):
                      and r["length"] == n)
             cells.append(f"{r['cycles']:6d} cyc {100 * r['util']:6.1f} %")
         print(f"{n:7d} | " + " | ".join(f"{c:>20}" for c in cells))
-    print("\noffsets 0..63: utilization min / mean / max")
+    print("\noffsets o = 0..63 (HBM, TSRAM offsets): utilization min / mean / max")
     for sweep, what in OFFSET_SWEEPS.items():
         for n in OFFSET_LENGTHS:
             for d in DIRECTIONS:
@@ -130,9 +129,9 @@ def main(argv=None):
                     continue
                 us = [r["util"] for r in rs]
                 worst = min(rs, key=lambda r: r["util"])
-                print(f"{n:6d} B {d:>11}, {what}: {100 * min(us):5.1f} / "
-                      f"{100 * sum(us) / len(us):5.1f} / {100 * max(us):5.1f} %  (worst at o = "
-                      f"{worst['offset'] if sweep != 'tsram' else worst['ts_offset']})")
+                o = worst["offset"] if sweep != "tsram" else worst["ts_offset"]
+                print(f"{n:6d} B {d:>11} {what:>17}: {100 * min(us):5.1f} / "
+                      f"{100 * sum(us) / len(us):5.1f} / {100 * max(us):5.1f} %  (worst o = {o})")
     print("\n64 x 64 tile of a 4096-wide byte matrix (64 rows of 64 B):")
     for d in DIRECTIONS:
         r = next(r for r in rows if r["kind"] == "tile" and r["dir"] == d)
@@ -150,9 +149,9 @@ def main(argv=None):
               and r["length"] == STREAM_OFFSET_LENGTH]
         us = [r["util"] for r in rs]
         worst = min(rs, key=lambda r: r["util"])
-        print(f"  {d:>11} {STREAM_OFFSET_LENGTH} B, HBM offsets 0..63: {100 * min(us):5.1f} / "
-              f"{100 * sum(us) / len(us):5.1f} / {100 * max(us):5.1f} % min / mean / max "
-              f"(worst at offset {worst['offset']})")
+        print(f"  {d:>11} {STREAM_OFFSET_LENGTH} B, HBM offsets 0..63, min / mean / max: "
+              f"{100 * min(us):.1f} / {100 * sum(us) / len(us):.1f} / {100 * max(us):.1f} % "
+              f"(worst at {worst['offset']})")
     print()
     for kind in ("length", "stream"):
         big = [r for r in rows if r["kind"] in (kind, "offset" if kind == "length" else "")
@@ -160,7 +159,7 @@ def main(argv=None):
         worst = min(big, key=lambda r: r["util"])
         label = "single descriptors" if kind == "length" else "back-to-back streams"
         print(f"contiguous >= 4 KiB, {label} ({len(big)} cases): worst "
-              f"{100 * worst['util']:.1f} % ({worst['dir']}, {worst['length']} B at HBM offset "
+              f"{100 * worst['util']:.1f} %\n    ({worst['dir']}, {worst['length']} B, HBM offset "
               f"{worst['offset']}, TSRAM offset {worst.get('ts_offset', 0)})")
     return 0
 

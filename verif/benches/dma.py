@@ -1,8 +1,9 @@
 """cocotb bench of :class:`openmaia.tile.dma.TileDma` (contract: docs/dma.md).
 
 Bus models: cocotbext-axi's ``AxiRam`` is the HBM behind ``m_axi`` (random pauses on all five
-channels; :class:`HbmRam` adds DECERR for unmapped ranges to its SLVERR for failed accesses); :class:`TsramModel` is the tile SRAM behind ``tsram`` (a bytearray, random stalls on
-``req`` and ``rsp``, a random read latency). Descriptors go in through one
+channels; :class:`HbmRam` adds DECERR for unmapped ranges to its SLVERR for failed accesses);
+:class:`TsramModel` is the tile SRAM behind ``tsram`` (a bytearray, random stalls on ``req`` and
+``rsp``, a random read latency). Descriptors go in through one
 :class:`~openmaia.harness.streams.StreamSource` per queue, events come out through a
 :class:`~openmaia.harness.streams.StreamSink` with random backpressure.
 
@@ -10,10 +11,11 @@ Checkers:
 
 * :class:`BusMonitor` records every AR / AW handshake and W beat with the number of descriptors
   finished so far, which attributes each one to the descriptor in flight (the engine runs one
-  descriptor at a time and finishes it only after its last write response). Every burst must be a legal INCR
-  burst (full-size beats, at most 256 beats, not crossing 4 KiB), lie inside the descriptor's
-  HBM extent and the queue's window (to the bus word for reads), and W beats must match their
-  bursts (count, ``wlast``). A rejected descriptor must have no AR, AW or W at all.
+  descriptor at a time, and the next one's first AR or AW comes a cycle after the event of the
+  last one at the earliest). Every burst must be a legal INCR burst (full-size beats, at most
+  256 beats, not crossing 4 KiB), lie inside the descriptor's HBM extent and the queue's window
+  (to the bus word for reads), and W beats must match their bursts (count, ``wlast``). A
+  rejected descriptor must have no AR, AW or W at all.
 * :class:`Scoreboard`: one event per descriptor, with the status of
   :func:`~openmaia.tile.dma_descriptor.dma_reference`; after each batch the whole HBM and the
   whole TSRAM equal the reference memories, to which the same descriptors were applied in the
