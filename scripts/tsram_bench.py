@@ -11,7 +11,9 @@ test of openmaia.benches.tsram drives every port with a request every cycle for 
   port write sequentially, the streams' starting banks staggered (the intended use: interleaving
   lets them run together);
 * ``in_phase``: the same, every stream starting at bank 0;
-* ``random``: the same ports at uniformly random addresses.
+* ``random``: the same ports at uniformly random addresses;
+* ``dma_read`` (only when asked for): ``stream`` with the DMA reading (draining results) instead
+  of writing.
 
 Printed per scenario: peak bytes/cycle (``banks x bank_bytes``), demanded and sustained bytes a
 cycle, and the conflict rate (conflict cycles / (accepted requests + conflict cycles)) per port and
@@ -30,6 +32,8 @@ from openmaia.tile.tsram import TileSram
 
 
 SCENARIOS = ("stream", "in_phase", "random")
+#: Further scenarios, run only when named in ``--scenarios``.
+EXTRA_SCENARIOS = ("dma_read",)
 
 
 def _ports(cfg, operand_words=None):
@@ -45,9 +49,9 @@ def _streams(cfg, scenario, ports):
     pattern = "random" if scenario == "random" else "seq"
     streams, bank = {}, 0
     for k, (name, width) in enumerate(ports.items()):
-        op = "write" if name in ("dma", "ttu_c") else "read"
+        op = "write" if name == "ttu_c" or (name == "dma" and scenario != "dma_read") else "read"
         start = k * (words // 4) // width
-        if scenario == "stream":
+        if scenario in ("stream", "dma_read"):
             start += bank // width
             bank += width
         streams[name] = {"op": op, "pattern": pattern, "start": start}
@@ -96,6 +100,10 @@ def main(argv=None):
                         help="width of ttu_a and ttu_b in bank words (default banks / 4)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    for s in args.scenarios.split(","):
+        if s not in SCENARIOS + EXTRA_SCENARIOS:
+            parser.error(f"unknown scenario {s!r}; expected one of "
+                         f"{', '.join(SCENARIOS + EXTRA_SCENARIOS)}")
     rows = [measure(c, s, args.cycles, args.operand_words) for c in args.configs.split(",")
             for s in args.scenarios.split(",")]
     if args.json:
