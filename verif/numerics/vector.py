@@ -238,8 +238,8 @@ def gelu_segment(x_bits):
     """``(k, x0)``: the piece of the table ``x`` uses and the FP32 bits of its start ``k / 8``.
 
     ``k = floor(|x| * 8)`` for ``|x| < 8``, else (``|x| >= 8``, Inf, NaN) ``GELU_SEGMENTS`` with
-    ``x0 = +0``. Computed on the bits: ``floor(M * 2**(E - 147)) = M >> (147 - E)`` for the significand
-    ``M`` and the exponent field ``E`` (1 for subnormals).
+    ``x0 = +0``. Computed on the bits: ``floor(M * 2**(E - 147)) = M >> (147 - E)`` for the
+    significand ``M`` and the exponent field ``E`` (1 for subnormals).
     """
     x = _u64(x_bits)
     e = np.maximum((x >> 23) & 0xFF, 1)
