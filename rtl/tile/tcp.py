@@ -53,7 +53,7 @@ from .isa import (
 from .tile_op import TileOpCommand
 from .ttu_stream import TtuEvent
 
-__all__ = ["TileControlProcessor", "TcpState", "ErrorSource", "TcpStatus", "TcpCounters",
+__all__ = ["TileControlProcessor", "CommandCheck", "TcpState", "ErrorSource", "TcpStatus", "TcpCounters",
            "COUNTERS", "FAULTS"]
 
 #: Deliberate bugs for the mutation checks (docs/tcp.md).
@@ -124,6 +124,69 @@ class TcpCounters(data.Struct):
 
 def _bits_for(n):
     return max(1, (n - 1).bit_length())
+
+
+class CommandCheck(wiring.Component):
+    """The static rules of :mod:`.isa` (1-3; :func:`~.isa.check_command`): combinational.
+
+    Ports: ``command`` (:class:`~.isa.Command`), ``status`` (``ErrorCode``; ``OK`` = legal).
+    """
+
+    def __init__(self, *, semaphores, dma_queues, hbm_addr_bits):
+        self.n_semaphores = semaphores
+        self.dma_queues = dma_queues
+        self.hbm_addr_bits = hbm_addr_bits
+        super().__init__({"command": In(Command), "status": Out(ERROR_CODE_BITS)})
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.command
+        op = Signal(8)
+        m.d.comb += op.eq(c.header.as_value()[:8])
+        is_op = {o: Signal(name=f"in_is_{o.name.lower()}") for o in Opcode}
+        for o, sig in is_op.items():
+            m.d.comb += sig.eq(op == o.value)
+        legal = Signal()
+        engine = Signal()
+        m.d.comb += [legal.eq(Cat(*is_op.values()).any()),
+                     engine.eq(is_op[Opcode.DMA] | is_op[Opcode.TILE_OP] | is_op[Opcode.TVP])]
+        raw = c.body.raw
+        reserved = Signal()
+        for o, sig in is_op.items():
+            width = BODY_WIDTH[o]
+            with m.If(sig):
+                m.d.comb += reserved.eq(raw[width:].any())
+        h = c.header
+        bad_header = Signal()
+        m.d.comb += bad_header.eq(h.reserved0.any() | h.reserved1.any()
+                                  | (~engine & (h.signal | h.sem.any()))
+                                  | (engine & ~h.signal & h.sem.any()))
+        dma_bad = Signal()
+        desc = c.body.dma.desc
+        wide = [desc[f][self.hbm_addr_bits:].any()
+                for f in ("hbm_addr", "hbm_stride1", "hbm_stride2")
+                if self.hbm_addr_bits < len(desc[f])]
+        m.d.comb += dma_bad.eq(is_op[Opcode.DMA] & ((c.body.dma.queue >= self.dma_queues)
+                                                    | Cat(*wide, Const(0, 1)).any()))
+        tvp_bad = Signal()
+        m.d.comb += tvp_bad.eq(is_op[Opcode.TVP]
+                               & (c.body.tvp.op.as_value() > max(o.value for o in TvpOp)))
+        sem_bad = Signal()
+        semcmd = is_op[Opcode.WAIT] | is_op[Opcode.SIGNAL]
+        m.d.comb += sem_bad.eq((engine & h.signal & (h.sem >= self.n_semaphores))
+                               | (semcmd & (c.body.semaphore.sem >= self.n_semaphores)))
+        code = Signal(ERROR_CODE_BITS)
+        with m.If(~legal):
+            m.d.comb += code.eq(ErrorCode.ILLEGAL_OPCODE)
+        with m.Elif(reserved | bad_header | dma_bad | tvp_bad):
+            m.d.comb += code.eq(ErrorCode.ILLEGAL_FIELD)
+        with m.Elif(sem_bad):
+            m.d.comb += code.eq(ErrorCode.SEMAPHORE_INDEX)
+        with m.Else():
+            m.d.comb += code.eq(ErrorCode.OK)
+        m.d.comb += self.status.eq(code)
+        return m
+
 
 
 class TileControlProcessor(wiring.Component):
@@ -200,55 +263,6 @@ class TileControlProcessor(wiring.Component):
                    hbm_addr_bits=config.axi_addr_bits, outstanding=config.tcp_outstanding,
                    **kwargs)
 
-    # ---- static checks (rules 1-3 of openmaia.tile.isa) -----------------------------------------
-
-    def _static_check(self, m, c):
-        """The :class:`ErrorCode` of command view ``c`` from its bits alone."""
-        op = Signal(8)
-        m.d.comb += op.eq(c.header.as_value()[:8])
-        is_op = {o: Signal(name=f"in_is_{o.name.lower()}") for o in Opcode}
-        for o, sig in is_op.items():
-            m.d.comb += sig.eq(op == o.value)
-        legal = Signal()
-        engine = Signal()
-        m.d.comb += [legal.eq(Cat(*is_op.values()).any()),
-                     engine.eq(is_op[Opcode.DMA] | is_op[Opcode.TILE_OP] | is_op[Opcode.TVP])]
-        raw = c.body.raw
-        reserved = Signal()
-        for o, sig in is_op.items():
-            width = BODY_WIDTH[o]
-            with m.If(sig):
-                m.d.comb += reserved.eq(raw[width:].any())
-        h = c.header
-        bad_header = Signal()
-        m.d.comb += bad_header.eq(h.reserved0.any() | h.reserved1.any()
-                                  | (~engine & (h.signal | h.sem.any()))
-                                  | (engine & ~h.signal & h.sem.any()))
-        dma_bad = Signal()
-        desc = c.body.dma.desc
-        wide = [desc[f][self.hbm_addr_bits:].any()
-                for f in ("hbm_addr", "hbm_stride1", "hbm_stride2")
-                if self.hbm_addr_bits < len(desc[f])]
-        m.d.comb += dma_bad.eq(is_op[Opcode.DMA] & ((c.body.dma.queue >= self.dma_queues)
-                                                    | Cat(*wide, Const(0, 1)).any()))
-        tvp_bad = Signal()
-        m.d.comb += tvp_bad.eq(is_op[Opcode.TVP]
-                               & (c.body.tvp.op.as_value() > max(o.value for o in TvpOp)))
-        sem_bad = Signal()
-        semcmd = is_op[Opcode.WAIT] | is_op[Opcode.SIGNAL]
-        m.d.comb += sem_bad.eq((engine & h.signal & (h.sem >= self.n_semaphores))
-                               | (semcmd & (c.body.semaphore.sem >= self.n_semaphores)))
-        code = Signal(ERROR_CODE_BITS)
-        with m.If(~legal):
-            m.d.comb += code.eq(ErrorCode.ILLEGAL_OPCODE)
-        with m.Elif(reserved | bad_header | dma_bad | tvp_bad):
-            m.d.comb += code.eq(ErrorCode.ILLEGAL_FIELD)
-        with m.Elif(sem_bad):
-            m.d.comb += code.eq(ErrorCode.SEMAPHORE_INDEX)
-        with m.Else():
-            m.d.comb += code.eq(ErrorCode.OK)
-        return code
-
     def elaborate(self, platform):
         m = Module()
         nq, S = self.dma_queues, self.n_semaphores
@@ -267,7 +281,10 @@ class TileControlProcessor(wiring.Component):
                      status.state.eq(state)]
 
         # ---- stage 1: the held command and its static check ----------------------------------
-        fault_in = self._static_check(m, self.cmd.payload)
+        m.submodules.check = check = CommandCheck(semaphores=S, dma_queues=nq,
+                                                  hbm_addr_bits=self.hbm_addr_bits)
+        fault_in = check.status
+        m.d.comb += check.command.eq(self.cmd.payload)
         cur = Signal(Command)
         cur_valid = Signal()
         cur_fault = Signal(ERROR_CODE_BITS)
@@ -328,11 +345,11 @@ class TileControlProcessor(wiring.Component):
         for i in range(S):
             with m.If(idx == i):
                 m.d.comb += sem_sel.eq(sems[i])
-        queue = Signal(_bits_for(nq))
-        m.d.comb += queue.eq(cur.body.dma.queue)
+        dma_queue = Signal(_bits_for(nq))
+        m.d.comb += dma_queue.eq(cur.body.dma.queue)
         dma_room = Signal()
         for q in range(nq):
-            with m.If(queue == q):
+            with m.If(dma_queue == q):
                 m.d.comb += dma_room.eq(room[q])
         can_issue = Signal()
         m.d.comb += can_issue.eq((is_op[Opcode.DMA] & dma_room)
@@ -368,7 +385,7 @@ class TileControlProcessor(wiring.Component):
                      cmd_error.eq(active & (fault != ErrorCode.OK)),
                      retire.eq(ok & ready)]
         for q in range(nq):
-            m.d.comb += issue[q].eq(retire & is_op[Opcode.DMA] & (queue == q))
+            m.d.comb += issue[q].eq(retire & is_op[Opcode.DMA] & (dma_queue == q))
         m.d.comb += [issue[TTU].eq(retire & is_op[Opcode.TILE_OP]),
                      issue[TVP].eq(retire & is_op[Opcode.TVP])]
 

@@ -343,6 +343,26 @@ class TcpWorld:
     def done(self):
         return self._done
 
+    def check_counters(self):
+        """Counter identities over the whole run (docs/tcp.md, counters): every cycle is an
+        input stall, busy or stopped; busy = retired + waits + fence + output stalls + command
+        errors; per-engine issue counts = commands that reached the engines."""
+        c, c0 = self.counters, self.counters0
+        d = {k: c[k] - c0[k] for k in c}
+        total = d["input_stall_cycles"] + d["busy_cycles"] + d["stopped_cycles"]
+        assert total == self.cycle - 1, f"{total} cycles accounted, {self.cycle - 1} ran"
+        errors = sum(t.status["error"] != 0 and SOURCE_NAMES[t.status["source"]] == "COMMAND"
+                     for t in self.traces)
+        assert d["busy_cycles"] == (d["retired"] + d["wait_cycles"] + d["fence_cycles"]
+                                    + d["output_stall_cycles"] + errors), d
+        assert d["retired"] == sum(t.status["position"] for t in self.traces)
+        nq = self.nq
+        for name, ks in (("issued_dma", range(nq)), ("issued_ttu", [nq]),
+                         ("issued_tvp", [nq + 1])):
+            assert d[name] == sum(len(t.arrivals[k]) for t in self.traces for k in ks), name
+        assert d["unexpected_events"] == 0
+        return d
+
     def port_names(self):
         names = ["cmd__valid", "cmd__payload", "restart", "irq_ack"]
         names += [f"dma__{q}__ready" for q in range(self.nq)] + ["ttu__ready", "tvp__ready"]
@@ -429,6 +449,8 @@ class TcpWorld:
         self.status = _unpack(TcpStatus, s["status"])
         self.sems = [s["semaphores"] >> SEM_BITS * i & SEM_MAX for i in range(self.n_sems)]
         self.counters = _unpack(TcpCounters, s["counters"])
+        if self.cycle == 0:
+            self.counters0 = dict(self.counters)
         self._advance_program(s)
         self.cycle += 1
 
