@@ -271,7 +271,8 @@ def _hot_no_stall(dut, seed, count=60):
 
 def test_bounded_wait(seed):
     """Hot-row random traffic with reads, full, partial (read-modify-write) and deferred writes:
-    no request waits more than ``2 x ports - 1`` conflict cycles."""
+    no request waits more than ``2 x ports - 1`` conflict cycles; the fixed-priority fault
+    does."""
     for k in range(3):
         dut = tiny()
         t, longest = _hot_no_stall(dut, seed + k)
@@ -279,6 +280,8 @@ def test_bounded_wait(seed):
         assert sum(t.counters["rsp_stall"]) == 0
         assert t.counters["rmw"] > 0 and sum(t.counters["deferred"]) > 0
         assert longest <= wait_bound(len(dut.ports)), f"seed {seed + k}: waited {longest}"
+    _, longest = _hot_no_stall(tiny(faults={"fixed_priority"}), seed)
+    assert longest > wait_bound(len(dut.ports))    # the check catches a starving arbiter
 
 
 def _streams(banks, widths, staggered, length):
