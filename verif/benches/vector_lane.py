@@ -202,8 +202,8 @@ async def _run(dut, beats: list, *, gap: float, stall: float, rng: random.Random
         errors.append(f"lost: {len(beats) - len(sink.items)} of {len(beats)} results missing")
     if len(sink.items) > len(beats):
         errors.append(f"extra: {len(sink.items) - len(beats)} results nobody sent")
-    counters = {name: int(getattr(dut, f"counters__{name}").value)
-                for name in ("beats", "illegal", "busy", "stall_input", "stall_output")}
+    from openmaia.compute.vector_lane import VectorCounters
+    counters = unpack(VectorCounters, dut.counters.value.to_unsigned())
     illegal = sum(b["op"] > max(VectorOp) for b in beats)
     if counters["beats"] != len(beats) or counters["illegal"] != illegal:
         errors.append(f"counters {counters}: expected beats {len(beats)}, illegal {illegal}")

@@ -181,14 +181,15 @@ def _simulate(alu, testcase=None, check=True, **params):
 def test_cocotb():
     """Every directed vector (coverage complete), 3,000 random beats, full rate: 2 lanes."""
     result = _simulate(VectorAlu(lanes=2), count=3000)
-    assert result.tests == 3 and not result.failures
+    assert result.tests == 3 and result.passed
+    result.coverage.assert_complete()
 
 
 @pytest.mark.sim
 @pytest.mark.slow
 def test_cocotb_slow():
     result = _simulate(VectorAlu(lanes=4), count=100_000, testcase="random_ops")
-    assert result.tests == 1 and not result.failures
+    assert result.tests == 1 and result.passed
 
 
 @pytest.mark.sim
@@ -196,4 +197,4 @@ def test_cocotb_slow():
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_cocotb_fault_caught(fault):
     result = _simulate(VectorAlu(lanes=1, faults={fault}), testcase="directed", check=False)
-    assert result.failures, f"fault {fault} passed the bench"
+    assert result.failed, f"fault {fault} passed the bench"
