@@ -8,6 +8,7 @@ final status, semaphores and counters).
 """
 
 import random
+import types
 
 import pytest
 from amaranth.hdl import Value
@@ -129,9 +130,12 @@ def test_lint(params):
 
 
 def test_from_config():
+    """The configuration fields the TCP takes (``tcp_semaphores`` / ``tcp_outstanding`` are a
+    pending rtl/config.py change: until it lands, a stand-in carries them)."""
     cfg = PRESETS["small"]
     if not hasattr(cfg, "tcp_semaphores"):
-        pytest.skip("Config.tcp_semaphores / tcp_outstanding not yet in rtl/config.py")
+        cfg = types.SimpleNamespace(tcp_semaphores=16, tcp_outstanding=8,
+                                    dma_queues=cfg.dma_queues, axi_addr_bits=cfg.axi_addr_bits)
     dut = TileControlProcessor.from_config(cfg)
     assert (dut.n_semaphores, dut.dma_queues, dut.hbm_addr_bits, dut.outstanding) == (
         cfg.tcp_semaphores, cfg.dma_queues, cfg.axi_addr_bits, cfg.tcp_outstanding)
@@ -402,7 +406,7 @@ def test_cocotb_drop_wait_is_caught():
     result = cocotb_run("random_programs", faults={"drop_wait"}, programs=8, length=60,
                         check=False)
     assert not result.passed
-    assert "reached its engine" in result.log_file.read_text()
+    assert "not after" in result.log_file.read_text()      # an ordering check failed
 
 
 @pytest.mark.sim
