@@ -44,13 +44,44 @@ from .tile_op import OperandPlace, ResultPlace, TileOp, TileOpCommand
 from .ttu_stream import TAG_BITS, TtuOp
 
 __all__ = [
-    "COMMAND_BITS", "COMMAND_BYTES", "HEADER_BITS", "BODY_BITS", "DESC_HBM_ADDR_BITS",
-    "SEM_BITS", "SEM_MAX", "COUNT_BITS", "IRQ_CODE_BITS", "ENGINE_OPCODES",
-    "Opcode", "TvpOp", "CommandHeader", "DmaBody", "SemaphoreBody", "InterruptBody",
-    "TvpCommand", "TvpEvent", "CommandBody", "Command", "BODY_FIELD",
-    "DmaCmd", "TileOpCmd", "TvpCmd", "WaitCmd", "SignalCmd", "FenceCmd", "InterruptCmd",
-    "HaltCmd", "BODY_WIDTH", "encode", "decode", "raw", "assemble", "disassemble", "check_command", "fp32_bits",
+    "BODY_BITS",
+    "BODY_FIELD",
+    "BODY_WIDTH",
+    "COMMAND_BITS",
+    "COMMAND_BYTES",
+    "COUNT_BITS",
+    "DESC_HBM_ADDR_BITS",
+    "ENGINE_OPCODES",
+    "HEADER_BITS",
+    "IRQ_CODE_BITS",
+    "SEM_BITS",
+    "SEM_MAX",
+    "Command",
+    "CommandBody",
+    "CommandHeader",
+    "DmaBody",
+    "DmaCmd",
+    "FenceCmd",
+    "HaltCmd",
+    "InterruptBody",
+    "InterruptCmd",
+    "Opcode",
+    "SemaphoreBody",
+    "SignalCmd",
+    "TileOpCmd",
+    "TvpCmd",
+    "TvpCommand",
+    "TvpEvent",
+    "TvpOp",
+    "WaitCmd",
+    "assemble",
+    "check_command",
+    "decode",
+    "disassemble",
+    "encode",
+    "fp32_bits",
     "markdown",
+    "raw",
 ]
 
 COMMAND_BYTES = 64
@@ -465,10 +496,10 @@ _OPCODE_TEXT = {
     Opcode.DMA: "DMA descriptor into a DMA queue",
     Opcode.TILE_OP: "TTU tile op (C = A x B in tile SRAM)",
     Opcode.TVP: "Tile Vector Processor op",
-    Opcode.WAIT: "block issue until semaphore >= count, then subtract count",
+    Opcode.WAIT: "block issue until semaphore >= count, subtract count",
     Opcode.SIGNAL: "add count to a semaphore",
-    Opcode.FENCE: "block issue until every issued engine command has completed",
-    Opcode.INTERRUPT: "raise the interrupt line with a code (waits while one is pending)",
+    Opcode.FENCE: "block issue until every engine command has completed",
+    Opcode.INTERRUPT: "raise the interrupt line with a code",
     Opcode.HALT: "stop issuing until the host restarts the stream",
 }
 
@@ -481,9 +512,10 @@ def markdown() -> str:
                    f"{BODY_WIDTH[op]} | {_OPCODE_TEXT[op]} |")
     out.append("")
     sections = [("Header (bits 0-31, every command)", CommandHeader, 0)]
-    sections += [(f"Body `{name}` ({', '.join(o.name for o, n in BODY_FIELD.items() if n == name)})",
-                  data.Layout.cast(CommandBody)[name].shape, HEADER_BITS)
-                 for name in ("dma", "tile_op", "tvp", "semaphore", "interrupt")]
+    for name in ("dma", "tile_op", "tvp", "semaphore", "interrupt"):
+        users = ", ".join(o.name for o, n in BODY_FIELD.items() if n == name)
+        sections.append((f"Body `{name}` ({users})", data.Layout.cast(CommandBody)[name].shape,
+                         HEADER_BITS))
     for title, layout, base in sections:
         out += [f"### {title}", "", "| field | bits | width |", "|---|---|---:|"]
         for name, offset, width in _field_rows(layout, base):

@@ -40,7 +40,6 @@ from ..errors import ERROR_CODE_BITS, ErrorCode
 from .dma_descriptor import DmaDescriptorLayout, DmaEventLayout
 from .isa import (
     BODY_WIDTH,
-    COUNT_BITS,
     IRQ_CODE_BITS,
     SEM_BITS,
     SEM_MAX,
@@ -53,8 +52,16 @@ from .isa import (
 from .tile_op import TileOpCommand
 from .ttu_stream import TtuEvent
 
-__all__ = ["TileControlProcessor", "CommandCheck", "TcpState", "ErrorSource", "TcpStatus", "TcpCounters",
-           "COUNTERS", "FAULTS"]
+__all__ = [
+    "COUNTERS",
+    "FAULTS",
+    "CommandCheck",
+    "ErrorSource",
+    "TcpCounters",
+    "TcpState",
+    "TcpStatus",
+    "TileControlProcessor",
+]
 
 #: Deliberate bugs for the mutation checks (docs/tcp.md).
 FAULTS = {
@@ -280,7 +287,7 @@ class TileControlProcessor(wiring.Component):
                      draining.eq(state == TcpState.DRAINING),
                      status.state.eq(state)]
 
-        # ---- stage 1: the held command and its static check ----------------------------------
+        # ---- stage 1: the held command and its static check ------------------------------------
         m.submodules.check = check = CommandCheck(semaphores=S, dma_queues=nq,
                                                   hbm_addr_bits=self.hbm_addr_bits)
         fault_in = check.status
@@ -305,7 +312,7 @@ class TileControlProcessor(wiring.Component):
         with m.Elif(retire | cmd_error):
             m.d.sync += cur_valid.eq(0)
 
-        # ---- incomplete commands (one queue per target) and output registers -----------------
+        # ---- incomplete commands (one queue per target) and output registers -------------------
         sem_entry = data.StructLayout({"signal": 1, "sem": sbits})
         pend = []
         for k in range(targets):
@@ -334,7 +341,7 @@ class TileControlProcessor(wiring.Component):
         with m.If(issue[TVP]):
             m.d.sync += self.tvp.payload.eq(cur.body.tvp)
 
-        # ---- stage 2: retire or block --------------------------------------------------------
+        # ---- stage 2: retire or block ----------------------------------------------------------
         active = Signal()
         m.d.comb += active.eq(running & cur_valid)
         sems = Signal(data.ArrayLayout(SEM_BITS, S))
@@ -389,7 +396,7 @@ class TileControlProcessor(wiring.Component):
         m.d.comb += [issue[TTU].eq(retire & is_op[Opcode.TILE_OP]),
                      issue[TVP].eq(retire & is_op[Opcode.TVP])]
 
-        # ---- completion events ----------------------------------------------------------------
+        # ---- completion events -----------------------------------------------------------------
         events = [self.dma_event, self.ttu_event, self.tvp_event]
         for ev in events:
             m.d.comb += ev.ready.eq(1)
@@ -437,7 +444,7 @@ class TileControlProcessor(wiring.Component):
             m.d.sync += sems[i].eq(Mux(over_i, SEM_MAX, total))
         m.d.comb += overflow.eq(Cat(*over).any())
 
-        # ---- state, errors, interrupt ------------------------------------------------------------
+        # ---- state, errors, interrupt ----------------------------------------------------------
         position = status.position
         with m.If(retire):
             m.d.sync += position.eq(position + 1)
@@ -491,7 +498,7 @@ class TileControlProcessor(wiring.Component):
                          status.source.eq(ErrorSource.NONE), status.error_position.eq(0),
                          status.engine_error.eq(0), status.engine_errors.eq(0)]
 
-        # ---- counters ------------------------------------------------------------------------------
+        # ---- counters --------------------------------------------------------------------------
         blocked = Signal()
         m.d.comb += blocked.eq(ok & ~ready)
         increments = {

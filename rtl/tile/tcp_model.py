@@ -37,8 +37,16 @@ from .isa import (
 from .tcp import TcpCounters, TcpStatus
 from .ttu_stream import TtuCommand
 
-__all__ = ["Expected", "TimingDependent", "run_model", "engine_target", "check_trace",
-           "TcpWorld", "STATE_NAMES", "SOURCE_NAMES"]
+__all__ = [
+    "SOURCE_NAMES",
+    "STATE_NAMES",
+    "Expected",
+    "TcpWorld",
+    "TimingDependent",
+    "check_trace",
+    "engine_target",
+    "run_model",
+]
 
 STATE_NAMES = ("RUNNING", "HALTED", "ERROR", "DRAINING")
 SOURCE_NAMES = ("NONE", "COMMAND", "DMA", "TTU", "TVP", "COMPLETION")
@@ -518,9 +526,9 @@ def random_engine_command(rng, *, kind, dma_queues, hbm_addr_bits, semaphores, s
     from .tile_op import OperandPlace, ResultPlace, TileOp
     from .ttu_stream import TtuOp
     sig = rng.randrange(semaphores) if rng.random() < signal else None
-    r32 = lambda: rng.randrange(1 << 32)   # noqa: E731
+    r32 = lambda: rng.randrange(1 << 32)
     if kind == "dma":
-        hb = lambda: rng.randrange(1 << hbm_addr_bits)   # noqa: E731
+        hb = lambda: rng.randrange(1 << hbm_addr_bits)
         desc = DmaDescriptor(direction=rng.randrange(2), hbm_addr=hb(), tsram_addr=r32(),
                              count0=rng.randrange(1 << 16), count1=rng.randrange(1 << 16),
                              count2=rng.randrange(1 << 16), hbm_stride1=hb(),
@@ -533,7 +541,7 @@ def random_engine_command(rng, *, kind, dma_queues, hbm_addr_bits, semaphores, s
                    fmt_a=rng.choice(fmts), fmt_b=rng.choice(fmts),
                    accumulate=rng.random() < 0.5, keep=rng.random() < 0.5,
                    tag=rng.randrange(256))
-        place = lambda: OperandPlace(r32(), r32(), r32(), r32())   # noqa: E731
+        place = lambda: OperandPlace(r32(), r32(), r32(), r32())
         return TileOpCmd(TileOp(op=op, a=place(), b=place(), c=ResultPlace(r32(), r32())),
                          signal=sig)
     return TvpCmd(op=rng.choice(list(TvpOp)), rows=rng.randrange(1 << 16),

@@ -32,7 +32,6 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
-
 from openmaia.errors import ErrorCode
 from openmaia.harness import bench_params
 from openmaia.harness.coverage import Coverage, export

@@ -2,13 +2,11 @@
 static rules in Python, the RTL check (:class:`~openmaia.tile.tcp.CommandCheck`) equal to them on
 random and directed bits, and docs/isa.md generated from the layouts."""
 
-import random
 from pathlib import Path
 
 import pytest
 from amaranth.lib import data
 from amaranth.sim import Simulator
-
 from openmaia.errors import ErrorCode
 from openmaia.tile.dma_descriptor import DmaDescriptor
 from openmaia.tile.isa import (
@@ -41,7 +39,7 @@ from openmaia.tile.tcp_model import random_engine_command
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
-P = dict(semaphores=4, dma_queues=2, hbm_addr_bits=32)
+P = {"semaphores": 4, "dma_queues": 2, "hbm_addr_bits": 32}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "isa.md"
 
 
@@ -141,8 +139,8 @@ def run_check(bits_list, **params):
     return got
 
 
-@pytest.mark.parametrize("params", [P, dict(semaphores=16, dma_queues=1, hbm_addr_bits=64),
-                                    dict(semaphores=3, dma_queues=3, hbm_addr_bits=20)])
+@pytest.mark.parametrize("params", [P, {"semaphores": 16, "dma_queues": 1, "hbm_addr_bits": 64},
+                                    {"semaphores": 3, "dma_queues": 3, "hbm_addr_bits": 20}])
 def test_rtl_check_equals_python(rng, params):
     bits_list = mutations(rng, 1500)
     got = run_check(bits_list, **params)

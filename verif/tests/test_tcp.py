@@ -13,7 +13,6 @@ import types
 import pytest
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
-
 from openmaia.config import PRESETS
 from openmaia.errors import ErrorCode
 from openmaia.harness.elaborate import lint
@@ -24,7 +23,6 @@ from openmaia.tile.isa import (
     FenceCmd,
     HaltCmd,
     InterruptCmd,
-    Opcode,
     SignalCmd,
     TileOpCmd,
     TvpCmd,
@@ -33,7 +31,7 @@ from openmaia.tile.isa import (
     encode,
     raw,
 )
-from openmaia.tile.tcp import FAULTS, TcpState, TileControlProcessor
+from openmaia.tile.tcp import FAULTS, TileControlProcessor
 from openmaia.tile.tcp_model import (
     SOURCE_NAMES,
     STATE_NAMES,
@@ -46,7 +44,7 @@ from openmaia.tile.tcp_model import (
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
-P = dict(semaphores=4, dma_queues=2, hbm_addr_bits=32)
+P = {"semaphores": 4, "dma_queues": 2, "hbm_addr_bits": 32}
 TTU, TVP = 2, 3
 
 
@@ -112,8 +110,8 @@ def tvp(signal=None, op=TvpOp.RELU):
 # --------------------------------------------------------------------------------------------
 
 def test_parameter_checks():
-    for bad in (dict(semaphores=0), dict(semaphores=257), dict(dma_queues=0),
-                dict(hbm_addr_bits=65), dict(outstanding=0), dict(semaphores=True)):
+    for bad in ({"semaphores": 0}, {"semaphores": 257}, {"dma_queues": 0},
+                {"hbm_addr_bits": 65}, {"outstanding": 0}, {"semaphores": True}):
         with pytest.raises(ValueError, match="must be an integer"):
             TileControlProcessor(**({**P, "outstanding": 4} | bad))
     with pytest.raises(ValueError, match="unknown faults"):
@@ -123,8 +121,8 @@ def test_parameter_checks():
 
 
 @pytest.mark.parametrize("params", [P | {"outstanding": 4},
-                                    dict(semaphores=16, dma_queues=1, hbm_addr_bits=64,
-                                         outstanding=8)])
+                                    {"semaphores": 16, "dma_queues": 1, "hbm_addr_bits": 64,
+                                         "outstanding": 8}])
 def test_lint(params):
     lint(TileControlProcessor(**params), name="tcp")
 
@@ -347,8 +345,8 @@ def test_restart_while_draining_discards_old_completions(seed):
 def test_drop_wait_is_caught(seed):
     """A dropped WAIT lets the tile op reach the TTU before the DMA it waits for completed."""
     program = [dma(0, signal=0), WaitCmd(sem=0), ttu(), FenceCmd(), HaltCmd()]
-    kw = dict(seed=seed, latency={0: (40, 60), 1: (1, 5), TTU: (1, 5), TVP: (1, 5)},
-              stall=0.1)
+    kw = {"seed": seed, "latency": {0: (40, 60), 1: (1, 5), TTU: (1, 5), TVP: (1, 5)},
+              "stall": 0.1}
     good = make()
     check(good, run_world(good, [program], **kw), [program])
     bad = make(faults={"drop_wait"})
@@ -358,7 +356,7 @@ def test_drop_wait_is_caught(seed):
 
 def test_fence_ignores_tvp_is_caught(seed):
     program = [tvp(), FenceCmd(), dma(0), HaltCmd()]
-    kw = dict(seed=seed, latency={0: (1, 5), 1: (1, 5), TTU: (1, 5), TVP: (40, 60)})
+    kw = {"seed": seed, "latency": {0: (1, 5), 1: (1, 5), TTU: (1, 5), TVP: (40, 60)}}
     bad = make(faults={"fence_ignores_tvp"})
     with pytest.raises(AssertionError, match="reached its engine"):
         check(bad, run_world(bad, [program], **kw), [program])
@@ -367,8 +365,8 @@ def test_fence_ignores_tvp_is_caught(seed):
 def test_event_collision_is_caught(seed):
     """Three engines signal one semaphore with the same latency, so their events coincide."""
     program = [dma(0, signal=1), ttu(signal=1), tvp(signal=1), FenceCmd(), HaltCmd()]
-    kw = dict(seed=seed, latency={0: (12, 12), 1: (12, 12), TTU: (11, 11), TVP: (10, 10)},
-              gap=0.0, stall=0.0)
+    kw = {"seed": seed, "latency": {0: (12, 12), 1: (12, 12), TTU: (11, 11), TVP: (10, 10)},
+              "gap": 0.0, "stall": 0.0}
     good = make()
     check(good, run_world(good, [program], **kw), [program])
     bad = make(faults={"event_collision"})
