@@ -7,11 +7,13 @@ order; nothing reaches an engine before the WAITs, FENCEs and INTERRUPTs ahead o
 final status, semaphores and counters).
 """
 
+import gc
 import random
 import types
+import warnings
 
 import pytest
-from amaranth.hdl import Value
+from amaranth.hdl import UnusedElaboratable, Value
 from amaranth.sim import Simulator
 from openmaia.config import PRESETS
 from openmaia.errors import ErrorCode
@@ -31,7 +33,7 @@ from openmaia.tile.isa import (
     encode,
     raw,
 )
-from openmaia.tile.tcp import FAULTS, TileControlProcessor
+from openmaia.tile.tcp import FAULTS, TcpState, TileControlProcessor
 from openmaia.tile.tcp_model import (
     SOURCE_NAMES,
     STATE_NAMES,
@@ -420,3 +422,69 @@ def test_cocotb_faults_are_caught(fault):
     result = cocotb_run("random_programs", faults={fault}, programs=30, length=100,
                         check=False)
     assert not result.passed
+
+
+# --------------------------------------------------------------------------------------------
+# Interfaces and odd inputs
+# --------------------------------------------------------------------------------------------
+
+def test_connects_to_the_engines():
+    """The command and event streams connect as they are to TileDma and TileTensorEngine."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from openmaia.tile.dma import TileDma
+    from openmaia.tile.ttu_engine import TileTensorEngine
+    cfg = PRESETS["small"]
+    dma = TileDma.from_config(cfg)
+    engine = TileTensorEngine.from_config(cfg)
+    tcp = TileControlProcessor(semaphores=4, dma_queues=cfg.dma_queues,
+                               hbm_addr_bits=cfg.axi_addr_bits, outstanding=4)
+    m = Module()
+    for q in range(cfg.dma_queues):
+        wiring.connect(m, tcp.dma[q], dma.desc[q])
+    wiring.connect(m, dma.event, tcp.dma_event)
+    wiring.connect(m, tcp.ttu, engine.cmd)
+    wiring.connect(m, engine.event, tcp.ttu_event)
+    with warnings.catch_warnings():      # the parts are never elaborated here
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        del dma, engine, tcp, m
+        gc.collect()
+
+
+def test_unexpected_events_are_counted_and_ignored():
+    """Events with no incomplete command (any engine, a DMA queue number past the queues) are
+    counted and change nothing; a real completion after them still signals."""
+    dut = make(dma_queues=3)
+    seen = {}
+
+    async def bench(ctx):
+        for port, payload in ((dut.ttu_event, 0), (dut.tvp_event, 0),
+                              (dut.dma_event, 3), (dut.dma_event, 1)):
+            ctx.set(port.valid, 1)
+            ctx.set(Value.cast(port.payload), payload)
+            await ctx.tick()
+            ctx.set(port.valid, 0)
+        await ctx.tick()
+        seen["unexpected"] = ctx.get(dut.counters.unexpected_events)
+        seen["sems"] = ctx.get(Value.cast(dut.semaphores))
+        seen["state"] = ctx.get(dut.status.state)
+        # now a TTU op signalling semaphore 2, and its event
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(Value.cast(dut.cmd.payload), encode(ttu(signal=2)))
+        await ctx.tick().until(dut.cmd.ready)
+        ctx.set(dut.cmd.valid, 0)
+        ctx.set(dut.ttu.ready, 1)
+        await ctx.tick().until(dut.ttu.valid)
+        ctx.set(dut.ttu_event.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.ttu_event.valid, 0)
+        await ctx.tick()
+        seen["after"] = ctx.get(dut.semaphores[2])
+        seen["unexpected_after"] = ctx.get(dut.counters.unexpected_events)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"unexpected": 4, "sems": 0, "state": TcpState.RUNNING, "after": 1,
+                    "unexpected_after": 4}
