@@ -289,8 +289,10 @@ class HbmChannel(wiring.Component):
     queue_depth : int
         64 B line requests the controller holds (2..1024): queue entries and buffer tags.
     row_hit_cap : int
-        A bank serves at most this many column bursts after an activate while a request for
-        another row of that bank waits (then it is precharged). At least 2.
+        After an activate, at most this many row-hit column bursts of a bank pass (are issued
+        ahead of) an older request for another row of that bank; then the bank's column
+        commands stop and it is precharged. Hits older than every waiting request for another
+        row are not reordering and do not count. At least 2.
     capacity_bytes : int
         Bytes of the address space and of the backing store (a power of two, 4 KiB .. the
         organisation's 512 MiB); lines at or above it answer DECERR. The store is an
@@ -452,7 +454,21 @@ class HbmChannel(wiring.Component):
             m.d.comb += oh.eq(Mux(e.valid, (Const(1, nb) << e.bank)[:nb], 0))
             onehots.append(oh)
         hp_terms = [Mux(q[i].hit, onehots[i], 0) for i in range(N)]
-        cp_terms = [Mux(q[i].hit, 0, onehots[i]) for i in range(N)]
+        cp_terms = []
+        for i in range(N):
+            cp = Signal(nb, name=f"q{i}_cp")
+            m.d.comb += cp.eq(Mux(q[i].hit, 0, onehots[i]))
+            cp_terms.append(cp)
+        # Row-hit reordering: whether an older request for another row of an entry's bank waits
+        # (the banks of the non-hit entries older than it: a prefix OR, oldest first).
+        older_cp = Signal(N)
+        older = Const(0, nb)
+        for i in range(N):
+            if i:
+                acc = Signal(nb, name=f"q{i}_older_cp")
+                m.d.comb += acc.eq(older | cp_terms[i - 1])
+                older = acc
+            m.d.comb += older_cp[i].eq((older & onehots[i]).any())
 
         def or_tree(terms, name):
             level = 0
@@ -545,8 +561,10 @@ class HbmChannel(wiring.Component):
         # column bus
         col_valid = Signal(); col_write = Signal(); col_last = Signal()
         m.d.comb += [col_valid.eq(col_go), col_write.eq(ce.write), col_last.eq(ce.half)]
+        bypass = Signal()
+        m.d.comb += bypass.eq((older_cp & col_oh).any())
         for b in range(nb):
-            with m.If(col_valid & (ce.bank == b) & (hit_cnt[b] < self.row_hit_cap)):
+            with m.If(col_valid & bypass & (ce.bank == b) & (hit_cnt[b] < self.row_hit_cap)):
                 m.d.sync += hit_cnt[b].eq(hit_cnt[b] + 1)
         m.d.comb += [
             timers.row_valid.eq(row_valid), timers.row_cmd.eq(row_cmd),

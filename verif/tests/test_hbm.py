@@ -258,7 +258,9 @@ def test_checker_catches_fault_slow(fault, seed, tmp_path):
 @pytest.mark.sim
 @pytest.mark.slow
 def test_no_hit_cap_fault_is_caught(seed):
-    ctrl = _functional("RoBaRaCoCh", faults={"no_hit_cap"})
+    # Cap 4: responses leave in order, so with 8 buffer tags at most 7 younger reads (14
+    # bursts) can pass a waiting read even uncapped; a cap of 16 would look like none.
+    ctrl = _functional("RoBaRaCoCh", faults={"no_hit_cap"}, row_hit_cap=4)
     _run(ctrl, "starvation", seed=seed, expect_cap=False)
 
 
@@ -403,3 +405,58 @@ def test_read_drain_sustains_one_beat_a_cycle():
     steady = sum(1 for c in beats if c >= cycles // 3) / (cycles - cycles // 3)
     assert longest >= 32, f"longest run of back-to-back R beats {longest}"
     assert steady >= 0.9, f"R beats a cycle after warm-up {steady:.3f}"
+
+
+def _cap_scenario(faults=()):
+    """Queue 8, row_hit_cap 4, MOP4CLXOR: 6 reads of row 0 of bank 0, then one of row 1 of
+    that bank (the victim), then 8 more of row 0. Returns the DRAM commands of bank 0 as
+    (cycle, command, row)."""
+    from openmaia.hbm.controller import ColCmd, RowCmd
+    from openmaia.hbm.mapping import unmap_address
+    dut = HbmChannel(queue_depth=8, row_hit_cap=4, timing_only=True, capacity_bytes=1 << 20,
+                     mapping="MOP4CLXOR", faults=faults)
+    line = [unmap_address("MOP4CLXOR", row=0, col=2 * k) for k in range(16)]
+    addrs = line[:6] + [unmap_address("MOP4CLXOR", row=1)] + line[6:14]
+    log = []
+
+    async def bench(ctx):
+        a = dut.s_axi
+        ctx.set(a.rready, 1)
+        ctx.set(a.arlen, 64 // dut.axi.data_bytes - 1)
+        ctx.set(a.arsize, dut.axi.size_code)
+        ctx.set(a.arburst, 1)
+        pending = list(addrs)
+        for _ in range(600):
+            ctx.set(a.arvalid, bool(pending))
+            ctx.set(a.araddr, pending[0] if pending else 0)
+            _, _, ar_hs, tr = await ctx.tick().sample(a.arready, dut.trace)
+            if ar_hs and pending:
+                pending.pop(0)
+            bank0 = tr.row_sid == 0 and tr.row_bg == 0 and tr.row_ba == 0
+            if tr.row_valid and tr.row_cmd != RowCmd.REF and bank0:
+                log.append((tr.cycle, RowCmd(tr.row_cmd).name, tr.row_row))
+            if tr.col_valid and (tr.col_sid, tr.col_bg, tr.col_ba) == (0, 0, 0):
+                log.append((tr.cycle, ColCmd(tr.col_cmd).name, tr.col_row))
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    return log
+
+
+def _cap_counts(log):
+    victim_act = next(c for c, cmd, row in log if cmd == "ACT" and row == 1)
+    row0_acts = sum(1 for c, cmd, row in log if cmd == "ACT" and row == 0 and c < victim_act)
+    bursts = sum(1 for c, cmd, row in log if cmd == "RD" and row == 0 and c < victim_act)
+    return row0_acts, bursts - 2 * 6   # hit bursts of the 8 younger reads that passed the victim
+
+
+def test_row_hit_cap_counts_reordering_only():
+    """Hits older than the waiting request are served first and the row stays open for them
+    (one ACT of row 0); then at most ``row_hit_cap`` younger hit bursts pass the waiting
+    request before its row is opened. The broken twin without the cap lets all of them pass."""
+    row0_acts, passed = _cap_counts(_cap_scenario())
+    assert row0_acts == 1, f"row 0 activated {row0_acts} times before the waiting request's row"
+    assert passed == 4, f"{passed} younger hit bursts passed the waiting request (cap 4)"
+    _, passed = _cap_counts(_cap_scenario(faults={"no_hit_cap"}))
+    assert passed > 4, f"without the cap only {passed} younger hit bursts passed"
