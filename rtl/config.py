@@ -50,6 +50,9 @@ class Config:
 
     Tile DMA: ``dma_queues`` descriptor queues of ``dma_queue_depth`` entries (each queue with its
     own allowed HBM window), at most ``dma_outstanding_reads`` read bursts in flight.
+
+    Tile Control Processor: ``tcp_semaphores`` counting semaphores (16 bits each, at most 256);
+    at most ``tcp_outstanding`` incomplete commands per engine (per DMA queue).
     """
     name: str
     array_rows: int
@@ -73,13 +76,16 @@ class Config:
     dma_queues: int = 2
     dma_queue_depth: int = 4
     dma_outstanding_reads: int = 4
+    tcp_semaphores: int = 16
+    tcp_outstanding: int = 8
     clock_mhz: float
 
     def __post_init__(self):
         object.__setattr__(self, "formats", frozenset(Format.of(f) for f in self.formats))
         for name in ("array_rows", "array_cols", "acc_depth", "tsram_banks", "tsram_bank_depth",
                      "hbm_pseudo_channels", "ttu_panel_blocks", "axi_id_bits", "hbm_queue_depth", "dma_queues",
-                     "dma_queue_depth", "dma_outstanding_reads"):
+                     "dma_queue_depth", "dma_outstanding_reads", "tcp_semaphores",
+                     "tcp_outstanding"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -112,6 +118,9 @@ class Config:
                              f"not {self.axi_data_bits}")
         if not 16 <= self.axi_addr_bits <= 64:
             raise ValueError(f"axi_addr_bits must be in 16..64, not {self.axi_addr_bits}")
+        if self.tcp_semaphores > 256:
+            raise ValueError(f"tcp_semaphores must be at most 256 (8-bit index), "
+                             f"not {self.tcp_semaphores}")
         if not self.clock_mhz > 0:
             raise ValueError(f"clock_mhz must be positive, not {self.clock_mhz!r}")
 

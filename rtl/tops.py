@@ -101,6 +101,17 @@ def _ttu_engine_params(config: Config, top) -> dict:
             "ops": 12, "chains": 1}
 
 
+def _tcp(config: Config):
+    from .tile.tcp import TileControlProcessor
+    return TileControlProcessor.from_config(config)
+
+
+def _tcp_params(config: Config, tcp) -> dict:
+    return {"semaphores": tcp.n_semaphores, "dma_queues": tcp.dma_queues,
+            "hbm_addr_bits": tcp.hbm_addr_bits, "outstanding": tcp.outstanding,
+            "event_queue_bits": len(tcp.dma_event.payload.queue), "programs": 8, "length": 60}
+
+
 TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="element-decoder",
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
@@ -127,6 +138,11 @@ TOPS: dict[str, Top] = {top.name: top for top in [
                     "in SRAM, whole SRAM checked",
         build=_ttu_engine, bench="openmaia.benches.ttu_engine", bench_params=_ttu_engine_params,
         testcase="random_ops"),
+    Top(name="tcp",
+        description="Tile Control Processor: command stream to DMA / TTU / TVP, semaphores, "
+                    "random programs vs the golden ordering model",
+        build=_tcp, bench="openmaia.benches.tcp", bench_params=_tcp_params,
+        testcase="random_programs"),
 ]}
 
 
