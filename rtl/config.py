@@ -167,6 +167,11 @@ class Config:
         return self.ttu_panel_blocks * BLOCK_SIZE
 
     @property
+    def ttu_result_words(self) -> int:
+        """Tile SRAM words of the TTU result writer's port: one C row (4 x array_cols bytes)."""
+        return max(1, 4 * self.array_cols // self.tsram_bank_bytes)
+
+    @property
     def axi_data_bytes(self) -> int:
         return self.axi_data_bits // 8
 

@@ -66,9 +66,10 @@ def _tile_dma_params(config: Config, dma) -> dict:
 
 def _tsram(config: Config):
     from .tile.tsram import TileSram
-    width = max(1, config.tsram_banks // 4)
+    # the ports of a tile: DMA, the TTU's two operand fetchers and its result writer
+    width = config.ttu_port_words
     return TileSram.from_config(config, ports={"dma": 1, "ttu_a": width, "ttu_b": width,
-                                               "ttu_c": 1})
+                                               "ttu_c": config.ttu_result_words})
 
 
 def _tsram_params(config: Config, sram) -> dict:

@@ -84,7 +84,7 @@ class TileTensorEngine(wiring.Component):
         self._panel_blocks = panel_blocks
         self._tsram_bytes = tsram_bytes
         self._pair = self.ttu.double_rate
-        self.result_bytes = max(bank_bytes, 4 * cols)
+        self.result_bytes = max(bank_bytes, 4 * cols)     # = Config.ttu_result_words words
         fetch = dict(lanes=lanes, formats=self._formats, fp4_double_rate=self._pair,
                      word_bytes=port_bytes, scale_bytes=bank_bytes,
                      addr_width=max(1, _log2(tsram_bytes // port_bytes)),

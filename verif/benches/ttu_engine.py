@@ -219,7 +219,7 @@ class EngineWithTileSram(wiring.Component):
         words = config.ttu_port_words
         self.sram = TileSram.from_config(config, ports={
             "host": words, "ttu_a": words, "ttu_b": words,
-            "ttu_c": self.engine.result_bytes // config.tsram_bank_bytes})
+            "ttu_c": config.ttu_result_words})
         self.host_bytes = words * config.tsram_bank_bytes
         super().__init__({
             "cmd": In(self.engine.cmd.signature.flip()),
