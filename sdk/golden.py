@@ -43,7 +43,7 @@ from ..tile.tile_op import execute_tile_op
 from .backend import Backend, RunResult
 from .protocol import target_of
 
-__all__ = ["GoldenBackend", "execute_tvp", "TVP_GOLDEN"]
+__all__ = ["GoldenBackend", "execute_tvp", "static_status", "TVP_GOLDEN"]
 
 _LANE = {
     TvpOp.ADD: lambda a, b, c: vector.fp32_add(a, b),
@@ -118,14 +118,37 @@ def execute_tvp(mem: np.ndarray, c: TvpCmd, *, formats) -> ErrorCode:
     return ErrorCode.OK
 
 
+def static_status(cmd, *, semaphores, dma_queues, hbm_addr_bits) -> ErrorCode:
+    """:func:`~openmaia.tile.isa.check_command` on a command *object* whose fields fit their
+    widths (rules 2-3 that such an object can break), without building its bits: a DMA queue or
+    HBM address / stride out of range, a semaphore index out of range. A test checks it equals
+    ``check_command(encode(cmd))``."""
+    if isinstance(cmd, DmaCmd):
+        d = cmd.desc
+        if cmd.queue >= dma_queues or any(v >> hbm_addr_bits for v in
+                                          (d.hbm_addr, d.hbm_stride1, d.hbm_stride2)):
+            return ErrorCode.ILLEGAL_FIELD
+    signal = getattr(cmd, "signal", None)
+    if signal is not None and signal >= semaphores:
+        return ErrorCode.SEMAPHORE_INDEX
+    if isinstance(cmd, (WaitCmd, SignalCmd)) and cmd.sem >= semaphores:
+        return ErrorCode.SEMAPHORE_INDEX
+    return ErrorCode.OK
+
+
 class GoldenBackend(Backend):
     """The functional tile (module docstring). ``hbm_bytes``: size of the HBM model;
     ``windows``: per DMA queue ``(base, limit)`` (inclusive; default the whole HBM);
-    ``timing``: "eager", "lazy" or "random" (with ``seed``)."""
+    ``timing``: "eager", "lazy" or "random" (with ``seed``); ``check``: "full" checks every
+    command's bits with ``check_command`` (slow: Amaranth layouts), "fast" the object form
+    (:func:`static_status`, equal on encodable objects)."""
     name = "golden"
 
     def __init__(self, config: Config, *, hbm_bytes: int = 1 << 22, windows=None,
-                 timing: str = "eager", seed: int = 0):
+                 timing: str = "eager", seed: int = 0, check: str = "fast"):
+        if check not in ("fast", "full"):
+            raise ValueError(f"check must be fast or full, not {check!r}")
+        self.check = check
         if timing not in ("eager", "lazy", "random"):
             raise ValueError(f"timing must be eager, lazy or random, not {timing!r}")
         if not isinstance(hbm_bytes, int) or not 0 < hbm_bytes <= 1 << config.axi_addr_bits:
@@ -193,6 +216,15 @@ class GoldenBackend(Backend):
             self._count("tvp_elements", cmd.rows * cmd.cols)
         return status
 
+    def _static_status(self, cmd) -> ErrorCode:
+        cfg = self.config
+        if self.check == "full" or isinstance(cmd, int):
+            bits = cmd if isinstance(cmd, int) else encode(cmd)
+            return check_command(bits, semaphores=cfg.tcp_semaphores,
+                                 dma_queues=cfg.dma_queues, hbm_addr_bits=cfg.axi_addr_bits)
+        return static_status(cmd, semaphores=cfg.tcp_semaphores, dma_queues=cfg.dma_queues,
+                             hbm_addr_bits=cfg.axi_addr_bits)
+
     def run(self, program) -> RunResult:
         cfg = self.config
         commands = list(program)
@@ -236,9 +268,7 @@ class GoldenBackend(Backend):
             if first_error[0] is not None:
                 state = "ERROR"
                 break
-            bits = encode(cmd)
-            status = check_command(bits, semaphores=cfg.tcp_semaphores,
-                                   dma_queues=cfg.dma_queues, hbm_addr_bits=cfg.axi_addr_bits)
+            status = self._static_status(cmd)
             if status == ErrorCode.OK and isinstance(cmd, SignalCmd) and \
                     self.semaphores[cmd.sem] + cmd.count > SEM_MAX:
                 status = ErrorCode.SEMAPHORE_OVERFLOW
