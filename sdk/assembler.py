@@ -8,7 +8,7 @@ per-command comments and named HBM regions) and the listing format:
 
 * one command a line: the opcode name, then ``field=value`` pairs (nested fields dotted, e.g.
   ``desc.hbm_addr`` or ``op.fmt_a``), then optionally ``; comment``;
-* integers in decimal or ``0x`` hex, formats and TVP ops by name, booleans as 0 / 1; an engine
+* integers in decimal or ``0x`` hex, formats, TVP ops and DMA directions by name, booleans as 0 / 1; an engine
   command's completion semaphore as ``signal=S`` (absent: no signal);
 * blank lines and lines starting with ``;`` are ignored; ``.region NAME BASE SIZE`` lines declare
   the program's named HBM regions.
@@ -21,6 +21,7 @@ import enum as py_enum
 from dataclasses import dataclass, field
 
 from ..numerics.formats import Format
+from ..tile.dma_descriptor import DmaDirection
 from ..tile.isa import (COMMAND_BYTES, DmaCmd, FenceCmd, HaltCmd, InterruptCmd, Opcode, SignalCmd,
                         TileOpCmd, TvpCmd, TvpOp, WaitCmd, assemble, check_command, disassemble,
                         encode)
@@ -97,6 +98,8 @@ def _value(kind, text: str, where: str):
             return TvpOp[text]
         if kind is bool:
             return bool(int(text, 0))
+        if text in DmaDirection.__members__:
+            return DmaDirection[text]
         return int(text, 0)
     except (KeyError, ValueError):
         raise ValueError(f"{where}: bad value {text!r}") from None

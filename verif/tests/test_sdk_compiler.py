@@ -212,7 +212,7 @@ def test_layers_quantized_output():
 def test_every_wait_is_needed_and_a_dropped_one_is_caught():
     """Dropping any one WAIT the compiler emits (fault twin ``drop_wait``) is caught by the
     protocol checker: every WAIT guards a hazard or the end of the program."""
-    kwargs = dict(m=9, k=SMALL.ttu_max_k + 40, fmt_in="e4m3",
+    kwargs = dict(m=4, k=SMALL.ttu_max_k + 8, fmt_in="e4m3",
                   layers=[Layer(n=36, fmt_w="e4m3", out_fmt="e4m3"),
                           Layer(n=6, fmt_w="e2m1", activation=None)])
     good = compile_layers(SMALL, **kwargs)
