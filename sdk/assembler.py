@@ -8,8 +8,8 @@ per-command comments and named HBM regions) and the listing format:
 
 * one command a line: the opcode name, then ``field=value`` pairs (nested fields dotted, e.g.
   ``desc.hbm_addr`` or ``op.fmt_a``), then optionally ``; comment``;
-* integers in decimal or ``0x`` hex, formats, TVP ops and DMA directions by name, booleans as 0 / 1; an engine
-  command's completion semaphore as ``signal=S`` (absent: no signal);
+* integers in decimal or ``0x`` hex, formats, TVP ops and DMA directions by name, booleans as
+  0 / 1; an engine command's completion semaphore as ``signal=S`` (absent: no signal);
 * blank lines and lines starting with ``;`` are ignored; ``.region NAME BASE SIZE`` lines declare
   the program's named HBM regions.
 
@@ -22,11 +22,25 @@ from dataclasses import dataclass, field
 
 from ..numerics.formats import Format
 from ..tile.dma_descriptor import DmaDirection
-from ..tile.isa import (COMMAND_BYTES, DmaCmd, FenceCmd, HaltCmd, InterruptCmd, Opcode, SignalCmd,
-                        TileOpCmd, TvpCmd, TvpOp, WaitCmd, assemble, check_command, disassemble,
-                        encode)
+from ..tile.isa import (
+    COMMAND_BYTES,
+    DmaCmd,
+    FenceCmd,
+    HaltCmd,
+    InterruptCmd,
+    Opcode,
+    SignalCmd,
+    TileOpCmd,
+    TvpCmd,
+    TvpOp,
+    WaitCmd,
+    assemble,
+    check_command,
+    disassemble,
+    encode,
+)
 
-__all__ = ["Program", "format_command", "parse_command", "COMMAND_CLASSES"]
+__all__ = ["COMMAND_CLASSES", "Program", "format_command", "parse_command"]
 
 #: Command class by opcode name (the first word of a listing line).
 COMMAND_CLASSES = {cls.opcode.name: cls for cls in (DmaCmd, TileOpCmd, TvpCmd, WaitCmd, SignalCmd,

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ErrorCode
 from ..layout import Fp32MatrixLayout, MxOperandLayout
 
-__all__ = ["Backend", "RunResult", "write_inputs", "read_output", "run_compiled"]
+__all__ = ["Backend", "RunResult", "read_output", "run_compiled", "write_inputs"]
 
 
 @dataclass

@@ -47,8 +47,16 @@ from ..tile.ttu_stream import DIM_BITS, TtuOp
 from .assembler import Program
 from .protocol import footprint, target_of
 
-__all__ = ["Layer", "GemmPlan", "Compiled", "plan_gemm", "compile_gemm", "compile_layers",
-           "HBM_ALIGN", "ACTIVATIONS"]
+__all__ = [
+    "ACTIVATIONS",
+    "HBM_ALIGN",
+    "Compiled",
+    "GemmPlan",
+    "Layer",
+    "compile_gemm",
+    "compile_layers",
+    "plan_gemm",
+]
 
 #: HBM bases of operands and results are multiples of this many bytes.
 HBM_ALIGN = 64
@@ -420,7 +428,7 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
 
     def tile_op(s):
         ci, (ms, sm, ns, sn), li = steps[s]
-        m0, mc, n0, nc = chunks[ci]
+        m0, _, n0, _ = chunks[ci]
         ka, kbn = rows_blocks[li]
         keys = tile_keys(steps[s])
         w = placed[s]

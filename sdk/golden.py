@@ -37,13 +37,25 @@ from ..numerics import vector
 from ..numerics.formats import Format
 from ..numerics.mx import quantize_mx
 from ..tile.dma_descriptor import DmaDirection, dma_reference
-from ..tile.isa import (DmaCmd, FenceCmd, HaltCmd, InterruptCmd, SEM_MAX, SignalCmd, TileOpCmd,
-                        TvpCmd, TvpOp, WaitCmd, check_command, encode)
+from ..tile.isa import (
+    SEM_MAX,
+    DmaCmd,
+    FenceCmd,
+    HaltCmd,
+    InterruptCmd,
+    SignalCmd,
+    TileOpCmd,
+    TvpCmd,
+    TvpOp,
+    WaitCmd,
+    check_command,
+    encode,
+)
 from ..tile.tile_op import execute_tile_op
 from .backend import Backend, RunResult
 from .protocol import target_of
 
-__all__ = ["GoldenBackend", "execute_tvp", "static_status", "TVP_GOLDEN"]
+__all__ = ["TVP_GOLDEN", "GoldenBackend", "execute_tvp", "static_status"]
 
 _LANE = {
     TvpOp.ADD: lambda a, b, c: vector.fp32_add(a, b),

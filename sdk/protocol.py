@@ -21,12 +21,21 @@ The semaphores' signal order assumption is only the TCP's: a completion adds 1 t
 from dataclasses import dataclass
 
 from ..layout import merge_ranges, packed_row_bytes, ranges_overlap
-from ..tile.dma_descriptor import DmaDirection
-from ..tile.isa import DmaCmd, FenceCmd, HaltCmd, SignalCmd, TileOpCmd, TvpCmd, TvpOp, WaitCmd
-from ..tile.tile_op import block_bytes
 from ..numerics.formats import Format
+from ..tile.dma_descriptor import DmaDirection
+from ..tile.isa import (
+    DmaCmd,
+    FenceCmd,
+    HaltCmd,
+    SignalCmd,
+    TileOpCmd,
+    TvpCmd,
+    TvpOp,
+    WaitCmd,
+)
+from ..tile.tile_op import block_bytes
 
-__all__ = ["Access", "footprint", "target_of", "check_protocol", "ProtocolError"]
+__all__ = ["Access", "ProtocolError", "check_protocol", "footprint", "target_of"]
 
 
 class ProtocolError(AssertionError):

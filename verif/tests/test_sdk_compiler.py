@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode
 from openmaia.numerics import Format, mx_matmul, quantize_mx, vector
@@ -125,7 +124,7 @@ def test_gemm_tiling_overlaps_dma_and_compute():
     assert loads_a == 2 * -(-24 // plan.mc)                # codes + scales once per M chunk
     ops = [i for i, c in enumerate(cmds) if isinstance(c, TileOpCmd)]
     overlapped = any(any(isinstance(c, DmaCmd) and c.desc.direction == 0 for c in cmds[i:j])
-                     for i, j in zip(ops, ops[1:]))
+                     for i, j in itertools.pairwise(ops))
     assert overlapped
     _check_commands(SMALL, compiled)
 
@@ -200,6 +199,7 @@ def test_layers_quantized_output():
     x, tensors = _mlp_tensors(nrng, 5, 33, "e5m2", layers)
     result, out = run_compiled(GoldenBackend(SMALL, hbm_bytes=compiled.hbm_bytes), compiled,
                                tensors)
+    assert result.ok
     want = _mlp_reference(x, tensors, layers)
     np.testing.assert_array_equal(out["Y"][0], want.codes)
     np.testing.assert_array_equal(out["Y"][1], want.scales)
@@ -212,9 +212,9 @@ def test_layers_quantized_output():
 def test_every_wait_is_needed_and_a_dropped_one_is_caught():
     """Dropping any one WAIT the compiler emits (fault twin ``drop_wait``) is caught by the
     protocol checker: every WAIT guards a hazard or the end of the program."""
-    kwargs = dict(m=4, k=SMALL.ttu_max_k + 8, fmt_in="e4m3",
-                  layers=[Layer(n=36, fmt_w="e4m3", out_fmt="e4m3"),
-                          Layer(n=6, fmt_w="e2m1", activation=None)])
+    kwargs = {"m": 4, "k": SMALL.ttu_max_k + 8, "fmt_in": "e4m3",
+              "layers": [Layer(n=36, fmt_w="e4m3", out_fmt="e4m3"),
+                         Layer(n=6, fmt_w="e2m1", activation=None)]}
     good = compile_layers(SMALL, **kwargs)
     check_protocol(good.program, dma_queues=SMALL.dma_queues)
     waits = good.info["waits"]
@@ -237,8 +237,8 @@ def test_dropped_wait_corrupts_result_under_lazy_timing():
     for i in range(good.info["waits"]):
         bad = compile_gemm(SMALL, m=m, n=n, k=k, fmt_a="e4m3", fmt_b="e4m3",
                            faults={"drop_wait": i})
-        result, out = run_compiled(GoldenBackend(SMALL, hbm_bytes=bad.hbm_bytes, timing="lazy"),
-                                   bad, {"A": a, "B": b})
+        _, out = run_compiled(GoldenBackend(SMALL, hbm_bytes=bad.hbm_bytes, timing="lazy"),
+                              bad, {"A": a, "B": b})
         if not np.array_equal(out["C"].view(np.uint32), mx_matmul(a, b).view(np.uint32)):
             wrong += 1
             with pytest.raises(ProtocolError):

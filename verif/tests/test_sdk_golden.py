@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import pytest
-
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode
 from openmaia.numerics import Format, quantize_mx, vector
@@ -14,8 +13,19 @@ from openmaia.sdk.assembler import Program, format_command, parse_command
 from openmaia.sdk.compiler import Layer, compile_gemm, compile_layers
 from openmaia.sdk.golden import GoldenBackend, execute_tvp, static_status
 from openmaia.tile.dma_descriptor import DmaDescriptor, DmaDirection
-from openmaia.tile.isa import (DmaCmd, FenceCmd, HaltCmd, InterruptCmd, SignalCmd, TileOpCmd,
-                               TvpCmd, TvpOp, WaitCmd, check_command, encode)
+from openmaia.tile.isa import (
+    DmaCmd,
+    FenceCmd,
+    HaltCmd,
+    InterruptCmd,
+    SignalCmd,
+    TileOpCmd,
+    TvpCmd,
+    TvpOp,
+    WaitCmd,
+    check_command,
+    encode,
+)
 from openmaia.tile.tile_op import OperandPlace, ResultPlace, TileOp
 from openmaia.tile.ttu_stream import TtuOp
 
