@@ -35,6 +35,7 @@ tiles' DMA overlaps op ``s``. The program ends by waiting for every command, the
 """
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 
 from ..config import Config
@@ -114,6 +115,7 @@ class GemmPlan:
     b_rows: int
     hbm_bytes: int          # estimated HBM traffic
     tsram_bytes: int        # TSRAM the buffers take
+    a_full_k: bool = False  # an A tile holds every K piece (loaded once per M chunk)
 
     @property
     def chain(self) -> int:
@@ -122,6 +124,11 @@ class GemmPlan:
     @property
     def kc(self) -> int:
         return max(b for _, b in self.k_chunks)
+
+    @property
+    def a_blocks(self) -> int:
+        """K blocks an A tile holds (all of K when ``a_full_k``, else one piece)."""
+        return k_blocks(self.k) if self.a_full_k else self.kc
 
 
 @dataclass
@@ -134,14 +141,15 @@ class TsramMap:
     q_stride: int
     q_scales_stride: int
     kc: int
+    a_kb: int
 
 
 def _slot_sizes(config, plan, *, bias, quant_fmt):
     bpb_a, bpb_b = block_bytes(plan.fmt_a), block_bytes(plan.fmt_b)
-    a_stride = _up(plan.kc * bpb_a, CODE_ALIGN)
+    a_stride = _up(plan.a_blocks * bpb_a, CODE_ALIGN)
     b_stride = _up(plan.kc * bpb_b, CODE_ALIGN)
     sizes = {
-        "a_codes": plan.a_rows * a_stride, "a_scales": plan.a_rows * plan.kc,
+        "a_codes": plan.a_rows * a_stride, "a_scales": plan.a_rows * plan.a_blocks,
         "b_codes": plan.b_rows * b_stride, "b_scales": plan.b_rows * plan.kc,
         "c": plan.mc * 4 * plan.nc,
     }
@@ -173,7 +181,8 @@ def _layout_tsram(config, plan, *, bias, quant_fmt) -> TsramMap:
             addr += size
     if addr > config.tsram_bytes:
         raise ValueError(f"buffers need {addr} bytes, TSRAM has {config.tsram_bytes}")
-    return TsramMap(slots, a_stride, b_stride, 4 * plan.nc, q_stride, q_sc, plan.kc)
+    return TsramMap(slots, a_stride, b_stride, 4 * plan.nc, q_stride, q_sc, plan.kc,
+                    plan.a_blocks)
 
 
 def _tsram_need(config, plan, *, bias, quant_fmt):
@@ -219,18 +228,23 @@ def plan_gemm(config: Config, *, m, n, k, fmt_a, fmt_b, bias=False, quant_fmt=No
                 continue
             shapes = [(mc, nc)] if chain == 1 else \
                 {(min(mc, tm * rows), min(nc, tn * cols)) for tm, tn in subs}
-            for sm, sn in shapes:
-                a_rows, b_rows = (mc, nc) if chain == 1 else (sm, sn)
+            for (sm, sn), a_full in itertools.product(shapes, (False, True) if chain > 1
+                                                      else (False,)):
+                a_rows, b_rows = (mc, nc) if chain == 1 or a_full else (sm, sn)
+                if chain > 1 and a_full:
+                    b_rows = sn
                 if max(a_rows, b_rows) > _MAX_COUNT:
                     continue
                 plan = GemmPlan(m, n, k, fmt_a, fmt_b, chunks, mc, nc, sm, sn, a_rows, b_rows,
-                                0, 0)
+                                0, 0, a_full)
                 need = _tsram_need(config, plan, bias=bias, quant_fmt=quant_fmt)
                 if need > config.tsram_bytes:
                     continue
                 if chain == 1:
                     traffic = size_a + size_b * _cdiv(m, mc) if _cdiv(n, nc) > 1 else \
                         size_a + size_b
+                elif a_full:
+                    traffic = size_a + size_b * _cdiv(m, mc) * _cdiv(mc, sm)
                 else:
                     traffic = (size_a * _cdiv(n, nc) * _cdiv(nc, sn)
                                + size_b * _cdiv(m, mc) * _cdiv(mc, sm))
@@ -373,6 +387,9 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
         if plan.chain == 1:
             a = (m0, mc, li)
             b = (n0, nc, li)
+        elif plan.a_full_k:
+            a = (m0, mc, None)
+            b = (n0 + ns, sn, li)
         else:
             a = (m0 + ms, sm, li)
             b = (n0 + ns, sn, li)
@@ -410,7 +427,7 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
                     f"L{layer_id} load bias[{n0}:{n0 + nc}]")
                 continue
             r0, nr, li = key
-            kb0, kbn = rows_blocks[li]
+            kb0, kbn = rows_blocks[li] if li is not None else (0, ts.a_kb)
             hbm = a_hbm if kind == "a" else b_hbm
             bpb = bpb_a if kind == "a" else bpb_b
             stride = ts.a_stride if kind == "a" else ts.b_stride
@@ -422,7 +439,7 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
                 f"L{layer_id} load {kind.upper()} rows {r0}+{nr} blocks {kb0}+{kbn} codes")
             em.issue(DmaCmd(em.queues["load"], _copy(
                 DmaDirection.HBM_TO_TSRAM, hbm.scales_base + r0 * hbm.scales_row_stride + kb0,
-                sbase, kbn, nr, hbm.scales_row_stride, ts.kc)),
+                sbase, kbn, nr, hbm.scales_row_stride, ts.a_kb if kind == "a" else ts.kc)),
                 f"L{layer_id} load {kind.upper()} scales")
         placed[s] = where
 
@@ -433,6 +450,7 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
         keys = tile_keys(steps[s])
         w = placed[s]
         a_off = (m0 + ms) - keys["a"][0]
+        a_kb0 = ka if keys["a"][2] is None else 0     # piece offset inside a full-K A tile
         b_off = (n0 + ns) - keys["b"][0]
         ac, asc = ts.slots["a_codes"][w["a"]][0], ts.slots["a_scales"][w["a"]][0]
         bc, bsc = ts.slots["b_codes"][w["b"]][0], ts.slots["b_scales"][w["b"]][0]
@@ -441,8 +459,8 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
         op = TtuOp(m=sm, n=sn, k=kbn, fmt_a=plan.fmt_a, fmt_b=plan.fmt_b,
                    accumulate=li > 0, keep=not last, tag=s % 256)
         t = TileOp(op=op,
-                   a=OperandPlace(ac + a_off * ts.a_stride, ts.a_stride, asc + a_off * ts.kc,
-                                  ts.kc),
+                   a=OperandPlace(ac + a_off * ts.a_stride + a_kb0 * bpb_a, ts.a_stride,
+                                  asc + a_off * ts.a_kb + a_kb0, ts.a_kb),
                    b=OperandPlace(bc + b_off * ts.b_stride, ts.b_stride, bsc + b_off * ts.kc,
                                   ts.kc),
                    c=ResultPlace(cbase + ms * ts.c_stride + 4 * ns if last else 0,

@@ -87,17 +87,23 @@ def test_gemm_random_shapes_timings(seed, timing):
         _check_commands(SMALL, compiled)
 
 
-def test_gemm_long_k_keep_accumulate_chain(seed):
-    """K of 3 panels and a bit: keep / accumulate chains, sub-chunks within the accumulators."""
+@pytest.mark.parametrize("m, n, k, a_full_k", [(9, 7, 3 * SMALL.ttu_max_k + 17, True),
+                                               (6, 5, 2600, False)])
+def test_gemm_long_k_keep_accumulate_chain(seed, m, n, k, a_full_k):
+    """K of several panels: keep / accumulate chains over sub-chunks within the accumulators;
+    A tiles holding all of K (loaded once per M chunk) or one K piece (loaded per op)."""
     nrng = np.random.default_rng(seed)
-    k = 3 * SMALL.ttu_max_k + 17
-    compiled, _ = _run_gemm(SMALL, 9, 7, k, "e4m3", "e2m1", nrng, timing="lazy", seed=seed)
+    compiled, _ = _run_gemm(SMALL, m, n, k, "e4m3", "e2m1", nrng, timing="lazy", seed=seed)
     plan = compiled.plans[0]
-    assert plan.chain == 4 and max(b for _, b in plan.k_chunks) <= SMALL.ttu_panel_blocks
+    chain = -(-k // SMALL.ttu_max_k)
+    assert plan.chain == chain and plan.kc <= SMALL.ttu_panel_blocks
+    assert plan.a_full_k == a_full_k
     ops = [c.op.op for c in compiled.program if isinstance(c, TileOpCmd)]
-    assert sum(op.keep for op in ops) == 3 * sum(not op.keep for op in ops)
-    assert all(op.accumulate == (i % 4 != 0) for i, op in enumerate(ops))
-    _check_commands(SMALL, compiled, tcp_model=True)
+    assert sum(op.keep for op in ops) == (chain - 1) * sum(not op.keep for op in ops)
+    assert all(op.accumulate == (i % chain != 0) for i, op in enumerate(ops))
+    assert all(-(-op.m // SMALL.array_rows) * -(-op.n // SMALL.array_cols) <= SMALL.acc_depth
+               for op in ops)
+    _check_commands(SMALL, compiled, tcp_model=a_full_k)
 
 
 def test_gemm_default_config_plan():
