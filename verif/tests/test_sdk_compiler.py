@@ -263,3 +263,28 @@ def test_checker_reports_deadlock_and_unfinished():
     early = Program(commands=[c for c in cmds if not isinstance(c, WaitCmd)][:-1] + [HaltCmd()])
     problems = check_protocol(early, dma_queues=2, raise_on_error=False)
     assert any("unfinished" in p for p in problems) and any("RAW" in p for p in problems)
+
+
+@pytest.mark.parametrize("preset", ["ice40", "ulx3s", "default"])
+def test_gemm_other_presets(seed, preset):
+    """The tiling follows each configuration (array, accumulators, panel, TSRAM, formats)."""
+    cfg = get_config(preset)
+    nrng = np.random.default_rng(seed)
+    formats = sorted(cfg.formats, key=lambda f: f.value)
+    m, n = (int(x) for x in nrng.integers(1, 12, 2))
+    k = int(nrng.integers(1, 3 * cfg.ttu_max_k))
+    fa, fb = (formats[int(i)] for i in nrng.integers(0, len(formats), 2))
+    compiled, _ = _run_gemm(cfg, m, n, k, fa, fb, nrng, timing="random", seed=seed)
+    _check_commands(cfg, compiled)
+
+
+def test_run_gemm_report():
+    from openmaia.sdk.run import make_backend, run_gemm
+    report, c = run_gemm("small", m=9, n=5, k=100, a_fmt="e4m3", b_fmt="e2m1", seed=1)
+    assert report["passed"] and report["state"] == "HALTED" and c.shape == (9, 5)
+    assert report["macs"] == 9 * 5 * 128 and report["bytes_out"] == 4 * 9 * 5
+    assert report["cycles"] is None and report["mac_utilization"] is None
+    with pytest.raises(NotImplementedError, match="tile top"):
+        make_backend("rtl", SMALL, hbm_bytes=64)
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_backend("cloud", SMALL, hbm_bytes=64)

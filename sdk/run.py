@@ -1,0 +1,76 @@
+"""Run a workload end to end on a backend: what ``openmaia run gemm`` does (docs/sdk.md).
+
+:func:`run_gemm` quantizes FP32 inputs with ``quantize_mx`` along K, compiles the GEMM for the
+configuration, runs it on a backend, checks C bit-exact against ``mx_matmul`` on the quantized
+inputs, and returns a report (plain data, JSON-ready). Figures that need time (cycles, MAC
+utilization, engine busy / stall shares) are present only when the backend has time; the
+``golden`` backend has none and reports them as None.
+"""
+
+import numpy as np
+
+from ..config import Config, get_config
+from ..numerics import Format, mx_matmul, quantize_mx
+from .backend import run_compiled
+from .compiler import compile_gemm
+from .golden import GoldenBackend
+
+__all__ = ["BACKENDS", "make_backend", "run_gemm"]
+
+#: Backend names the runtime knows; only ``golden`` exists so far.
+BACKENDS = ("golden", "rtl", "fpga")
+
+
+def make_backend(name: str, config: Config, *, hbm_bytes: int, seed: int = 0):
+    """A backend by name. ``rtl`` and ``fpga`` raise NotImplementedError naming what they wait
+    for (docs/sdk.md, "What is left")."""
+    if name == "golden":
+        return GoldenBackend(config, hbm_bytes=hbm_bytes, seed=seed)
+    if name == "rtl":
+        raise NotImplementedError("the rtl backend needs the tile top (TCP + DMA + TSRAM + TTU + "
+                                  "TVP + HBM model) registered in openmaia.tops")
+    if name == "fpga":
+        raise NotImplementedError("the fpga backend needs a board build of the tile and its "
+                                  "host link")
+    raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
+
+
+def run_gemm(config, *, m: int, n: int, k: int, a_fmt, b_fmt, a=None, b=None, seed: int = 0,
+             backend: str = "golden") -> tuple[dict, np.ndarray]:
+    """Run ``C = A x B`` (module docstring). ``a`` (M x K) / ``b`` (K x N): FP32 inputs, random
+    normal from ``seed`` when None. Returns ``(report, C)``."""
+    config = get_config(config)
+    a_fmt, b_fmt = Format.of(a_fmt), Format.of(b_fmt)
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(np.float32) if a is None else np.asarray(a, np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32) if b is None else np.asarray(b, np.float32)
+    if a.shape != (m, k) or b.shape != (k, n):
+        raise ValueError(f"A must be {m} x {k} and B {k} x {n}, not {a.shape} and {b.shape}")
+    qa, qb = quantize_mx(a, a_fmt, axis=1), quantize_mx(b, b_fmt, axis=0)
+    compiled = compile_gemm(config, m=m, n=n, k=k, fmt_a=a_fmt, fmt_b=b_fmt)
+    device = make_backend(backend, config, hbm_bytes=compiled.hbm_bytes, seed=seed)
+    result, out = run_compiled(device, compiled, {"A": qa, "B": qb})
+    c = out["C"]
+    want = mx_matmul(qa, qb)
+    exact = bool(result.ok and np.array_equal(c.view(np.uint32), want.view(np.uint32)))
+    counters = result.counters
+    plan = compiled.plans[0]
+    moved = counters.get("dma_bytes_in", 0) + counters.get("dma_bytes_out", 0)
+    cycles = counters.get("cycles")
+    peak = config.macs_per_cycle(a_fmt, b_fmt)
+    report = {
+        "config": config.name, "backend": backend, "m": m, "n": n, "k": k,
+        "a_fmt": a_fmt.name, "b_fmt": b_fmt.name, "seed": seed,
+        "passed": exact, "state": result.state, "error": result.error.name,
+        "commands": compiled.program.counts(),
+        "macs": counters.get("macs", 0),
+        "bytes_in": counters.get("dma_bytes_in", 0), "bytes_out": counters.get("dma_bytes_out", 0),
+        "arithmetic_intensity": counters.get("macs", 0) / moved if moved else None,
+        "plan": {"chunk": [plan.mc, plan.nc], "sub_chunk": [plan.sm, plan.sn],
+                 "k_pieces": plan.chain, "a_full_k": plan.a_full_k,
+                 "tsram_bytes": plan.tsram_bytes},
+        "cycles": cycles,
+        "mac_utilization": counters["macs"] / (peak * cycles) if cycles else None,
+        "engines": counters.get("engines"),
+    }
+    return report, c
