@@ -592,3 +592,31 @@ def compile_gemm(config: Config, *, m: int, n: int, k: int, fmt_a, fmt_b, hbm_ba
     return Compiled(program=em.program, inputs={"A": a, "B": b}, outputs={"C": c}, plans=[plan],
                     hbm_bytes=_up(hbm.addr, HBM_ALIGN), info={"waits": em.waits})
 
+
+
+def plan_table(config: Config, shapes, pairs) -> str:
+    """A markdown table of the plans of ``shapes`` ((M, N, K)) x ``pairs`` ((fmt_a, fmt_b)):
+    chunk, sub-chunk, K pieces, TSRAM and estimated HBM bytes, MACs per HBM byte."""
+    header = ("| M x N x K | formats | chunk | sub-chunk | K pieces | A tile | TSRAM bytes | "
+              "HBM bytes (est.) | MAC / HBM byte |")
+    out = [header, "|---|---|---|---|---:|---|---:|---:|---:|"]
+    for (m, n, k), (fa, fb) in itertools.product(shapes, pairs):
+        p = plan_gemm(config, m=m, n=n, k=k, fmt_a=fa, fmt_b=fb)
+        macs = m * n * BLOCK_SIZE * k_blocks(k)
+        out.append(f"| {m} x {n} x {k} | {p.fmt_a.name} x {p.fmt_b.name} | {p.mc} x {p.nc} | "
+                   f"{p.sm} x {p.sn} | {p.chain} | {'all K' if p.a_full_k else 'one piece'} | "
+                   f"{p.tsram_bytes:,} | {p.hbm_bytes:,} | {macs / p.hbm_bytes:.1f} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from ..config import get_config, preset_names
+    parser = argparse.ArgumentParser(description="print the compiler's GEMM plans")
+    parser.add_argument("--config", default="default", choices=preset_names())
+    args = parser.parse_args()
+    print(plan_table(get_config(args.config),
+                     [(1024, 1024, 1024), (1, 4096, 4096), (4096, 4096, 4096),
+                      (128, 128, 8192)],
+                     [("e4m3", "e4m3"), ("e4m3", "e2m1"), ("e2m1", "e2m1")]))
