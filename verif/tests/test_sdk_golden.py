@@ -173,6 +173,12 @@ def test_tvp_statuses_and_missing_golden():
     assert execute_tvp(mem, TvpCmd(TvpOp.QUANT_MX, rows=1, cols=4, d=64, d_stride=32,
                                    d_scales=128, d_scales_stride=1, fmt="e5m2"),
                        formats=ice.formats) == ErrorCode.FORMAT_NOT_BUILT
+    assert execute_tvp(mem, TvpCmd(TvpOp.QUANT_MX, rows=1, cols=4, d=64, d_stride=32,
+                                   d_scales=128, d_scales_stride=1, fmt=7),
+                       formats=SMALL.formats) == ErrorCode.ILLEGAL_FIELD
+    assert execute_tvp(mem, TvpCmd(TvpOp.QUANT_MX, rows=2, cols=4, d=64, d_stride=32,
+                                   d_scales=64, d_scales_stride=1, fmt="e4m3"),
+                       formats=SMALL.formats) == ErrorCode.ILLEGAL_FIELD      # planes overlap
     with pytest.raises(NotImplementedError, match="CVT_BF16"):
         execute_tvp(mem, TvpCmd(TvpOp.CVT_BF16, rows=1, cols=4), formats=SMALL.formats)
 
