@@ -278,6 +278,9 @@ class _Emitter:
         self.live = []           # (target, position, accesses)
         self.waits = 0
         self.faults = dict(faults)
+        unknown = set(self.faults) - {"drop_wait"}
+        if unknown:
+            raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))}")
 
     def _wait_for(self, target, pos):
         if self.known[target] > pos:

@@ -49,6 +49,7 @@ from ..tile.isa import (
     TvpOp,
     WaitCmd,
     check_command,
+    decode,
     encode,
 )
 from ..tile.tile_op import execute_tile_op
@@ -281,6 +282,8 @@ class GoldenBackend(Backend):
                 state = "ERROR"
                 break
             status = self._static_status(cmd)
+            if status == ErrorCode.OK and isinstance(cmd, int):
+                cmd = decode(cmd)
             if status == ErrorCode.OK and isinstance(cmd, SignalCmd) and \
                     self.semaphores[cmd.sem] + cmd.count > SEM_MAX:
                 status = ErrorCode.SEMAPHORE_OVERFLOW

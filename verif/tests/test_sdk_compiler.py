@@ -288,3 +288,40 @@ def test_run_gemm_report():
         make_backend("rtl", SMALL, hbm_bytes=64)
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("cloud", SMALL, hbm_bytes=64)
+
+
+def test_program_stays_in_its_hbm_region_and_runs_from_bits():
+    """With hbm_base and DMA windows around the program's regions only, the program runs (no
+    descriptor leaves its window); the same program fed as 512-bit words runs the same."""
+    nrng = np.random.default_rng(11)
+    base = 0x10000
+    compiled = compile_gemm(SMALL, m=7, n=5, k=70, fmt_a="e2m3", fmt_b="e5m2", hbm_base=base)
+    assert min(b for b, _ in compiled.program.regions.values()) >= base
+    a, b = _operands(nrng, 7, 5, 70, "e2m3", "e5m2")
+    window = (base, compiled.hbm_bytes - 1)
+    want = mx_matmul(a, b).view(np.uint32)
+    for program in (compiled.program, compiled.program.words()):
+        backend = GoldenBackend(SMALL, hbm_bytes=compiled.hbm_bytes, windows=[window] * 2,
+                                timing="random", seed=5)
+        from openmaia.sdk.backend import read_output, write_inputs
+        write_inputs(backend, compiled, {"A": a, "B": b})
+        assert backend.run(program).ok
+        np.testing.assert_array_equal(read_output(backend, compiled.outputs["C"])
+                                      .view(np.uint32), want)
+    with pytest.raises(ValueError, match="unknown fault"):
+        compile_gemm(SMALL, m=1, n=1, k=1, fmt_a="e4m3", fmt_b="e4m3", faults={"drop": 1})
+
+
+@pytest.mark.slow
+def test_gemm_sweep_slow(seed):
+    """Slow tier: 40 random GEMMs over every preset, shapes up to 3 chunks and 5 panels."""
+    nrng = np.random.default_rng(seed)
+    presets = ["small", "ice40", "ulx3s", "default"]
+    for i in range(40):
+        cfg = get_config(presets[i % 4])
+        formats = sorted(cfg.formats, key=lambda f: f.value)
+        m, n = (int(x) for x in nrng.integers(1, 48, 2))
+        k = int(nrng.integers(1, 5 * cfg.ttu_max_k))
+        fa, fb = (formats[int(j)] for j in nrng.integers(0, len(formats), 2))
+        compiled, _ = _run_gemm(cfg, m, n, k, fa, fb, nrng, timing="random", seed=seed + i)
+        _check_commands(cfg, compiled)
