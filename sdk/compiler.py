@@ -318,8 +318,11 @@ class _Emitter:
 
 
 def _copy(direction, hbm, tsram, row_bytes, rows, hbm_stride, tsram_stride):
-    elem = next(e for e in reversed(ELEM_SIZES) if row_bytes % e == 0
-                and row_bytes // e <= _MAX_COUNT)
+    elem = next((e for e in reversed(ELEM_SIZES) if row_bytes % e == 0
+                 and row_bytes // e <= _MAX_COUNT), None)
+    if elem is None or rows > _MAX_COUNT:
+        raise ValueError(f"a copy of {rows} rows of {row_bytes} bytes does not fit one "
+                         f"descriptor")
     return DmaDescriptor(direction=direction, hbm_addr=hbm, tsram_addr=tsram,
                          count0=row_bytes // elem, count1=rows, hbm_stride1=hbm_stride,
                          tsram_stride1=tsram_stride, elem_size=elem)
@@ -570,10 +573,17 @@ def compile_layers(config: Config, *, m: int, k: int, fmt_in, layers, hbm_base: 
         else:
             inputs_next = out
             a_hbm, fmt_a, kin = inputs_next, layer.out_fmt, layer.n
+    _check_hbm(config, hbm)
     em.finish()
     em.program.regions = dict(hbm.regions)
     return Compiled(program=em.program, inputs=inputs, outputs=outputs, plans=plans,
                     hbm_bytes=_up(hbm.addr, HBM_ALIGN), info={"waits": em.waits})
+
+
+def _check_hbm(config, hbm):
+    if hbm.addr > 1 << config.axi_addr_bits:
+        raise ValueError(f"the tensors need HBM up to {hbm.addr:#x}, beyond the "
+                         f"{config.axi_addr_bits}-bit address space")
 
 
 def compile_gemm(config: Config, *, m: int, n: int, k: int, fmt_a, fmt_b, hbm_base: int = 0,
@@ -585,6 +595,7 @@ def compile_gemm(config: Config, *, m: int, n: int, k: int, fmt_a, fmt_b, hbm_ba
     a = hbm.operand("A", m, k, fmt_a)
     b = hbm.operand("B", n, k, fmt_b)
     c = hbm.fp32("C", m, n)
+    _check_hbm(config, hbm)
     plan = plan_gemm(config, m=m, n=n, k=k, fmt_a=fmt_a, fmt_b=fmt_b)
     ts = _layout_tsram(config, plan, bias=False, quant_fmt=None)
     em = _Emitter(config, faults=dict(faults))

@@ -140,6 +140,8 @@ def test_plan_rejects_what_does_not_fit():
         plan_gemm(get_config("ice40"), m=4, n=4, k=32, fmt_a="e5m2", fmt_b="e4m3")
     with pytest.raises(ValueError, match="positive"):
         plan_gemm(SMALL, m=0, n=4, k=32, fmt_a="e4m3", fmt_b="e4m3")
+    with pytest.raises(ValueError, match="address space"):
+        compile_gemm(get_config("ice40"), m=4096, n=64, k=4096, fmt_a="e4m3", fmt_b="e4m3")
     tiny = SMALL.replace(tsram_bank_depth=4)
     with pytest.raises(ValueError, match="no tiling"):
         plan_gemm(tiny, m=64, n=64, k=256, fmt_a="e4m3", fmt_b="e4m3")
@@ -194,6 +196,23 @@ def test_layers_bias_activation_requantize(seed, timing):
     result, out = run_compiled(backend, compiled, tensors)
     assert result.ok, result
     np.testing.assert_array_equal(out["Y"].view(np.uint32), _mlp_reference(x, tensors, MLP))
+
+
+def test_layers_requantize_across_n_chunks(seed):
+    """A layer wider than its chunk: each chunk's QUANT_MX output lands at its block offset
+    of the next layer's input rows (chunks a multiple of 32 columns)."""
+    layers = [Layer(n=150, fmt_w="e4m3", out_fmt="e2m1"), Layer(n=10, fmt_w="e4m3",
+                                                                 activation=None)]
+    nrng = np.random.default_rng(seed)
+    compiled = compile_layers(SMALL, m=12, k=70, fmt_in="e4m3", layers=layers)
+    plan = compiled.plans[0]
+    assert plan.nc % 32 == 0 and plan.nc < 150
+    _check_commands(SMALL, compiled)
+    x, tensors = _mlp_tensors(nrng, 12, 70, "e4m3", layers)
+    result, out = run_compiled(GoldenBackend(SMALL, hbm_bytes=compiled.hbm_bytes,
+                                             timing="random", seed=seed), compiled, tensors)
+    assert result.ok
+    np.testing.assert_array_equal(out["Y"].view(np.uint32), _mlp_reference(x, tensors, layers))
 
 
 def test_layers_quantized_output():
