@@ -273,8 +273,13 @@ class OperandFetcher(wiring.Component):
             with m.If(pick_from[n]):
                 m.d.comb += grant.eq(n)
 
-        TAG = data.StructLayout({"row": range(max(G, 2)), "scale": 1,
-                                 "slot": range(max(SL, SSL)), "lane": range(max(W // S, 2))})
+        # A read serves every row that wants the same port word next (rows shorter than a
+        # word, tight scale planes: one read for many rows). The tag records which rows take it,
+        # each with its buffer slot and (scales) the SRAM word within the port word.
+        LB = max(1, _log2(W // S))
+        TAG = data.StructLayout({"scale": 1, "rows": G,
+                                 "slot": data.ArrayLayout(_log2(max(SL, SSL)), G),
+                                 "lane": data.ArrayLayout(LB, G)})
         m.submodules.tags = tags = SyncFIFOBuffered(width=TAG.size, depth=8)
         req = self.mem.req
         tag = Signal(TAG)
@@ -282,24 +287,30 @@ class OperandFetcher(wiring.Component):
         g_scale = Signal()
         m.d.comb += [g_scale.eq(grant < G), g_row.eq(Mux(g_scale, grant, grant - G))]
         sel_c_next = _sel(c_next, g_row)
-        sel_s_next = _sel(s_next, g_row)
+        sel_s_port = Signal(ADDR_BITS)
+        m.d.comb += sel_s_port.eq(_sel(s_next, g_row) >> _log2(W // S))
+        takes = Signal(G)                  # rows served by this request
+        for i in range(G):
+            m.d.comb += takes[i].eq(Mux(g_scale,
+                                        elig[i] & ((s_next[i] >> _log2(W // S)) == sel_s_port),
+                                        elig[G + i] & (c_next[i] == sel_c_next)))
+            m.d.comb += [tag.slot[i].eq(Mux(g_scale, s_req_v[i], c_req_v[i])),
+                         tag.lane[i].eq(s_next[i] if W > S else 0)]
         m.d.comb += [
             req.valid.eq(busy_req & elig.any() & tags.w_rdy),
             req.payload.write.eq(0),
-            req.payload.addr.eq(Mux(g_scale, sel_s_next >> _log2(W // S), sel_c_next)),
-            tag.row.eq(g_row), tag.scale.eq(g_scale),
-            tag.slot.eq(Mux(g_scale, _sel(s_req_v, g_row), _sel(c_req_v, g_row))),
-            tag.lane.eq(sel_s_next),
+            req.payload.addr.eq(Mux(g_scale, sel_s_port, sel_c_next)),
+            tag.rows.eq(takes), tag.scale.eq(g_scale),
             tags.w_data.eq(tag),
             tags.w_en.eq(req.valid & req.ready),
         ]
         with m.If(req.valid & req.ready):
             m.d.sync += last_grant.eq(grant)
             for i in range(G):
-                with m.If(g_scale & (g_row == i)):
+                with m.If(g_scale & takes[i]):
                     m.d.sync += [s_next[i].eq(s_next[i] + 1), s_left[i].eq(s_left[i] - 1),
                                  s_req_v[i].eq(s_req_v[i] + 1)]
-                with m.If(~g_scale & (g_row == i)):
+                with m.If(~g_scale & takes[i]):
                     m.d.sync += [c_next[i].eq(c_next[i] + 1), c_left[i].eq(c_left[i] - 1),
                                  c_req_v[i].eq(c_req_v[i] + 1)]
         with m.If(busy_req & all_done):
@@ -318,22 +329,22 @@ class OperandFetcher(wiring.Component):
         spois = [Signal(SSL, name=f"spois{i}") for i in range(G)]
         s_wr_v = [Signal(VB, name=f"s_wr_v{i}") for i in range(G)]
         rdata = rsp.payload.data
-        sword = Signal(8 * S)
-        m.d.comb += sword.eq(_sel([rdata[8 * S * j:8 * S * (j + 1)] for j in range(W // S)],
-                                  rtag.lane[:_log2(W // S)]))
+        words = [rdata[8 * S * j:8 * S * (j + 1)] for j in range(W // S)]
         for i in range(G):
-            row_hit = rsp.valid & (rtag.row == i) if G > 1 else rsp.valid
+            row_hit = rsp.valid & rtag.rows[i]
             with m.If(row_hit & ~rtag.scale):
                 m.d.sync += c_wr_v[i].eq(c_wr_v[i] + 1)
                 for s in range(SL):
-                    with m.If(rtag.slot[:_log2(SL)] == s):
+                    with m.If(rtag.slot[i][:_log2(SL)] == s):
                         m.d.sync += cpois[i][s].eq(poison_in)
                         for j in range(QPW):
                             m.d.sync += cbuf[i][s * QPW + j].eq(rdata[64 * j:64 * (j + 1)])
             with m.If(row_hit & rtag.scale):
+                sword = Signal(8 * S, name=f"sword{i}")
+                m.d.comb += sword.eq(_sel(words, rtag.lane[i][:_log2(W // S)]))
                 m.d.sync += s_wr_v[i].eq(s_wr_v[i] + 1)
                 for s in range(SSL):
-                    with m.If(rtag.slot[:_log2(SSL)] == s):
+                    with m.If(rtag.slot[i][:_log2(SSL)] == s):
                         m.d.sync += spois[i][s].eq(poison_in)
                         for j in range(S):
                             m.d.sync += sbuf[i][s * S + j].eq(sword[8 * j:8 * (j + 1)])

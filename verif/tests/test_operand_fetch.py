@@ -195,3 +195,27 @@ def test_lint(config):
     cfg = get_config(config)
     for side in "ab":
         lint(_fetcher(cfg, side), name=f"operand_fetch_{config}_{side}")
+
+
+def test_one_read_serves_rows_sharing_a_word(seed):
+    """Tight FP4 rows of one block (16 B) and their scales (1 B a row): one 32-byte read
+    serves two rows' codes, one read all rows' scales."""
+    cfg = get_config("small")
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    mem = np.zeros(cfg.tsram_bytes, np.uint8)
+    G = 2 * cfg.array_cols
+    op = TtuOp(m=cfg.array_rows, n=G, k=1, fmt_a="e2m1", fmt_b="e2m1")
+    ac, as_ = random_operand(nprng, Format.E2M1, op.m, 1, 0.0)
+    bc, bs = random_operand(nprng, Format.E2M1, op.n, 1, 0.0)
+    a = OperandPlace(0, 16, 512, 1)
+    b = OperandPlace(1024, 16, 1536, 1)
+    a.layout(rows=op.m, k_blocks=1, fmt="e2m1").write(mem, ac, as_)
+    b.layout(rows=op.n, k_blocks=1, fmt="e2m1").write(mem, bc, bs)
+    ta = MXTensor(codes=ac, scales=as_, fmt="e2m1", axis=1, shape=(op.m, BLOCK_SIZE))
+    tb = MXTensor(codes=np.ascontiguousarray(bc.T), scales=np.ascontiguousarray(bs.T),
+                  fmt="e2m1", axis=0, shape=(BLOCK_SIZE, op.n))
+    ops = [(TileOp(op, a, b, ResultPlace(0, 4 * op.n)), ta, tb)]
+    _, _, counters, _, log = run_fetch(cfg, "b", ops, mem, seed=rng.getrandbits(32))
+    W = cfg.ttu_port_words * cfg.tsram_bank_bytes
+    assert len(log) == G * 16 // W + 1, log
