@@ -147,7 +147,7 @@ def _build(runner, *, simulator, verilog_path, name, build_dir, waves, array=Fal
 def simulate(component: wiring.Component, *, bench: str, name: str, params: dict | None = None,
              testcase: str | None = None, seed: int | None = None, simulator: str | None = None,
              waves: str | bool | None = None, check: bool = True,
-             verilog: str | None = None) -> SimResult:
+             verilog: str | None = None, array: bool | None = None) -> SimResult:
     """Elaborate ``component`` as module ``name`` and run the cocotb module ``bench`` on it.
 
     ``params`` (JSON-serialisable) reaches the bench through :func:`bench_params`. ``waves`` is
@@ -155,7 +155,9 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
     ``check`` (the default) a failing bench raises :class:`SimulationFailed`; with
     ``check=False`` the result is returned either way, for tests that expect a failure.
     ``verilog``: the component's Verilog as :func:`~.elaborate.elaborate` gave it, when the caller
-    has it already (big arrays take minutes to elaborate).
+    has it already (big arrays take minutes to elaborate). ``array``: build as an array
+    (Verilator ``-fno-inline``, only the top module public: much faster to compile, internal
+    signals not visible to the bench); default: chosen from the Verilog's structure.
     """
     global _run_counter
     setup_environment()
@@ -184,7 +186,7 @@ def simulate(component: wiring.Component, *, bench: str, name: str, params: dict
     from cocotb_tools.check_results import get_results
 
     verilog_text = verilog if verilog is not None else elaborate(component, name=name)
-    array = simulator == "verilator" and _array_build(verilog_text)
+    array = simulator == "verilator" and (_array_build(verilog_text) if array is None else array)
     key = verilog_digest(verilog_text, name, simulator, str(waves), waiver_config_text(),
                          _tool_versions(), *(["array"] if array else []))
     build_dir = build_root() / f"{name}-{simulator}-{key}"

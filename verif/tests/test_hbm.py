@@ -15,7 +15,6 @@ from openmaia.benches.hbm_timing_checker import BRIEF_HBM3_6400, HbmTimingChecke
 from openmaia.config import PRESETS
 from openmaia.harness import lint, simulate
 from openmaia.hbm import traces
-from openmaia.hbm.bench import top_public_build
 from openmaia.hbm.controller import TIMING_FAULTS, HbmChannel, HbmController, histogram_bin
 from openmaia.hbm.mapping import MAPPINGS, map_address, map_address_rtl, unmap_address
 from openmaia.hbm.timing import HBM3_6400, HBM3E_9600, ORGANISATION
@@ -40,9 +39,8 @@ def _timing_only(mapping="MOP4CLXOR", **kw):
 
 
 def _run(ctrl, testcase, seed=None, check=True, **extra):
-    with top_public_build():
-        result = simulate(ctrl, bench=BENCH, name="hbm", testcase=testcase,
-                          params=_params(ctrl, **extra), seed=seed, check=check)
+    result = simulate(ctrl, bench=BENCH, name="hbm", testcase=testcase,
+                      params=_params(ctrl, **extra), seed=seed, check=check, array=True)
     print(f"{testcase}: build {result.build_seconds:.1f} s (cached {result.build_cached}), "
           f"run {result.run_seconds:.1f} s, log {result.log_file}")
     return result
