@@ -30,7 +30,6 @@ import random
 
 from amaranth.hdl import Shape
 from amaranth.lib import data
-
 from openmaia.bus.axi import AxiResp
 from openmaia.tile.registers import Access, HostRegisters, counter_leaves
 from openmaia.tile.tcp import TcpStatus
@@ -256,7 +255,7 @@ if cocotb is not None:
             """A write of the bytes of ``value`` selected by ``strb`` (contiguous), through an
             unaligned byte address when ``strb`` does not start at byte 0."""
             first = (strb & -strb).bit_length() - 1
-            nbytes = bin(strb).count("1")
+            nbytes = strb.bit_count()
             payload = (value >> 8 * first).to_bytes(4, "little")[:nbytes]
             expected = self.model.write(address, value, strb)
             rsp = await self.master.write(address + first, payload)

@@ -9,7 +9,6 @@ import random
 
 import pytest
 from amaranth.sim import Simulator
-
 from openmaia.benches.registers import INPUTS, RegisterModel
 from openmaia.bus.axi import AxiResp
 from openmaia.config import PRESETS, get_config
@@ -17,8 +16,15 @@ from openmaia.harness import simulate
 from openmaia.harness.elaborate import lint
 from openmaia.sdk import registers as sdk
 from openmaia.tile import registers as regs_mod
-from openmaia.tile.registers import (FAULTS, Access, Field, HostRegisters, Register,
-                                     RegisterMap, counter_leaves)
+from openmaia.tile.registers import (
+    FAULTS,
+    Access,
+    Field,
+    HostRegisters,
+    Register,
+    RegisterMap,
+    counter_leaves,
+)
 from openmaia.tile.ttu_engine import EngineCounters
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
