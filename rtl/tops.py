@@ -65,11 +65,8 @@ def _tile_dma_params(config: Config, dma) -> dict:
 
 
 def _tsram(config: Config):
-    from .tile.tsram import TileSram
-    # the ports of a tile: DMA, the TTU's two operand fetchers and its result writer
-    width = config.ttu_port_words
-    return TileSram.from_config(config, ports={"dma": 1, "ttu_a": width, "ttu_b": width,
-                                               "ttu_c": config.ttu_result_words})
+    from .tile.tsram import TileSram, tile_ports
+    return TileSram.from_config(config, ports=tile_ports(config))
 
 
 def _tsram_params(config: Config, sram) -> dict:
@@ -113,6 +110,15 @@ def _tcp_params(config: Config, tcp) -> dict:
             "event_queue_bits": len(tcp.dma_event.payload.queue), "programs": 8, "length": 60}
 
 
+def _host_registers(config: Config):
+    from .tile.registers import HostRegisters
+    return HostRegisters.from_config(config)
+
+
+def _host_registers_params(config: Config, regs) -> dict:
+    return {"config": config.name, "pause": 0.3, "count": 200, "pairs": 8}
+
+
 TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="element-decoder",
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
@@ -144,6 +150,11 @@ TOPS: dict[str, Top] = {top.name: top for top in [
                     "random programs vs the golden ordering model",
         build=_tcp, bench="openmaia.benches.tcp", bench_params=_tcp_params,
         testcase="random_programs"),
+    Top(name="host-registers",
+        description="Host registers: AXI4-Lite subordinate, map generated into docs/registers.md "
+                    "and openmaia.sdk.registers; every register vs the model",
+        build=_host_registers, bench="openmaia.benches.registers",
+        bench_params=_host_registers_params, testcase="full_map"),
 ]}
 
 

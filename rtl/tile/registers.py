@@ -440,8 +440,8 @@ class HostRegisters(wiring.Component):
     def from_config(cls, config, **kwargs):
         """The registers of the tile of a :class:`~openmaia.config.Config` (its TSRAM has the
         tile's ports, as the ``tsram`` top)."""
-        from ..tops import _tsram
-        sram = _tsram(config)
+        from .tsram import TileSram, tile_ports
+        sram = TileSram.from_config(config, ports=tile_ports(config))
         sram._MustUse__silence = True      # only its counter layout is wanted
         return cls(semaphores=config.tcp_semaphores, tsram_counters=sram.counters_layout,
                    **kwargs)

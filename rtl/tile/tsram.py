@@ -40,7 +40,7 @@ from ..bus.memory_port import EccStatus, MemoryPortSignature
 from ..errors import ERROR_CODE_BITS, ErrorCode
 from .secded import DECODER_FAULTS, SecdedCode, SecdedDecoder, SecdedEncoder
 
-__all__ = ["TileSram", "PortSpec", "FAULTS", "LATENCY", "RESERVED_NAMES"]
+__all__ = ["TileSram", "PortSpec", "FAULTS", "LATENCY", "RESERVED_NAMES", "tile_ports"]
 
 #: Deliberate bugs :class:`TileSram` can build in (mutation-testing hooks).
 FAULTS = {
@@ -55,6 +55,13 @@ LATENCY = 2
 
 #: Member names a port cannot take.
 RESERVED_NAMES = frozenset({"inject", "err", "err_sticky", "err_clear", "counters"})
+
+
+def tile_ports(config) -> dict:
+    """The ports of a tile's SRAM (name -> width in words), in port order: the DMA, the TTU's
+    two operand fetchers (``ttu_port_words``) and its result writer (``ttu_result_words``)."""
+    return {"dma": 1, "ttu_a": config.ttu_port_words, "ttu_b": config.ttu_port_words,
+            "ttu_c": config.ttu_result_words}
 
 
 @dataclass(frozen=True)
