@@ -119,6 +119,25 @@ def _host_registers_params(config: Config, regs) -> dict:
     return {"config": config.name, "pause": 0.3, "count": 200, "pairs": 8}
 
 
+def _vector_alu(config: Config):
+    from .compute.vector_lane import VectorAlu
+    return VectorAlu(lanes=config.lanes)
+
+
+def _vector_alu_params(config: Config, alu) -> dict:
+    return {"lanes": alu.lanes, "latency": alu.latency, "count": 300}
+
+
+def _mx_quantizer(config: Config):
+    from .compute.mx_quantizer import MxQuantizer
+    return MxQuantizer(formats=config.formats, lanes=8)
+
+
+def _mx_quantizer_params(config: Config, q) -> dict:
+    return {"formats": list(config.format_names), "lanes": q.lanes, "latency": q.latency,
+            "count": 200}
+
+
 TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="element-decoder",
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
@@ -155,6 +174,12 @@ TOPS: dict[str, Top] = {top.name: top for top in [
                     "and openmaia.sdk.registers; every register vs the model",
         build=_host_registers, bench="openmaia.benches.registers",
         bench_params=_host_registers_params, testcase="full_map"),
+    Top(name="vector-alu", description="TVP lane ALU: add, mul, max, relu, GELU, BF16",
+        build=_vector_alu, bench="openmaia.benches.vector_lane",
+        bench_params=_vector_alu_params, testcase="random_ops"),
+    Top(name="mx-quantizer", description="TVP MX quantiser: FP32 blocks -> E8M0 scale + codes",
+        build=_mx_quantizer, bench="openmaia.benches.mx_quantizer",
+        bench_params=_mx_quantizer_params, testcase="random_traffic"),
 ]}
 
 
