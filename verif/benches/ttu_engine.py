@@ -132,6 +132,8 @@ class EngineWorkload:
     def illegal(self, kind):
         """A copy of a small legal op broken by one rule."""
         rng, f = self.rng, self.formats[0]
+        if not self.fits(self.rows, self.cols, 1):
+            return None
         base = self.add(m=self.rows, n=self.cols, k=1, fmt_a=f, fmt_b=f, kind="template")
         self.ops.pop(), self.kinds.pop()
         op, a, b, c = base.op, base.a, base.b, base.c
@@ -291,15 +293,10 @@ async def _host_read(dut, clk, nbytes, word_bytes, layout):
 @cocotb.test()
 async def random_ops(dut):
     """Random tile ops (with illegal ones and resident chains) on the engine and a real TSRAM:
-    events in order and the whole SRAM afterwards, byte for byte, against the golden layer."""
+    events in order and the whole SRAM afterwards, byte for byte, against the golden layer.
+    ``rounds`` workloads (each filling the SRAM with ``ops`` ops at most) run one after the
+    other, the SRAM rewritten in full between them."""
     params = bench_params()
-    seed = cocotb.RANDOM_SEED
-    wl = EngineWorkload(rows=params["rows"], cols=params["cols"], slots=params["slots"],
-                        panel_blocks=params["panel_blocks"], formats=params["formats"],
-                        tsram_bytes=params["tsram_bytes"], seed=seed)
-    wl.random(params["ops"], chains=params.get("chains", 2))
-    want_events, want_memory = wl.expected()
-    prng = random.Random(seed)
     gap, stall = params.get("gap", 0.3), params.get("stall", 0.3)
     word_bytes = params["host_bytes"]
     layout = MemoryRequest.of(params["host_addr_bits"], 8 * word_bytes)
@@ -309,36 +306,50 @@ async def random_ops(dut):
     await ClockCycles(clk, 3)
     dut.rst.value = 0
     dut.host__rsp__ready.value = 1
-    await _host_write(dut, clk, wl.memory, word_bytes, layout)
-    dut._log.info("seed %d: %d ops (%d illegal), %d MACs", seed, len(wl.ops),
-                  sum(e["status"] != 0 for e in want_events), wl.macs())
-    cmd = StreamSource(dut, "cmd", clk, shape=TileOpCommand, pauses=random_pauses(prng, gap))
-    ev = StreamSink(dut, "event", clk, pauses=random_pauses(prng, stall))
-    for c in wl.commands():
-        cmd.send_nowait(c)
-    cocotb.start_soon(cmd.run())
-    cocotb.start_soon(ev.run())
-    lanes_total = params["rows"] * params["cols"] * params["lanes"]
-    budget = 2_000 + 8 * wl.macs() // lanes_total + 200 * len(wl.ops)
-    cycles = 0
-    while len(ev.items) < len(want_events):
-        await ClockCycles(clk, 50)
-        cycles += 50
-        assert cycles < budget, f"timeout: {len(ev.items)}/{len(want_events)} events"
-    await ClockCycles(clk, 20)
-    assert len(ev.items) == len(want_events), "extra events"
-    for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
-        got = unpack(TtuEvent, bits)
-        assert got == want, f"event {i}: got {got}, expected {want} ({wl.kinds[i]})"
-    memory = await _host_read(dut, clk, params["tsram_bytes"], word_bytes, layout)
-    diff = np.flatnonzero(memory != want_memory)
-    assert diff.size == 0, (f"{diff.size} SRAM bytes differ, first at {diff[0]:#x}: "
-                            f"got {memory[diff[0]]:#x}, expected {want_memory[diff[0]]:#x}")
-    counters = unpack(EngineCounters, dut.counters.value.to_unsigned())
-    assert counters["ttu"]["macs"] == wl.macs()
-    assert counters["ops"] == sum(e["status"] == 0 for e in want_events)
-    assert counters["rejected"] == sum(e["status"] != 0 for e in want_events)
-    dut._log.info("done in %d cycles; counters %s", cycles, counters)
+    for round_ in range(params.get("rounds", 1)):
+        seed = cocotb.RANDOM_SEED + round_
+        wl = EngineWorkload(rows=params["rows"], cols=params["cols"], slots=params["slots"],
+                            panel_blocks=params["panel_blocks"], formats=params["formats"],
+                            tsram_bytes=params["tsram_bytes"], seed=seed)
+        wl.random(params["ops"], chains=params.get("chains", 2))
+        want_events, want_memory = wl.expected()
+        prng = random.Random(seed)
+        await _host_write(dut, clk, wl.memory, word_bytes, layout, zeros=round_ > 0)
+        before = unpack(EngineCounters, dut.counters.value.to_unsigned())
+        dut._log.info("round %d, seed %d: %d ops (%d illegal), %d MACs", round_, seed,
+                      len(wl.ops), sum(e["status"] != 0 for e in want_events), wl.macs())
+        cmd = StreamSource(dut, "cmd", clk, shape=TileOpCommand,
+                           pauses=random_pauses(prng, gap))
+        ev = StreamSink(dut, "event", clk, pauses=random_pauses(prng, stall))
+        for c in wl.commands():
+            cmd.send_nowait(c)
+        cmd_task = cocotb.start_soon(cmd.run())
+        ev_task = cocotb.start_soon(ev.run())
+        lanes_total = params["rows"] * params["cols"] * params["lanes"]
+        budget = 2_000 + 8 * wl.macs() // lanes_total + 200 * len(wl.ops)
+        cycles = 0
+        while len(ev.items) < len(want_events):
+            await ClockCycles(clk, 50)
+            cycles += 50
+            assert cycles < budget, f"timeout: {len(ev.items)}/{len(want_events)} events"
+        await ClockCycles(clk, 20)
+        cmd_task.cancel()
+        ev_task.cancel()
+        dut.event__ready.value = 0
+        assert len(ev.items) == len(want_events), "extra events"
+        for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
+            got = unpack(TtuEvent, bits)
+            assert got == want, f"event {i}: got {got}, expected {want} ({wl.kinds[i]})"
+        memory = await _host_read(dut, clk, params["tsram_bytes"], word_bytes, layout)
+        diff = np.flatnonzero(memory != want_memory)
+        assert diff.size == 0, (f"{diff.size} SRAM bytes differ, first at {diff[0]:#x}: "
+                                f"got {memory[diff[0]]:#x}, expected {want_memory[diff[0]]:#x}")
+        after = unpack(EngineCounters, dut.counters.value.to_unsigned())
+        assert after["ttu"]["macs"] - before["ttu"]["macs"] == wl.macs()
+        assert after["ops"] - before["ops"] == sum(e["status"] == 0 for e in want_events)
+        assert (after["rejected"] - before["rejected"]
+                == sum(e["status"] != 0 for e in want_events))
+        dut._log.info("round %d done in %d cycles; counters %s", round_, cycles, after)
 
 
 @cocotb.test()
@@ -348,7 +359,8 @@ async def throughput(dut):
     Writes ``throughput.json`` in the run folder (read by scripts/ttu_engine_bench.py): per pair
     the cycles from the first command to the last event ("end to end") and from the first op's
     event to the last one's ("steady": the MACs the TTU's counter shows done in that window, so
-    the first panel load and the last drain are excluded), the MACs in each, the counters' stall figures, and the wall time.
+    the first panel load and the last drain are excluded), the MACs in each, the counters'
+    stall figures, and the wall time.
     """
     params = bench_params()
     seed = cocotb.RANDOM_SEED

@@ -151,4 +151,4 @@ def test_cocotb_random_small(seed):
 
 @pytest.mark.slow
 def test_cocotb_random_small_long(seed):
-    _bench("small", ops=150, chains=10, seed=seed)
+    _bench("small", ops=15, chains=2, rounds=10, seed=seed)
