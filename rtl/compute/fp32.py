@@ -39,14 +39,20 @@ def _check_int(name, value, minimum):
     return value
 
 
-def _check_faults(faults) -> frozenset:
+def check_faults(faults, known=None) -> frozenset:
+    """``faults`` as a frozenset, checked against the fault names ``known`` (default: this
+    module's :data:`FAULTS`); TypeError / ValueError otherwise. Shared by the compute blocks."""
+    known = FAULTS if known is None else known
     if isinstance(faults, str) or not isinstance(faults, Iterable):
         raise TypeError(f"faults must be a collection of fault names, not {faults!r}")
     faults = frozenset(faults)
     for fault in sorted(faults, key=str):
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
+        if fault not in known:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(known)}")
     return faults
+
+
+_check_faults = check_faults
 
 
 # Datapath building blocks (combinational). Each intermediate value that is used more than once

@@ -15,16 +15,16 @@ float format that sum is exactly the biased exponent and mantissa fields, a roun
 the next binade included.
 """
 
-from collections.abc import Iterable
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ERROR_CODE_BITS, ErrorCode
-from ..numerics.formats import BLOCK_SIZE, E8M0_NAN, Format
 from ..numerics.elements import max_code
+from ..numerics.formats import BLOCK_SIZE, E8M0_NAN, Format
 from .element_decoder import _check_formats
+from .fp32 import check_faults
 
 __all__ = ["MxQuantizer", "QuantizerCounters", "FAULTS", "LANES", "COUNTER_BITS"]
 
@@ -56,13 +56,7 @@ class QuantizerCounters(data.Struct):
 
 
 def _check_faults(faults) -> frozenset:
-    if isinstance(faults, str) or not isinstance(faults, Iterable):
-        raise TypeError(f"faults must be a collection of fault names, not {faults!r}")
-    faults = frozenset(faults)
-    for fault in sorted(faults, key=str):
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
-    return faults
+    return check_faults(faults, FAULTS)
 
 
 def _bit_length(m: Module, x, name: str) -> Signal:

@@ -19,7 +19,6 @@ rounded by the dot engine's :class:`~openmaia.compute.fp32.Fp32Round`.
 """
 
 import struct
-from collections.abc import Iterable
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
@@ -27,9 +26,16 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ERROR_CODE_BITS, ErrorCode
 from ..numerics.dot import CANONICAL_NAN, FP32_NEG_INF, FP32_NEG_ZERO
-from ..numerics.vector import (BF16_CANONICAL_NAN, FP32_ONE, GELU_SEGMENTS, GELU_STEPS,
-                               GELU_TABLE, GELU_TOP, VectorOp)
-from .fp32 import Fp32Add, Fp32Round
+from ..numerics.vector import (
+    BF16_CANONICAL_NAN,
+    FP32_ONE,
+    GELU_SEGMENTS,
+    GELU_STEPS,
+    GELU_TABLE,
+    GELU_TOP,
+    VectorOp,
+)
+from .fp32 import Fp32Add, Fp32Round, check_faults
 
 __all__ = ["VectorAlu", "Fp32Mul", "VectorCounters", "FAULTS", "COUNTER_BITS"]
 
@@ -55,13 +61,7 @@ _X0_BITS = [0] + [_fp32_bits(k / GELU_STEPS) for k in range(1, GELU_SEGMENTS)]
 
 
 def _check_faults(faults) -> frozenset:
-    if isinstance(faults, str) or not isinstance(faults, Iterable):
-        raise TypeError(f"faults must be a collection of fault names, not {faults!r}")
-    faults = frozenset(faults)
-    for fault in sorted(faults, key=str):
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
-    return faults
+    return check_faults(faults, FAULTS)
 
 
 def _wire(m: Module, value, name: str) -> Signal:
