@@ -53,6 +53,9 @@ class Config:
 
     Tile Control Processor: ``tcp_semaphores`` counting semaphores (16 bits each, at most 256);
     at most ``tcp_outstanding`` incomplete commands per engine (per DMA queue).
+
+    Tile Vector Processor: ``tvp_lanes`` FP32 lanes (one element each a cycle); its tile SRAM
+    read and write ports are ``tvp_port_words`` words wide (4 x ``tvp_lanes`` bytes).
     """
     name: str
     array_rows: int
@@ -78,6 +81,7 @@ class Config:
     dma_outstanding_reads: int = 4
     tcp_semaphores: int = 16
     tcp_outstanding: int = 8
+    tvp_lanes: int = 4
     clock_mhz: float
 
     def __post_init__(self):
@@ -118,6 +122,12 @@ class Config:
                              f"not {self.axi_data_bits}")
         if not 16 <= self.axi_addr_bits <= 64:
             raise ValueError(f"axi_addr_bits must be in 16..64, not {self.axi_addr_bits}")
+        if (not _is_pow2(self.tvp_lanes) or self.tvp_lanes > 64
+                or not self.tsram_bank_bytes <= 4 * self.tvp_lanes
+                <= self.tsram_banks * self.tsram_bank_bytes):
+            raise ValueError(f"tvp_lanes must be a power of two <= 64 whose 4 x lanes bytes are "
+                             f"1 to {self.tsram_banks} tile SRAM words of "
+                             f"{self.tsram_bank_bytes} bytes, not {self.tvp_lanes!r}")
         if self.tcp_semaphores > 256:
             raise ValueError(f"tcp_semaphores must be at most 256 (8-bit index), "
                              f"not {self.tcp_semaphores}")
@@ -172,6 +182,11 @@ class Config:
         return max(1, 4 * self.array_cols // self.tsram_bank_bytes)
 
     @property
+    def tvp_port_words(self) -> int:
+        """Tile SRAM words of each TVP port: one beat of ``tvp_lanes`` FP32 values."""
+        return 4 * self.tvp_lanes // self.tsram_bank_bytes
+
+    @property
     def axi_data_bytes(self) -> int:
         return self.axi_data_bits // 8
 
@@ -196,7 +211,7 @@ class Config:
 PRESETS: dict[str, Config] = {
     # Fast tests: every format, a 2 x 2 array of 4-lane engines.
     "small": Config(name="small", array_rows=2, array_cols=2, lanes=4, acc_depth=4,
-                    ttu_panel_blocks=8, ttu_port_words=2,
+                    ttu_panel_blocks=8, ttu_port_words=2, tvp_lanes=4,
                     tsram_banks=4, tsram_bank_bytes=16, tsram_bank_depth=256,
                     hbm_preset="HBM3_6400", hbm_pseudo_channels=1, axi_data_bits=128,
                     clock_mhz=1600.0),
@@ -204,20 +219,20 @@ PRESETS: dict[str, Config] = {
     # TSRAM in 16 banks of 32-byte words, two HBM3-6400 pseudo-channels. Maia 200's per-tile
     # sizes are not public; these are our choice (docs/architecture.md).
     "default": Config(name="default", array_rows=8, array_cols=8, lanes=16, acc_depth=8,
-                      ttu_panel_blocks=64, ttu_port_words=8,
+                      ttu_panel_blocks=64, ttu_port_words=8, tvp_lanes=16,
                       tsram_banks=16, tsram_bank_bytes=32, tsram_bank_depth=2048,
                       hbm_preset="HBM3_6400", hbm_pseudo_channels=2, axi_data_bits=256,
                       clock_mhz=1600.0),
     # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, SPRAM-sized TSRAM.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
-                    ttu_panel_blocks=4, ttu_port_words=2,
+                    ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=1,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=4096, tsram_ecc=False,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
-                    ttu_panel_blocks=16, ttu_port_words=4,
+                    ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=8,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=8, tsram_bank_bytes=16, tsram_bank_depth=1024,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=64,

@@ -5,7 +5,7 @@ rtl/tile/registers.py; do not edit). Contract: docs/registers.md.
 access)}; ``COUNTERS``: counter name -> (LO address, HI address or None, width); and one constant
 per register (its address) and per field (``<REG>_<FIELD>_SHIFT`` / ``_MASK``)."""
 
-MAP_DIGEST = 0xe04b45df   # the value of the MAP_ID register
+MAP_DIGEST = 0x32a27800   # the value of the MAP_ID register
 MAGIC = 0x4d41
 MAP_VERSION = 1
 ADDR_BITS = 12
@@ -326,61 +326,85 @@ CNT_TSRAM_ACCEPTED_2_VALUE_MASK = 0xffffffff
 CNT_TSRAM_ACCEPTED_3 = 0x304
 CNT_TSRAM_ACCEPTED_3_VALUE_SHIFT = 0
 CNT_TSRAM_ACCEPTED_3_VALUE_MASK = 0xffffffff
-CNT_TSRAM_CONFLICT_0 = 0x308
+CNT_TSRAM_ACCEPTED_4 = 0x308
+CNT_TSRAM_ACCEPTED_4_VALUE_SHIFT = 0
+CNT_TSRAM_ACCEPTED_4_VALUE_MASK = 0xffffffff
+CNT_TSRAM_ACCEPTED_5 = 0x30c
+CNT_TSRAM_ACCEPTED_5_VALUE_SHIFT = 0
+CNT_TSRAM_ACCEPTED_5_VALUE_MASK = 0xffffffff
+CNT_TSRAM_CONFLICT_0 = 0x310
 CNT_TSRAM_CONFLICT_0_VALUE_SHIFT = 0
 CNT_TSRAM_CONFLICT_0_VALUE_MASK = 0xffffffff
-CNT_TSRAM_CONFLICT_1 = 0x30c
+CNT_TSRAM_CONFLICT_1 = 0x314
 CNT_TSRAM_CONFLICT_1_VALUE_SHIFT = 0
 CNT_TSRAM_CONFLICT_1_VALUE_MASK = 0xffffffff
-CNT_TSRAM_CONFLICT_2 = 0x310
+CNT_TSRAM_CONFLICT_2 = 0x318
 CNT_TSRAM_CONFLICT_2_VALUE_SHIFT = 0
 CNT_TSRAM_CONFLICT_2_VALUE_MASK = 0xffffffff
-CNT_TSRAM_CONFLICT_3 = 0x314
+CNT_TSRAM_CONFLICT_3 = 0x31c
 CNT_TSRAM_CONFLICT_3_VALUE_SHIFT = 0
 CNT_TSRAM_CONFLICT_3_VALUE_MASK = 0xffffffff
-CNT_TSRAM_RSP_STALL_0 = 0x318
+CNT_TSRAM_CONFLICT_4 = 0x320
+CNT_TSRAM_CONFLICT_4_VALUE_SHIFT = 0
+CNT_TSRAM_CONFLICT_4_VALUE_MASK = 0xffffffff
+CNT_TSRAM_CONFLICT_5 = 0x324
+CNT_TSRAM_CONFLICT_5_VALUE_SHIFT = 0
+CNT_TSRAM_CONFLICT_5_VALUE_MASK = 0xffffffff
+CNT_TSRAM_RSP_STALL_0 = 0x328
 CNT_TSRAM_RSP_STALL_0_VALUE_SHIFT = 0
 CNT_TSRAM_RSP_STALL_0_VALUE_MASK = 0xffffffff
-CNT_TSRAM_RSP_STALL_1 = 0x31c
+CNT_TSRAM_RSP_STALL_1 = 0x32c
 CNT_TSRAM_RSP_STALL_1_VALUE_SHIFT = 0
 CNT_TSRAM_RSP_STALL_1_VALUE_MASK = 0xffffffff
-CNT_TSRAM_RSP_STALL_2 = 0x320
+CNT_TSRAM_RSP_STALL_2 = 0x330
 CNT_TSRAM_RSP_STALL_2_VALUE_SHIFT = 0
 CNT_TSRAM_RSP_STALL_2_VALUE_MASK = 0xffffffff
-CNT_TSRAM_RSP_STALL_3 = 0x324
+CNT_TSRAM_RSP_STALL_3 = 0x334
 CNT_TSRAM_RSP_STALL_3_VALUE_SHIFT = 0
 CNT_TSRAM_RSP_STALL_3_VALUE_MASK = 0xffffffff
-CNT_TSRAM_DEFERRED_0 = 0x328
+CNT_TSRAM_RSP_STALL_4 = 0x338
+CNT_TSRAM_RSP_STALL_4_VALUE_SHIFT = 0
+CNT_TSRAM_RSP_STALL_4_VALUE_MASK = 0xffffffff
+CNT_TSRAM_RSP_STALL_5 = 0x33c
+CNT_TSRAM_RSP_STALL_5_VALUE_SHIFT = 0
+CNT_TSRAM_RSP_STALL_5_VALUE_MASK = 0xffffffff
+CNT_TSRAM_DEFERRED_0 = 0x340
 CNT_TSRAM_DEFERRED_0_VALUE_SHIFT = 0
 CNT_TSRAM_DEFERRED_0_VALUE_MASK = 0xffffffff
-CNT_TSRAM_DEFERRED_1 = 0x32c
+CNT_TSRAM_DEFERRED_1 = 0x344
 CNT_TSRAM_DEFERRED_1_VALUE_SHIFT = 0
 CNT_TSRAM_DEFERRED_1_VALUE_MASK = 0xffffffff
-CNT_TSRAM_DEFERRED_2 = 0x330
+CNT_TSRAM_DEFERRED_2 = 0x348
 CNT_TSRAM_DEFERRED_2_VALUE_SHIFT = 0
 CNT_TSRAM_DEFERRED_2_VALUE_MASK = 0xffffffff
-CNT_TSRAM_DEFERRED_3 = 0x334
+CNT_TSRAM_DEFERRED_3 = 0x34c
 CNT_TSRAM_DEFERRED_3_VALUE_SHIFT = 0
 CNT_TSRAM_DEFERRED_3_VALUE_MASK = 0xffffffff
-CNT_TSRAM_RMW = 0x338
+CNT_TSRAM_DEFERRED_4 = 0x350
+CNT_TSRAM_DEFERRED_4_VALUE_SHIFT = 0
+CNT_TSRAM_DEFERRED_4_VALUE_MASK = 0xffffffff
+CNT_TSRAM_DEFERRED_5 = 0x354
+CNT_TSRAM_DEFERRED_5_VALUE_SHIFT = 0
+CNT_TSRAM_DEFERRED_5_VALUE_MASK = 0xffffffff
+CNT_TSRAM_RMW = 0x358
 CNT_TSRAM_RMW_VALUE_SHIFT = 0
 CNT_TSRAM_RMW_VALUE_MASK = 0xffffffff
-CNT_TSRAM_CORRECTED = 0x33c
+CNT_TSRAM_CORRECTED = 0x35c
 CNT_TSRAM_CORRECTED_VALUE_SHIFT = 0
 CNT_TSRAM_CORRECTED_VALUE_MASK = 0xffffffff
-CNT_TSRAM_UNCORRECTABLE = 0x340
+CNT_TSRAM_UNCORRECTABLE = 0x360
 CNT_TSRAM_UNCORRECTABLE_VALUE_SHIFT = 0
 CNT_TSRAM_UNCORRECTABLE_VALUE_MASK = 0xffffffff
-CNT_TSRAM_OUT_OF_RANGE = 0x344
+CNT_TSRAM_OUT_OF_RANGE = 0x364
 CNT_TSRAM_OUT_OF_RANGE_VALUE_SHIFT = 0
 CNT_TSRAM_OUT_OF_RANGE_VALUE_MASK = 0xffffffff
-CNT_TSRAM_BANK_CYCLES = 0x348
+CNT_TSRAM_BANK_CYCLES = 0x368
 CNT_TSRAM_BANK_CYCLES_VALUE_SHIFT = 0
 CNT_TSRAM_BANK_CYCLES_VALUE_MASK = 0xffffffff
-CNT_TSRAM_BUSY = 0x34c
+CNT_TSRAM_BUSY = 0x36c
 CNT_TSRAM_BUSY_VALUE_SHIFT = 0
 CNT_TSRAM_BUSY_VALUE_MASK = 0xffffffff
-CNT_TSRAM_CYCLES = 0x350
+CNT_TSRAM_CYCLES = 0x370
 CNT_TSRAM_CYCLES_VALUE_SHIFT = 0
 CNT_TSRAM_CYCLES_VALUE_MASK = 0xffffffff
 
@@ -475,25 +499,33 @@ ADDRESS = {
     'CNT_TSRAM_ACCEPTED_1': 0x2fc,
     'CNT_TSRAM_ACCEPTED_2': 0x300,
     'CNT_TSRAM_ACCEPTED_3': 0x304,
-    'CNT_TSRAM_CONFLICT_0': 0x308,
-    'CNT_TSRAM_CONFLICT_1': 0x30c,
-    'CNT_TSRAM_CONFLICT_2': 0x310,
-    'CNT_TSRAM_CONFLICT_3': 0x314,
-    'CNT_TSRAM_RSP_STALL_0': 0x318,
-    'CNT_TSRAM_RSP_STALL_1': 0x31c,
-    'CNT_TSRAM_RSP_STALL_2': 0x320,
-    'CNT_TSRAM_RSP_STALL_3': 0x324,
-    'CNT_TSRAM_DEFERRED_0': 0x328,
-    'CNT_TSRAM_DEFERRED_1': 0x32c,
-    'CNT_TSRAM_DEFERRED_2': 0x330,
-    'CNT_TSRAM_DEFERRED_3': 0x334,
-    'CNT_TSRAM_RMW': 0x338,
-    'CNT_TSRAM_CORRECTED': 0x33c,
-    'CNT_TSRAM_UNCORRECTABLE': 0x340,
-    'CNT_TSRAM_OUT_OF_RANGE': 0x344,
-    'CNT_TSRAM_BANK_CYCLES': 0x348,
-    'CNT_TSRAM_BUSY': 0x34c,
-    'CNT_TSRAM_CYCLES': 0x350,
+    'CNT_TSRAM_ACCEPTED_4': 0x308,
+    'CNT_TSRAM_ACCEPTED_5': 0x30c,
+    'CNT_TSRAM_CONFLICT_0': 0x310,
+    'CNT_TSRAM_CONFLICT_1': 0x314,
+    'CNT_TSRAM_CONFLICT_2': 0x318,
+    'CNT_TSRAM_CONFLICT_3': 0x31c,
+    'CNT_TSRAM_CONFLICT_4': 0x320,
+    'CNT_TSRAM_CONFLICT_5': 0x324,
+    'CNT_TSRAM_RSP_STALL_0': 0x328,
+    'CNT_TSRAM_RSP_STALL_1': 0x32c,
+    'CNT_TSRAM_RSP_STALL_2': 0x330,
+    'CNT_TSRAM_RSP_STALL_3': 0x334,
+    'CNT_TSRAM_RSP_STALL_4': 0x338,
+    'CNT_TSRAM_RSP_STALL_5': 0x33c,
+    'CNT_TSRAM_DEFERRED_0': 0x340,
+    'CNT_TSRAM_DEFERRED_1': 0x344,
+    'CNT_TSRAM_DEFERRED_2': 0x348,
+    'CNT_TSRAM_DEFERRED_3': 0x34c,
+    'CNT_TSRAM_DEFERRED_4': 0x350,
+    'CNT_TSRAM_DEFERRED_5': 0x354,
+    'CNT_TSRAM_RMW': 0x358,
+    'CNT_TSRAM_CORRECTED': 0x35c,
+    'CNT_TSRAM_UNCORRECTABLE': 0x360,
+    'CNT_TSRAM_OUT_OF_RANGE': 0x364,
+    'CNT_TSRAM_BANK_CYCLES': 0x368,
+    'CNT_TSRAM_BUSY': 0x36c,
+    'CNT_TSRAM_CYCLES': 0x370,
 }
 
 FIELDS = {
@@ -608,18 +640,26 @@ FIELDS = {
     'CNT_TSRAM_ACCEPTED_1': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_ACCEPTED_2': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_ACCEPTED_3': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_ACCEPTED_4': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_ACCEPTED_5': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_CONFLICT_0': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_CONFLICT_1': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_CONFLICT_2': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_CONFLICT_3': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_CONFLICT_4': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_CONFLICT_5': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_RSP_STALL_0': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_RSP_STALL_1': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_RSP_STALL_2': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_RSP_STALL_3': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_RSP_STALL_4': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_RSP_STALL_5': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_DEFERRED_0': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_DEFERRED_1': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_DEFERRED_2': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_DEFERRED_3': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_DEFERRED_4': {'value': (0, 32, 'RO')},
+    'CNT_TSRAM_DEFERRED_5': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_RMW': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_CORRECTED': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_UNCORRECTABLE': {'value': (0, 32, 'RO')},
@@ -677,23 +717,31 @@ COUNTERS = {
     'tsram.accepted.1': (0x2fc, None, 32),
     'tsram.accepted.2': (0x300, None, 32),
     'tsram.accepted.3': (0x304, None, 32),
-    'tsram.conflict.0': (0x308, None, 32),
-    'tsram.conflict.1': (0x30c, None, 32),
-    'tsram.conflict.2': (0x310, None, 32),
-    'tsram.conflict.3': (0x314, None, 32),
-    'tsram.rsp_stall.0': (0x318, None, 32),
-    'tsram.rsp_stall.1': (0x31c, None, 32),
-    'tsram.rsp_stall.2': (0x320, None, 32),
-    'tsram.rsp_stall.3': (0x324, None, 32),
-    'tsram.deferred.0': (0x328, None, 32),
-    'tsram.deferred.1': (0x32c, None, 32),
-    'tsram.deferred.2': (0x330, None, 32),
-    'tsram.deferred.3': (0x334, None, 32),
-    'tsram.rmw': (0x338, None, 32),
-    'tsram.corrected': (0x33c, None, 32),
-    'tsram.uncorrectable': (0x340, None, 32),
-    'tsram.out_of_range': (0x344, None, 32),
-    'tsram.bank_cycles': (0x348, None, 32),
-    'tsram.busy': (0x34c, None, 32),
-    'tsram.cycles': (0x350, None, 32),
+    'tsram.accepted.4': (0x308, None, 32),
+    'tsram.accepted.5': (0x30c, None, 32),
+    'tsram.conflict.0': (0x310, None, 32),
+    'tsram.conflict.1': (0x314, None, 32),
+    'tsram.conflict.2': (0x318, None, 32),
+    'tsram.conflict.3': (0x31c, None, 32),
+    'tsram.conflict.4': (0x320, None, 32),
+    'tsram.conflict.5': (0x324, None, 32),
+    'tsram.rsp_stall.0': (0x328, None, 32),
+    'tsram.rsp_stall.1': (0x32c, None, 32),
+    'tsram.rsp_stall.2': (0x330, None, 32),
+    'tsram.rsp_stall.3': (0x334, None, 32),
+    'tsram.rsp_stall.4': (0x338, None, 32),
+    'tsram.rsp_stall.5': (0x33c, None, 32),
+    'tsram.deferred.0': (0x340, None, 32),
+    'tsram.deferred.1': (0x344, None, 32),
+    'tsram.deferred.2': (0x348, None, 32),
+    'tsram.deferred.3': (0x34c, None, 32),
+    'tsram.deferred.4': (0x350, None, 32),
+    'tsram.deferred.5': (0x354, None, 32),
+    'tsram.rmw': (0x358, None, 32),
+    'tsram.corrected': (0x35c, None, 32),
+    'tsram.uncorrectable': (0x360, None, 32),
+    'tsram.out_of_range': (0x364, None, 32),
+    'tsram.bank_cycles': (0x368, None, 32),
+    'tsram.busy': (0x36c, None, 32),
+    'tsram.cycles': (0x370, None, 32),
 }

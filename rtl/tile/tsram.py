@@ -59,9 +59,11 @@ RESERVED_NAMES = frozenset({"inject", "err", "err_sticky", "err_clear", "counter
 
 def tile_ports(config) -> dict:
     """The ports of a tile's SRAM (name -> width in words), in port order: the DMA, the TTU's
-    two operand fetchers (``ttu_port_words``) and its result writer (``ttu_result_words``)."""
+    two operand fetchers (``ttu_port_words``) and its result writer (``ttu_result_words``), the
+    TVP's read and write ports (``tvp_port_words``)."""
     return {"dma": 1, "ttu_a": config.ttu_port_words, "ttu_b": config.ttu_port_words,
-            "ttu_c": config.ttu_result_words}
+            "ttu_c": config.ttu_result_words, "tvp_rd": config.tvp_port_words,
+            "tvp_wr": config.tvp_port_words}
 
 
 @dataclass(frozen=True)
