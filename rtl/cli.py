@@ -169,6 +169,91 @@ def _cmd_run_gemm(args) -> int:
     return 0 if report["passed"] else 1
 
 
+def _progress(console, total_label):
+    """A rich progress bar on stderr and its ``progress(done, total, text)`` callback."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=True)
+    task = bar.add_task(total_label, total=None)
+
+    def update(done, total, text):
+        bar.update(task, completed=done, total=total, description=text)
+    return bar, update
+
+
+def _cmd_run_mlp(args) -> int:
+    """Train, quantize, compile and run the digits MLP (openmaia.sdk.mlp.run_mlp)."""
+    from rich.console import Console
+
+    from .sdk.mlp import RECIPES
+    from .sdk.run import run_mlp
+    recipes = list(RECIPES) if args.recipe == "all" else [args.recipe]
+    err = Console(stderr=True)
+    bar, update = _progress(err, "train and compile")
+    with bar:
+        report = run_mlp(args.config, backend=args.backend, recipes=recipes,
+                         samples=args.samples, seed=args.seed, batch=args.batch,
+                         progress=update)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["passed"] else 1
+    from rich.table import Table
+    console = _console()
+    table = Table(title=f"mlp-digits {'-'.join(map(str, report['network']))} on "
+                        f"{report['backend']} ({report['config']}), {report['samples']} test "
+                        f"samples, seed {report['seed']}")
+    table.add_column("")
+    table.add_column("FP32", justify="right")
+    for r in report["runs"]:
+        table.add_column(f"{r['recipe']}\n{r['a_fmt']} x {r['b_fmt']}", justify="right")
+    runs = report["runs"]
+
+    def opt(value, spec):
+        return "-" if value is None else spec.format(value)
+    table.add_row("accuracy", f"{report['fp32']['accuracy']:.2%}",
+                  *(f"{r['accuracy']:.2%}" for r in runs))
+    table.add_row("vs FP32", "", *(f"{r['accuracy_vs_fp32']:+.2%}" for r in runs))
+    table.add_row("logits vs numpy chain", "",
+                  *("bit-exact" if r["bit_exact"] else "MISMATCH" for r in runs))
+    table.add_row("state", "", *(r["state"] for r in runs))
+    table.add_row("MACs", "", *(f"{r['macs']:,}" for r in runs))
+    table.add_row("HBM bytes in", "", *(f"{r['bytes_in']:,}" for r in runs))
+    table.add_row("HBM bytes out", "", *(f"{r['bytes_out']:,}" for r in runs))
+    table.add_row("MAC / HBM byte", "", *(opt(r["arithmetic_intensity"], "{:.2f}") for r in runs))
+    table.add_row("cycles", "", *(opt(r["cycles"], "{:,}") for r in runs))
+    table.add_row("MAC utilization", "", *(opt(r["mac_utilization"], "{:.2%}") for r in runs))
+    console.print(table)
+    for r in report["runs"]:
+        counters = ", ".join(f"{k} {v}" for k, v in r["counters"].items())
+        console.print(f"{r['recipe']} counters: {counters}")
+    if all(r["cycles"] is None for r in report["runs"]):
+        console.print(f"cycles: - (the {report['backend']} backend has no time)")
+    console.print(f"trained in {report['train']['seconds']} s ({report['train']['epochs']} "
+                  f"epochs, train accuracy {report['train']['accuracy']:.2%}); run "
+                  f"{report['run_seconds']} s")
+    console.print("[bold green]passed" if report["passed"] else "[bold red]FAILED")
+    return 0 if report["passed"] else 1
+
+
+def _cmd_report(args) -> int:
+    """Utilization breakdown and roofline of a run's JSON (openmaia.sdk.report)."""
+    from .sdk.report import render_text, report
+    items = report(Path(args.run), png=args.png)
+    if args.json:
+        print(json.dumps(items, indent=2))
+    else:
+        render_text(items, console=_console())
+        if args.png:
+            _console().print(f"wrote {args.png}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="openmaia", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +306,24 @@ def main(argv=None) -> int:
     g.add_argument("--out", help="write C (float32) to this .npy")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=_cmd_run_gemm)
+    g = run_sub.add_parser("mlp-digits", help="the digits MLP, MX-quantized, on a backend; "
+                                              "logits checked bit-exact, accuracy vs FP32")
+    g.add_argument("--config", default="small", choices=preset_names())
+    g.add_argument("--backend", default="golden", choices=("golden", "rtl", "fpga"))
+    g.add_argument("--recipe", default="all", choices=("fp8", "fp8xfp4", "all"))
+    g.add_argument("--samples", type=int, default=None,
+                   help="first N test samples (default: all 450)")
+    g.add_argument("--batch", type=int, default=None,
+                   help="samples per program (default: all in one)")
+    g.add_argument("--seed", type=int, default=0, help="training seed (the split is fixed)")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_cmd_run_mlp)
+
+    p = sub.add_parser("report", help="utilization breakdown and roofline of a run's JSON")
+    p.add_argument("run", help="the JSON of openmaia run gemm / mlp-digits --json")
+    p.add_argument("--png", help="write the roofline plot to this PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_report)
 
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,12 @@
-"""Run a workload end to end on a backend: what ``openmaia run gemm`` does (docs/sdk.md).
+"""Run a workload end to end on a backend: what ``openmaia run gemm`` does (docs/sdk.md); the
+MLP demo (``openmaia run mlp-digits``) is :func:`openmaia.sdk.mlp.run_mlp`.
 
 :func:`run_gemm` quantizes FP32 inputs with ``quantize_mx`` along K, compiles the GEMM for the
 configuration, runs it on a backend, checks C bit-exact against ``mx_matmul`` on the quantized
-inputs, and returns a report (plain data, JSON-ready). Figures that need time (cycles, MAC
-utilization, engine busy / stall shares) are present only when the backend has time; the
-``golden`` backend has none and reports them as None.
+inputs, and returns a report (plain data, JSON-ready, with the backend's ``counters``; what
+``openmaia report`` reads, :mod:`.report`). Figures that need time (cycles, MAC utilization)
+are present only when the backend has time; the ``golden`` backend has none and reports them as
+None.
 """
 
 import numpy as np
@@ -14,8 +16,9 @@ from ..numerics import Format, mx_matmul, quantize_mx
 from .backend import run_compiled
 from .compiler import compile_gemm
 from .golden import GoldenBackend
+from .mlp import run_mlp
 
-__all__ = ["BACKENDS", "make_backend", "run_gemm"]
+__all__ = ["BACKENDS", "make_backend", "run_gemm", "run_mlp"]
 
 #: Backend names the runtime knows; only ``golden`` exists so far.
 BACKENDS = ("golden", "rtl", "fpga")
@@ -71,6 +74,6 @@ def run_gemm(config, *, m: int, n: int, k: int, a_fmt, b_fmt, a=None, b=None, se
                  "tsram_bytes": plan.tsram_bytes},
         "cycles": cycles,
         "mac_utilization": counters["macs"] / (peak * cycles) if cycles else None,
-        "engines": counters.get("engines"),
+        "counters": counters,
     }
     return report, c
