@@ -5,7 +5,7 @@ rtl/tile/registers.py; do not edit). Contract: docs/registers.md.
 access)}; ``COUNTERS``: counter name -> (LO address, HI address or None, width); and one constant
 per register (its address) and per field (``<REG>_<FIELD>_SHIFT`` / ``_MASK``)."""
 
-MAP_DIGEST = 0x32a27800   # the value of the MAP_ID register
+MAP_DIGEST = 0xc340c130   # the value of the MAP_ID register
 MAGIC = 0x4d41
 MAP_VERSION = 1
 ADDR_BITS = 12
@@ -27,6 +27,8 @@ CONTROL_COUNTERS_CLEAR_SHIFT = 2
 CONTROL_COUNTERS_CLEAR_MASK = 0x4
 CONTROL_TSRAM_ERR_CLEAR_SHIFT = 3
 CONTROL_TSRAM_ERR_CLEAR_MASK = 0x8
+CONTROL_FLUSH_SHIFT = 4
+CONTROL_FLUSH_MASK = 0x10
 STATUS = 0x00c
 STATUS_STATE_SHIFT = 0
 STATUS_STATE_MASK = 0x3
@@ -38,6 +40,8 @@ STATUS_IRQ_PENDING_SHIFT = 6
 STATUS_IRQ_PENDING_MASK = 0x40
 STATUS_TSRAM_ERROR_SHIFT = 7
 STATUS_TSRAM_ERROR_MASK = 0x80
+STATUS_CQ_ERROR_SHIFT = 8
+STATUS_CQ_ERROR_MASK = 0x100
 ERROR = 0x010
 ERROR_ERROR_SHIFT = 0
 ERROR_ERROR_MASK = 0xff
@@ -88,6 +92,30 @@ CQ_DOORBELL_TAIL_MASK = 0xffffffff
 CQ_HEAD = 0x03c
 CQ_HEAD_HEAD_SHIFT = 0
 CQ_HEAD_HEAD_MASK = 0xffffffff
+DMA_WINDOW0_BASE_LO = 0x040
+DMA_WINDOW0_BASE_LO_ADDR_SHIFT = 0
+DMA_WINDOW0_BASE_LO_ADDR_MASK = 0xffffffff
+DMA_WINDOW0_BASE_HI = 0x044
+DMA_WINDOW0_BASE_HI_ADDR_SHIFT = 0
+DMA_WINDOW0_BASE_HI_ADDR_MASK = 0xffffffff
+DMA_WINDOW0_LIMIT_LO = 0x048
+DMA_WINDOW0_LIMIT_LO_ADDR_SHIFT = 0
+DMA_WINDOW0_LIMIT_LO_ADDR_MASK = 0xffffffff
+DMA_WINDOW0_LIMIT_HI = 0x04c
+DMA_WINDOW0_LIMIT_HI_ADDR_SHIFT = 0
+DMA_WINDOW0_LIMIT_HI_ADDR_MASK = 0xffffffff
+DMA_WINDOW1_BASE_LO = 0x050
+DMA_WINDOW1_BASE_LO_ADDR_SHIFT = 0
+DMA_WINDOW1_BASE_LO_ADDR_MASK = 0xffffffff
+DMA_WINDOW1_BASE_HI = 0x054
+DMA_WINDOW1_BASE_HI_ADDR_SHIFT = 0
+DMA_WINDOW1_BASE_HI_ADDR_MASK = 0xffffffff
+DMA_WINDOW1_LIMIT_LO = 0x058
+DMA_WINDOW1_LIMIT_LO_ADDR_SHIFT = 0
+DMA_WINDOW1_LIMIT_LO_ADDR_MASK = 0xffffffff
+DMA_WINDOW1_LIMIT_HI = 0x05c
+DMA_WINDOW1_LIMIT_HI_ADDR_SHIFT = 0
+DMA_WINDOW1_LIMIT_HI_ADDR_MASK = 0xffffffff
 SEMAPHORES_0 = 0x100
 SEMAPHORES_0_SEM0_SHIFT = 0
 SEMAPHORES_0_SEM0_MASK = 0xffff
@@ -407,6 +435,30 @@ CNT_TSRAM_BUSY_VALUE_MASK = 0xffffffff
 CNT_TSRAM_CYCLES = 0x370
 CNT_TSRAM_CYCLES_VALUE_SHIFT = 0
 CNT_TSRAM_CYCLES_VALUE_MASK = 0xffffffff
+CNT_TILE_CYCLES_LO = 0x374
+CNT_TILE_CYCLES_LO_VALUE_SHIFT = 0
+CNT_TILE_CYCLES_LO_VALUE_MASK = 0xffffffff
+CNT_TILE_CYCLES_HI = 0x378
+CNT_TILE_CYCLES_HI_VALUE_SHIFT = 0
+CNT_TILE_CYCLES_HI_VALUE_MASK = 0xffff
+CNT_FETCH_COMMANDS = 0x37c
+CNT_FETCH_COMMANDS_VALUE_SHIFT = 0
+CNT_FETCH_COMMANDS_VALUE_MASK = 0xffffffff
+CNT_FETCH_BURSTS = 0x380
+CNT_FETCH_BURSTS_VALUE_SHIFT = 0
+CNT_FETCH_BURSTS_VALUE_MASK = 0xffffffff
+CNT_FETCH_READ_ERRORS = 0x384
+CNT_FETCH_READ_ERRORS_VALUE_SHIFT = 0
+CNT_FETCH_READ_ERRORS_VALUE_MASK = 0xffffffff
+CNT_FETCH_BUSY = 0x388
+CNT_FETCH_BUSY_VALUE_SHIFT = 0
+CNT_FETCH_BUSY_VALUE_MASK = 0xffffffff
+CNT_FETCH_STALL_INPUT = 0x38c
+CNT_FETCH_STALL_INPUT_VALUE_SHIFT = 0
+CNT_FETCH_STALL_INPUT_VALUE_MASK = 0xffffffff
+CNT_FETCH_STALL_OUTPUT = 0x390
+CNT_FETCH_STALL_OUTPUT_VALUE_SHIFT = 0
+CNT_FETCH_STALL_OUTPUT_VALUE_MASK = 0xffffffff
 
 ADDRESS = {
     'ID': 0x000,
@@ -425,6 +477,14 @@ ADDRESS = {
     'CQ_SIZE': 0x034,
     'CQ_DOORBELL': 0x038,
     'CQ_HEAD': 0x03c,
+    'DMA_WINDOW0_BASE_LO': 0x040,
+    'DMA_WINDOW0_BASE_HI': 0x044,
+    'DMA_WINDOW0_LIMIT_LO': 0x048,
+    'DMA_WINDOW0_LIMIT_HI': 0x04c,
+    'DMA_WINDOW1_BASE_LO': 0x050,
+    'DMA_WINDOW1_BASE_HI': 0x054,
+    'DMA_WINDOW1_LIMIT_LO': 0x058,
+    'DMA_WINDOW1_LIMIT_HI': 0x05c,
     'SEMAPHORES_0': 0x100,
     'SEMAPHORES_1': 0x104,
     'SEMAPHORES_2': 0x108,
@@ -526,6 +586,14 @@ ADDRESS = {
     'CNT_TSRAM_BANK_CYCLES': 0x368,
     'CNT_TSRAM_BUSY': 0x36c,
     'CNT_TSRAM_CYCLES': 0x370,
+    'CNT_TILE_CYCLES_LO': 0x374,
+    'CNT_TILE_CYCLES_HI': 0x378,
+    'CNT_FETCH_COMMANDS': 0x37c,
+    'CNT_FETCH_BURSTS': 0x380,
+    'CNT_FETCH_READ_ERRORS': 0x384,
+    'CNT_FETCH_BUSY': 0x388,
+    'CNT_FETCH_STALL_INPUT': 0x38c,
+    'CNT_FETCH_STALL_OUTPUT': 0x390,
 }
 
 FIELDS = {
@@ -536,6 +604,7 @@ FIELDS = {
         'restart': (1, 1, 'W1P'),
         'counters_clear': (2, 1, 'W1P'),
         'tsram_err_clear': (3, 1, 'W1P'),
+        'flush': (4, 1, 'W1P'),
     },
     'STATUS': {
         'state': (0, 2, 'RO'),
@@ -543,6 +612,7 @@ FIELDS = {
         'outstanding': (5, 1, 'RO'),
         'irq_pending': (6, 1, 'RO'),
         'tsram_error': (7, 1, 'RO'),
+        'cq_error': (8, 1, 'RO'),
     },
     'ERROR': {'error': (0, 8, 'RO'), 'engine_error': (8, 8, 'RO')},
     'ERROR_POSITION': {'position': (0, 32, 'RO')},
@@ -566,6 +636,14 @@ FIELDS = {
     'CQ_SIZE': {'entries': (0, 32, 'RW')},
     'CQ_DOORBELL': {'tail': (0, 32, 'RW')},
     'CQ_HEAD': {'head': (0, 32, 'RO')},
+    'DMA_WINDOW0_BASE_LO': {'addr': (0, 32, 'RW')},
+    'DMA_WINDOW0_BASE_HI': {'addr': (0, 32, 'RW')},
+    'DMA_WINDOW0_LIMIT_LO': {'addr': (0, 32, 'RW')},
+    'DMA_WINDOW0_LIMIT_HI': {'addr': (0, 32, 'RW')},
+    'DMA_WINDOW1_BASE_LO': {'addr': (0, 32, 'RW')},
+    'DMA_WINDOW1_BASE_HI': {'addr': (0, 32, 'RW')},
+    'DMA_WINDOW1_LIMIT_LO': {'addr': (0, 32, 'RW')},
+    'DMA_WINDOW1_LIMIT_HI': {'addr': (0, 32, 'RW')},
     'SEMAPHORES_0': {'sem0': (0, 16, 'RO'), 'sem1': (16, 16, 'RO')},
     'SEMAPHORES_1': {'sem2': (0, 16, 'RO'), 'sem3': (16, 16, 'RO')},
     'SEMAPHORES_2': {'sem4': (0, 16, 'RO'), 'sem5': (16, 16, 'RO')},
@@ -667,6 +745,14 @@ FIELDS = {
     'CNT_TSRAM_BANK_CYCLES': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_BUSY': {'value': (0, 32, 'RO')},
     'CNT_TSRAM_CYCLES': {'value': (0, 32, 'RO')},
+    'CNT_TILE_CYCLES_LO': {'value': (0, 32, 'RO')},
+    'CNT_TILE_CYCLES_HI': {'value': (0, 16, 'RO')},
+    'CNT_FETCH_COMMANDS': {'value': (0, 32, 'RO')},
+    'CNT_FETCH_BURSTS': {'value': (0, 32, 'RO')},
+    'CNT_FETCH_READ_ERRORS': {'value': (0, 32, 'RO')},
+    'CNT_FETCH_BUSY': {'value': (0, 32, 'RO')},
+    'CNT_FETCH_STALL_INPUT': {'value': (0, 32, 'RO')},
+    'CNT_FETCH_STALL_OUTPUT': {'value': (0, 32, 'RO')},
 }
 
 COUNTERS = {
@@ -744,4 +830,11 @@ COUNTERS = {
     'tsram.bank_cycles': (0x368, None, 32),
     'tsram.busy': (0x36c, None, 32),
     'tsram.cycles': (0x370, None, 32),
+    'tile.cycles': (0x374, 0x378, 48),
+    'fetch.commands': (0x37c, None, 32),
+    'fetch.bursts': (0x380, None, 32),
+    'fetch.read_errors': (0x384, None, 32),
+    'fetch.busy': (0x388, None, 32),
+    'fetch.stall_input': (0x38c, None, 32),
+    'fetch.stall_output': (0x390, None, 32),
 }

@@ -46,6 +46,7 @@ __all__ = [
     "HostRegisters",
     "Register",
     "RegisterMap",
+    "TileCounters",
     "counter_leaves",
     "markdown",
     "python_module",
@@ -245,6 +246,9 @@ class Control(Register):
     counters_clear = Field(1, Access.W1P, doc="soft reset of the counters (output "
                            "`counters_clear`)")
     tsram_err_clear = Field(1, Access.W1P, doc="clear the tile SRAM's sticky error")
+    flush = Field(1, Access.W1P, doc="drop the queued commands: the command fetcher empties "
+                  "its buffer, then CQ_HEAD = CQ_DOORBELL (output `flush`; with `restart` it "
+                  "abandons the rest of a program)")
 
 
 class Status(Register):
@@ -255,6 +259,8 @@ class Status(Register):
     outstanding = Field(1, Access.RO, doc="an issued engine command is incomplete")
     irq_pending = Field(1, Access.RO, doc="the TCP's interrupt is raised (not yet acknowledged)")
     tsram_error = Field(1, Access.RO, doc="the tile SRAM's sticky error")
+    cq_error = Field(1, Access.RO, doc="the command queue is unusable and nothing is fetched: "
+                     "CQ_SIZE is 0 or too large, or CQ_DOORBELL >= CQ_SIZE (input `cq_error`)")
 
 
 class Error(Register):
@@ -335,17 +341,32 @@ class CqHead(Register):
 
 FIXED = (Id, MapId, Control, Status, Error, ErrorPosition, Position, EngineErrors, IrqStatus,
          IrqEnable, IrqCode, CqBaseLo, CqBaseHi, CqSize, CqDoorbell, CqHead)
+DMA_WINDOW_BASE = 0x040
 SEMAPHORE_BASE = 0x100
 COUNTER_BASE = 0x200
+#: DMA queues whose window registers fit between DMA_WINDOW_BASE and SEMAPHORE_BASE.
+MAX_DMA_QUEUES = (SEMAPHORE_BASE - DMA_WINDOW_BASE) // 16
 
 
-def build_map(*, semaphores, counters, addr_width=12):
-    """The register map: :data:`FIXED` from 0, the semaphores (two a register) from
-    :data:`SEMAPHORE_BASE`, the counters of ``counters`` (a dict of group name to layout) from
-    :data:`COUNTER_BASE`."""
+def build_map(*, semaphores, counters, dma_queues=2, addr_width=12):
+    """The register map: :data:`FIXED` from 0, the DMA windows (four registers a queue) from
+    :data:`DMA_WINDOW_BASE`, the semaphores (two a register) from :data:`SEMAPHORE_BASE`, the
+    counters of ``counters`` (a dict of group name to layout) from :data:`COUNTER_BASE`."""
     rmap = RegisterMap(addr_width=addr_width)
     for cls in FIXED:
         rmap.add(cls())
+    rmap.align(DMA_WINDOW_BASE)
+    for q in range(dma_queues):
+        for end, init in (("BASE", 0), ("LIMIT", 0xFFFF_FFFF)):
+            for half, bits in (("LO", "31:0"), ("HI", "63:32")):
+                rmap.add(Register(
+                    f"DMA_WINDOW{q}_{end}_{half}",
+                    fields={"addr": Field(32, Access.RW, init=init,
+                                          doc=f"bits {bits} (output `dma_window_{end.lower()}`"
+                                          f"[{q}], cut to the HBM address width)")},
+                    doc=f"DMA queue {q}: the {'lowest' if end == 'BASE' else 'highest'} HBM "
+                    f"byte address its descriptors may touch (inclusive), bits {bits}; the reset "
+                    f"window is the whole address space."))
     rmap.align(SEMAPHORE_BASE)
     for i in range(0, semaphores, 2):
         fields = {f"sem{j}": Field(SEM_BITS, Access.RO, doc=f"semaphore {j}")
@@ -375,6 +396,11 @@ def build_map(*, semaphores, counters, addr_width=12):
     return rmap
 
 
+class TileCounters(data.Struct):
+    """Counters the tile top keeps itself (group ``tile``)."""
+    cycles: 48          # clock cycles since reset or CONTROL.counters_clear
+
+
 class HostRegisters(wiring.Component):
     """The tile's host registers behind an AXI4-Lite subordinate port (module docstring).
 
@@ -384,6 +410,11 @@ class HostRegisters(wiring.Component):
         The TCP's semaphores (1 .. 256).
     tsram_counters : layout
         The tile SRAM's ``counters_layout``.
+    dma_queues, hbm_addr_bits : int
+        The DMA's queues (a window register set each) and HBM address width.
+    extra_counters : dict of str to layout
+        More counter groups, after the four fixed ones: each adds an input ``<group>_counters``
+        and its registers (``from_config``: ``tile``, ``fetch``, ``tvp``).
     addr_width : int
         Byte-address bits of ``axi`` (the map must fit; 12 = 4 KiB).
     faults : collection of str
@@ -397,16 +428,24 @@ class HostRegisters(wiring.Component):
     tcp_counters : In(TcpCounters), dma_counters : In(DmaCounters),
     ttu_counters : In(EngineCounters), tsram_counters : In(tsram_counters)
     tsram_err_sticky : In(1), tsram_err_clear : Out(1) (pulse)
-    cq_head : In(32)
-    run, restart (pulse), counters_clear (pulse) : Out(1)
+    cq_head : In(32), cq_error : In(1)
+    run, restart (pulse), counters_clear (pulse), flush (pulse) : Out(1)
     cq_base : Out(64), cq_size : Out(32), cq_tail : Out(32), doorbell : Out(1) (pulse)
+    dma_window_base, dma_window_limit : Out(array of dma_queues x hbm_addr_bits)
     irq : Out(1)
+    <group>_counters : In(layout), one per ``extra_counters`` group
     """
 
-    def __init__(self, *, semaphores, tsram_counters, addr_width=12, faults=frozenset()):
+    def __init__(self, *, semaphores, tsram_counters, dma_queues=2, hbm_addr_bits=32,
+                 extra_counters=None, addr_width=12, faults=frozenset()):
         if not isinstance(semaphores, int) or isinstance(semaphores, bool) \
                 or not 1 <= semaphores <= 256:
             raise ValueError(f"semaphores must be an integer in 1..256, not {semaphores!r}")
+        if not isinstance(dma_queues, int) or not 1 <= dma_queues <= MAX_DMA_QUEUES:
+            raise ValueError(f"dma_queues must be an integer in 1..{MAX_DMA_QUEUES}, "
+                             f"not {dma_queues!r}")
+        if not isinstance(hbm_addr_bits, int) or not 1 <= hbm_addr_bits <= 64:
+            raise ValueError(f"hbm_addr_bits must be an integer in 1..64, not {hbm_addr_bits!r}")
         if not isinstance(addr_width, int) or not 8 <= addr_width <= 32:
             raise ValueError(f"addr_width must be an integer in 8..32, not {addr_width!r}")
         if isinstance(faults, str) or not isinstance(faults, Iterable):
@@ -416,12 +455,18 @@ class HostRegisters(wiring.Component):
             raise ValueError(f"unknown faults {sorted(faults - FAULTS.keys())}; "
                              f"known: {', '.join(FAULTS)}")
         self.n_semaphores, self.addr_width, self.faults = semaphores, addr_width, faults
+        self.dma_queues, self.hbm_addr_bits = dma_queues, hbm_addr_bits
         self.tsram_layout = data.Layout.cast(tsram_counters)
         self.counter_groups = {"tcp": data.Layout.cast(TcpCounters), "dma": DmaCounters,
                                "ttu": data.Layout.cast(EngineCounters),
                                "tsram": self.tsram_layout}
+        extra = dict(extra_counters or {})
+        for group in extra:
+            if group in self.counter_groups or group in ("sem", "cq") or not group.isidentifier():
+                raise ValueError(f"extra counter group name {group!r} is taken or invalid")
+            self.counter_groups[group] = data.Layout.cast(extra[group])
         self.map = build_map(semaphores=semaphores, counters=self.counter_groups,
-                             addr_width=addr_width)
+                             dma_queues=dma_queues, addr_width=addr_width)
         super().__init__({
             "axi": In(AxiLiteSignature(addr_width=addr_width, data_width=DATA_BITS)),
             "tcp_status": In(TcpStatus),
@@ -430,21 +475,26 @@ class HostRegisters(wiring.Component):
             "tcp_counters": In(TcpCounters), "dma_counters": In(DmaCounters),
             "ttu_counters": In(EngineCounters), "tsram_counters": In(self.tsram_layout),
             "tsram_err_sticky": In(1), "tsram_err_clear": Out(1),
-            "cq_head": In(32),
-            "run": Out(1), "restart": Out(1), "counters_clear": Out(1),
+            "cq_head": In(32), "cq_error": In(1),
+            "run": Out(1), "restart": Out(1), "counters_clear": Out(1), "flush": Out(1),
             "cq_base": Out(64), "cq_size": Out(32), "cq_tail": Out(32), "doorbell": Out(1),
+            "dma_window_base": Out(data.ArrayLayout(hbm_addr_bits, dma_queues)),
+            "dma_window_limit": Out(data.ArrayLayout(hbm_addr_bits, dma_queues)),
             "irq": Out(1),
+            **{f"{group}_counters": In(layout) for group, layout in extra.items()},
         })
 
     @classmethod
     def from_config(cls, config, **kwargs):
         """The registers of the tile of a :class:`~openmaia.config.Config` (its TSRAM has the
         tile's ports, as the ``tsram`` top)."""
+        from .command_fetcher import FetchCounters
         from .tsram import TileSram, tile_ports
         sram = TileSram.from_config(config, ports=tile_ports(config))
         sram._MustUse__silence = True      # only its counter layout is wanted
+        kwargs.setdefault("extra_counters", {"tile": TileCounters, "fetch": FetchCounters})
         return cls(semaphores=config.tcp_semaphores, tsram_counters=sram.counters_layout,
-                   **kwargs)
+                   dma_queues=config.dma_queues, hbm_addr_bits=config.axi_addr_bits, **kwargs)
 
     def _ro_sources(self):
         s = self.tcp_status
@@ -460,17 +510,16 @@ class HostRegisters(wiring.Component):
             ("ENGINE_ERRORS", "count"): s.engine_errors,
             ("IRQ_CODE", "code"): self.tcp_irq_code,
             ("CQ_HEAD", "head"): self.cq_head,
+            ("STATUS", "cq_error"): self.cq_error,
         }
         for i in range(self.n_semaphores):
             src[(f"SEMAPHORES_{i // 2}", f"sem{i}")] = self.tcp_semaphores[i]
         return src
 
     def _counter_values(self):
-        ports = {"tcp": self.tcp_counters, "dma": self.dma_counters, "ttu": self.ttu_counters,
-                 "tsram": self.tsram_counters}
         values = {}
         for group, layout in self.counter_groups.items():
-            raw = ports[group].as_value()
+            raw = getattr(self, f"{group}_counters").as_value()
             for path, offset, width in counter_leaves(layout):
                 values[".".join(str(p) for p in (group,) + path)] = raw[offset:offset + width]
         return values
@@ -618,7 +667,13 @@ class HostRegisters(wiring.Component):
             self.cq_size.eq(stored[("CQ_SIZE", "entries")]),
             self.cq_tail.eq(stored[("CQ_DOORBELL", "tail")]),
             self.doorbell.eq(reg_pulses["CQ_DOORBELL"]),
+            self.flush.eq(pulses[("CONTROL", "flush")]),
         ]
+        for q in range(self.dma_queues):
+            for end in ("base", "limit"):
+                full = Cat(stored[(f"DMA_WINDOW{q}_{end.upper()}_LO", "addr")],
+                           stored[(f"DMA_WINDOW{q}_{end.upper()}_HI", "addr")])
+                m.d.comb += getattr(self, f"dma_window_{end}")[q].eq(full[:self.hbm_addr_bits])
         return m
 
 

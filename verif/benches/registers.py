@@ -36,7 +36,8 @@ from openmaia.tile.tcp import TcpStatus
 
 #: The inputs the bench drives (port name -> kind), all plain vectors in the Verilog.
 INPUTS = ("tcp_status", "tcp_semaphores", "tcp_irq", "tcp_irq_code", "tcp_counters",
-          "dma_counters", "ttu_counters", "tsram_counters", "tsram_err_sticky", "cq_head")
+          "dma_counters", "ttu_counters", "tsram_counters", "tsram_err_sticky", "cq_head",
+          "cq_error", "tile_counters", "fetch_counters")
 
 
 def port_width(regs, name):
@@ -77,6 +78,7 @@ class RegisterModel:
             ("ENGINE_ERRORS", "count"): ("tcp_status", st["engine_errors"].offset, 32),
             ("IRQ_CODE", "code"): ("tcp_irq_code", 0, 16),
             ("CQ_HEAD", "head"): ("cq_head", 0, 32),
+            ("STATUS", "cq_error"): ("cq_error", 0, 1),
         }
         for i in range(regs.n_semaphores):
             src[(f"SEMAPHORES_{i // 2}", f"sem{i}")] = ("tcp_semaphores", 16 * i, 16)

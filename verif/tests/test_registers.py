@@ -201,10 +201,11 @@ def check_map(dut, rng):
     pulses = []
 
     async def watch(ctx):
-        async for _, _, restart, clear, doorbell, ack in ctx.tick().sample(
-                dut.restart, dut.counters_clear, dut.doorbell, dut.tcp_irq_ack):
+        async for _, _, restart, clear, doorbell, ack, flush in ctx.tick().sample(
+                dut.restart, dut.counters_clear, dut.doorbell, dut.tcp_irq_ack, dut.flush):
             pulses.extend(n for n, v in (("restart", restart), ("counters_clear", clear),
-                                         ("doorbell", doorbell), ("ack", ack)) if v)
+                                         ("doorbell", doorbell), ("ack", ack),
+                                         ("flush", flush)) if v)
 
     async def bench(ctx):
         bus = Axil(ctx, dut.axi, rng)
@@ -221,6 +222,12 @@ def check_map(dut, rng):
         assert ctx.get(dut.cq_base) == (model.stored[("CQ_BASE_HI", "addr")] << 32
                                         | model.stored[("CQ_BASE_LO", "addr")])
         assert ctx.get(dut.run) == model.stored[("CONTROL", "run")]
+        for q in range(dut.dma_queues):
+            for end in ("base", "limit"):
+                full = (model.stored[(f"DMA_WINDOW{q}_{end.upper()}_HI", "addr")] << 32
+                        | model.stored[(f"DMA_WINDOW{q}_{end.upper()}_LO", "addr")])
+                assert ctx.get(getattr(dut, f"dma_window_{end}")[q]) == \
+                    full & ((1 << dut.hbm_addr_bits) - 1), (q, end)
         before = {r.name: model.peek(r.address) for r in model.map}
         for r in model.map:
             if all(f.access == Access.RO for f in r.fields.values()):
@@ -239,8 +246,10 @@ def check_map(dut, rng):
                                                                                "run")])
         await _check_write(bus, model, model.map["CQ_DOORBELL"].address, 7)
         await _check_write(bus, model, control.address, 0b0010, strb=0b0010)  # no byte 0
+        await _check_write(bus, model, control.address, 0b10000 | model.stored[("CONTROL",
+                                                                                 "run")])
         await ctx.tick().repeat(2)
-        assert pulses == ["restart", "counters_clear", "doorbell"], pulses
+        assert pulses == ["restart", "counters_clear", "doorbell", "flush"], pulses
         # W1C: all causes set (edges), then cleared one at a time
         status = model.map["IRQ_STATUS"]
         await _check_write(bus, model, model.map["IRQ_ENABLE"].address, 0xF)
