@@ -142,13 +142,16 @@ def forward_fp32(mlp: Mlp, x) -> np.ndarray:
     return a
 
 
-def layers_for(mlp: Mlp, recipe: Recipe) -> list:
-    """The :class:`Layer` list of ``mlp`` under ``recipe`` (the last layer: FP32, no ReLU)."""
-    last = len(mlp.weights) - 1
-    return [Layer(n=w.shape[1], fmt_w=recipe.fmt_w, bias=True,
+def layers_for(widths, recipe: Recipe) -> list:
+    """The :class:`Layer` list of a network of ``widths`` (input, hidden..., output; or an
+    :class:`Mlp`) under ``recipe``: ReLU and re-quantization to ``fmt_act`` after every layer
+    but the last, which stores FP32."""
+    widths = widths.widths if isinstance(widths, Mlp) else tuple(widths)
+    last = len(widths) - 2
+    return [Layer(n=n, fmt_w=recipe.fmt_w, bias=True,
                   activation=None if i == last else "relu",
                   out_fmt=None if i == last else recipe.fmt_act)
-            for i, w in enumerate(mlp.weights)]
+            for i, n in enumerate(widths[1:])]
 
 
 def quantize_weights(mlp: Mlp, recipe: Recipe) -> dict:
@@ -191,13 +194,14 @@ def _add_counters(total: dict, counters: dict) -> None:
 
 def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4"),
             samples: int | None = None, seed: int = 0, batch: int | None = None,
-            progress=None, make=None) -> dict:
+            progress=None, make=None, mlp: Mlp | None = None) -> dict:
     """Train, quantize, compile and run the digits MLP (module docstring) on ``backend``; check
     the logits bit-exact; return the report (plain data, JSON-ready; docs/sdk.md).
 
     ``samples``: the first N test samples (default all 450); ``batch``: samples per program
     (default all in one); ``progress(done, total, text)``: called after every batch run;
-    ``make``: the backend factory (default :func:`openmaia.sdk.run.make_backend`)."""
+    ``make``: the backend factory (default :func:`openmaia.sdk.run.make_backend`); ``mlp``: a
+    trained network (default: :func:`train_mlp` with ``seed``)."""
     from .run import make_backend
     make = make_backend if make is None else make
     config = get_config(config)
@@ -205,10 +209,7 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
     if unknown or not recipes:
         raise ValueError(f"recipes: one or more of {', '.join(RECIPES)}, not {unknown!r}")
     recipes = [r if isinstance(r, Recipe) else RECIPES[r] for r in recipes]
-    start = time.monotonic()
     data = load_digits_split()
-    mlp = train_mlp(data, seed=seed)
-    train_seconds = time.monotonic() - start
     total = len(data.y_test)
     samples = total if samples is None else samples
     if not isinstance(samples, int) or not 1 <= samples <= total:
@@ -216,25 +217,31 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
     batch = samples if batch is None else batch
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
-    x, y = data.x_test[:samples], data.y_test[:samples]
-    fp32 = forward_fp32(mlp, x)
-
+    widths = (data.x_test.shape[1],) + HIDDEN + (10,) if mlp is None else mlp.widths
+    # compile and make the backend first: a refused backend or shape fails before training
     bounds = [(m0, min(samples, m0 + batch)) for m0 in range(0, samples, batch)]
-    plan = []      # (recipe, layers, tensors, {m: compiled})
+    plan = []      # (recipe, layers, {m: compiled})
     for recipe in recipes:
-        layers = layers_for(mlp, recipe)
+        layers = layers_for(widths, recipe)
         programs = {}
         for m0, m1 in bounds:
             if m1 - m0 not in programs:
-                programs[m1 - m0] = compile_layers(config, m=m1 - m0, k=x.shape[1],
+                programs[m1 - m0] = compile_layers(config, m=m1 - m0, k=widths[0],
                                                    fmt_in=recipe.fmt_act, layers=layers)
-        plan.append((recipe, layers, quantize_weights(mlp, recipe), programs))
+        plan.append((recipe, layers, programs))
     hbm_bytes = max(c.hbm_bytes for *_, programs in plan for c in programs.values())
     device = make(backend, config, hbm_bytes=hbm_bytes, seed=seed)
 
+    start = time.monotonic()
+    mlp = train_mlp(data, seed=seed) if mlp is None else mlp
+    train_seconds = time.monotonic() - start
+    x, y = data.x_test[:samples], data.y_test[:samples]
+    fp32 = forward_fp32(mlp, x)
+
     runs, done, steps = [], 0, len(recipes) * len(bounds)
     run_start = time.monotonic()
-    for recipe, layers, tensors, programs in plan:
+    for recipe, layers, programs in plan:
+        tensors = quantize_weights(mlp, recipe)
         logits = np.zeros((samples, fp32.shape[1]), np.float32)
         exact, states, errors, counters, commands = True, [], [], {}, {}
         for m0, m1 in bounds:
