@@ -99,10 +99,10 @@ def balance_table(configs=None, pairs=BALANCE_PAIRS) -> str:
 def load_runs(data) -> list:
     """The runs of a run JSON (a path, JSON text or parsed data): a list of records with
     ``config``, ``backend``, ``a_fmt``, ``b_fmt``, ``counters`` and a ``name``."""
-    if isinstance(data, Path) or (isinstance(data, str) and not data.lstrip().startswith("{")):
-        data = json.loads(Path(data).read_text())
-    elif isinstance(data, str):
+    if isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
         data = json.loads(data)
+    elif isinstance(data, (str, Path)):
+        data = json.loads(Path(data).read_text())
     if not isinstance(data, dict):
         raise ValueError("a run JSON is an object")  # noqa: TRY004 (bad input, CLI error)
     if "runs" in data:
@@ -257,11 +257,11 @@ def roofline_png(items, path) -> Path:
         ceilings[(b["config"], b["peak_macs_per_cycle"], b["peak_hbm_bytes_per_cycle"],
                   b["clock_mhz"])] = b
     colors = iter(f"C{i}" for i in itertools.count())
-    top = 0.0
+    ys = []
     for (name, peak, bw, mhz), b in ceilings.items():
         compute = peak * mhz * 1e6 / 1e9
         memory = bw * mhz * 1e6 / 1e9        # GB/s
-        top = max(top, compute)
+        ys += [compute, memory * lo]
         ax.plot(xs, [min(compute, memory * x) for x in xs], color=next(colors),
                 label=f"{name}: {peak} MAC/cycle ({compute:g} GMAC/s), "
                       f"HBM {bw} B/cycle ({memory:g} GB/s); ridge at {peak / bw:g} MAC/B")
@@ -269,6 +269,7 @@ def roofline_png(items, path) -> Path:
         label = f"{b['name']} ({b['a_fmt']} x {b['b_fmt']}, {b['backend']})"
         color = next(colors)
         if b["macs_per_second"] and b["arithmetic_intensity"]:
+            ys.append(b["macs_per_second"] / 1e9)
             ax.plot([b["arithmetic_intensity"]], [b["macs_per_second"] / 1e9], "o", color=color,
                     label=f"{label}: {b['arithmetic_intensity']:.3g} MAC/B, "
                           f"{b['macs_per_second'] / 1e9:.3g} GMAC/s = "
@@ -277,14 +278,14 @@ def roofline_png(items, path) -> Path:
             ax.axvline(b["arithmetic_intensity"], linestyle=":", color=color,
                        label=f"{label}: {b['arithmetic_intensity']:.3g} MAC/B "
                              f"(no cycles: intensity only)")
-    ax.set_ylim(top=top * 3)
+    ax.set_ylim(min(ys) / 2, max(ys) * 3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (MACs per HBM byte)")
     ax.set_ylabel("rate (GMAC/s; 1 MAC = 2 FLOP)")
     ax.set_title("roofline")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, format="png")
