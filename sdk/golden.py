@@ -7,13 +7,16 @@ Each command does what docs/isa.md and docs/tcp.md say, through the golden model
   ``config.axi_addr_bits``, the TSRAM size);
 * ``TILE_OP``: :func:`openmaia.tile.tile_op.execute_tile_op` (the configuration's formats, array,
   ``acc_depth`` accumulators, panel, TSRAM);
-* ``TVP``: the lane functions of :mod:`openmaia.numerics.vector` over ``rows`` x ``cols`` FP32
-  values in TSRAM, and :func:`openmaia.numerics.quantize_mx` (blocked along each row) for
-  ``QUANT_MX``, codes and scales written in the layout of docs/layout.md. ``CVT_BF16`` raises
-  ``NotImplementedError``: the TVP's contract does not yet say how BF16 results sit in TSRAM.
-  TVP statuses (provisional until the TVP's contract exists): ``ILLEGAL_SHAPE`` for zero rows or
-  columns, ``ILLEGAL_FIELD`` for a ``fmt`` that is no format, ``FORMAT_NOT_BUILT`` for one the
-  configuration leaves out, ``TSRAM_OUT_OF_RANGE`` for a plane past the SRAM;
+* ``TVP``: :func:`execute_tvp`, the golden model of the Tile Vector Processor
+  (:class:`openmaia.tile.tvp.TileVectorProcessor`, docs/tvp.md "TileVectorProcessor"): its
+  checks are :func:`openmaia.tile.tvp.tvp_status` (``ILLEGAL_FIELD``, ``FORMAT_NOT_BUILT``,
+  ``ILLEGAL_SHAPE``, ``ILLEGAL_FIELD`` for alignment / strides / overlapping planes,
+  ``TSRAM_OUT_OF_RANGE``, in that order; a refused command writes nothing); then the lane
+  functions of :mod:`openmaia.numerics.vector` over ``rows`` x ``cols`` FP32 values (all of A
+  and B read before D is written), ``CVT_BF16`` written as packed little-endian BF16 rows (2
+  bytes an element, row stride ``d_stride``), and :func:`openmaia.numerics.quantize_mx`
+  (blocked along each row, a partial last block padded with zeros) for ``QUANT_MX``, codes and
+  scales written in the layout of docs/layout.md;
 * ``WAIT`` / ``SIGNAL`` / ``FENCE`` / ``INTERRUPT`` / ``HALT`` and the error rules: as the TCP
   (the static checks are :func:`~openmaia.tile.isa.check_command`; an engine error stops the
   stream after the commands already issued complete).
@@ -32,7 +35,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import ErrorCode
-from ..layout import MxOperandLayout
+from ..layout import MxOperandLayout, k_blocks, packed_row_bytes
 from ..numerics import vector
 from ..numerics.formats import Format
 from ..numerics.mx import quantize_mx
@@ -53,6 +56,7 @@ from ..tile.isa import (
     encode,
 )
 from ..tile.tile_op import execute_tile_op
+from ..tile.tvp import tvp_status
 from .backend import Backend, RunResult
 from .protocol import target_of
 
@@ -66,68 +70,52 @@ _LANE = {
     TvpOp.SCALE: lambda a, b, c: vector.scale(a, np.uint32(c.scalar)),
     TvpOp.RELU: lambda a, b, c: vector.relu(a),
     TvpOp.GELU: lambda a, b, c: vector.gelu(a),
+    TvpOp.CVT_BF16: lambda a, b, c: vector.fp32_to_bf16(a),
 }
-#: TVP ops the golden model executes (the others raise NotImplementedError).
+#: TVP ops the golden model executes (all of them).
 TVP_GOLDEN = frozenset(_LANE) | {TvpOp.QUANT_MX}
 
 
 def _fp32_rows(mem, base, stride, rows, cols):
-    end = base + (rows - 1) * stride + 4 * cols
-    if end > len(mem):
-        return None
-    view = np.lib.stride_tricks.as_strided(mem[base:], shape=(rows, 4 * cols),
-                                           strides=(stride, 1))
-    return np.ascontiguousarray(view).view("<u4").reshape(rows, cols).astype(np.uint32)
+    """``rows`` x ``cols`` FP32 bit patterns, row ``r`` at ``base + r * stride``."""
+    return np.stack([mem[base + r * stride:base + r * stride + 4 * cols].view("<u4")
+                     for r in range(rows)]).astype(np.uint32)
 
 
-def _write_fp32_rows(mem, base, stride, values):
+def _write_fp32_rows(mem, base, stride, values, dtype="<u4"):
+    """Store ``values`` (rows x cols) as little-endian ``dtype`` rows at ``base + r * stride``,
+    in row order (a later row wins where rows overlap)."""
     rows, cols = values.shape
-    le = np.ascontiguousarray(values.astype("<u4")).view(np.uint8).reshape(rows, 4 * cols)
+    le = np.ascontiguousarray(values.astype(dtype)).view(np.uint8).reshape(rows, -1)
     for r in range(rows):
-        mem[base + r * stride: base + r * stride + 4 * cols] = le[r]
+        mem[base + r * stride: base + r * stride + le.shape[1]] = le[r]
 
 
 def execute_tvp(mem: np.ndarray, c: TvpCmd, *, formats) -> ErrorCode:
-    """Run one TVP command on TSRAM ``mem`` (1-D uint8, in place); return its status."""
+    """Run one TVP command on TSRAM ``mem`` (1-D uint8 of the SRAM's size, in place); return
+    its status (module docstring; the rules are :func:`openmaia.tile.tvp.tvp_status`)."""
+    status = tvp_status(c, formats=formats, tsram_bytes=len(mem))
+    if status != ErrorCode.OK:
+        return status
     op = TvpOp(c.op)
-    if op not in TVP_GOLDEN:
-        raise NotImplementedError(f"TVP op {op.name}: no golden model yet")
-    if c.rows == 0 or c.cols == 0:
-        return ErrorCode.ILLEGAL_SHAPE
     a = _fp32_rows(mem, c.a, c.a_stride, c.rows, c.cols)
     b = None
     if op in (TvpOp.ADD, TvpOp.MUL, TvpOp.MAX):
         b = _fp32_rows(mem, c.b, c.b_stride, c.rows, c.cols)
-        if b is None:
-            return ErrorCode.TSRAM_OUT_OF_RANGE
     elif op is TvpOp.BIAS_ADD:
         b = _fp32_rows(mem, c.b, 0, 1, c.cols)
-        if b is None:
-            return ErrorCode.TSRAM_OUT_OF_RANGE
-    if a is None:
-        return ErrorCode.TSRAM_OUT_OF_RANGE
     if op is TvpOp.QUANT_MX:
-        try:
-            fmt = Format.from_hw_code(c.fmt)
-        except (ValueError, KeyError):
-            return ErrorCode.ILLEGAL_FIELD
-        if fmt not in formats:
-            return ErrorCode.FORMAT_NOT_BUILT
+        fmt = Format.from_hw_code(c.fmt)
         t = quantize_mx(a.view(np.float32), fmt, axis=1)
-        try:
-            lay = MxOperandLayout(rows=c.rows, k=c.cols, fmt=fmt, codes_base=c.d,
-                                  codes_row_stride=c.d_stride, scales_base=c.d_scales,
-                                  scales_row_stride=c.d_scales_stride)
-        except ValueError:
-            return ErrorCode.ILLEGAL_FIELD
-        if lay.end > len(mem):
-            return ErrorCode.TSRAM_OUT_OF_RANGE
+        row_bytes = packed_row_bytes(c.cols, fmt)
+        lay = MxOperandLayout(rows=c.rows, k=c.cols, fmt=fmt, codes_base=c.d,
+                              codes_row_stride=max(c.d_stride, row_bytes),
+                              scales_base=c.d_scales,
+                              scales_row_stride=max(c.d_scales_stride, k_blocks(c.cols)))
         lay.write(mem, t.codes, t.scales)
         return ErrorCode.OK
-    if c.d + (c.rows - 1) * c.d_stride + 4 * c.cols > len(mem):
-        return ErrorCode.TSRAM_OUT_OF_RANGE
     out = np.asarray(_LANE[op](a, b, c), np.uint32).reshape(c.rows, c.cols)
-    _write_fp32_rows(mem, c.d, c.d_stride, out)
+    _write_fp32_rows(mem, c.d, c.d_stride, out, "<u2" if op is TvpOp.CVT_BF16 else "<u4")
     return ErrorCode.OK
 
 

@@ -162,7 +162,7 @@ def test_tvp_quant_mx_matches_quantize_mx(seed):
         np.testing.assert_array_equal(scales, want.scales)
 
 
-def test_tvp_statuses_and_missing_golden():
+def test_tvp_statuses_and_bf16():
     mem = np.zeros(256, np.uint8)
     assert execute_tvp(mem, TvpCmd(TvpOp.RELU, rows=0, cols=4), formats=SMALL.formats) == \
         ErrorCode.ILLEGAL_SHAPE
@@ -179,8 +179,10 @@ def test_tvp_statuses_and_missing_golden():
     assert execute_tvp(mem, TvpCmd(TvpOp.QUANT_MX, rows=2, cols=4, d=64, d_stride=32,
                                    d_scales=64, d_scales_stride=1, fmt="e4m3"),
                        formats=SMALL.formats) == ErrorCode.ILLEGAL_FIELD      # planes overlap
-    with pytest.raises(NotImplementedError, match="CVT_BF16"):
-        execute_tvp(mem, TvpCmd(TvpOp.CVT_BF16, rows=1, cols=4), formats=SMALL.formats)
+    mem[:8] = np.array([0x3F800001, 0xFFC00001], "<u4").view(np.uint8)
+    assert execute_tvp(mem, TvpCmd(TvpOp.CVT_BF16, rows=1, cols=2, d=16),
+                       formats=SMALL.formats) == ErrorCode.OK
+    assert mem[16:20].view("<u2").tolist() == [0x3F80, 0x7FC0]        # packed BF16
 
 
 # ------------------------------------------------------------------------------------------------
