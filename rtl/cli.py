@@ -146,8 +146,13 @@ def _cmd_run_gemm(args) -> int:
     from .sdk.run import run_gemm
     a = np.load(args.a) if args.a else None
     b = np.load(args.b) if args.b else None
-    report, c = run_gemm(args.config, m=args.m, n=args.n, k=args.k, a_fmt=args.a_fmt,
-                         b_fmt=args.b_fmt, a=a, b=b, seed=args.seed, backend=args.backend)
+    from rich.console import Console
+    bar, update = _progress(Console(stderr=True), "run")
+    with bar:
+        report, c = run_gemm(args.config, m=args.m, n=args.n, k=args.k, a_fmt=args.a_fmt,
+                             b_fmt=args.b_fmt, a=a, b=b, seed=args.seed, backend=args.backend,
+                             progress=lambda retired, total: update(retired, total,
+                                                                    "commands retired"))
     if args.out:
         np.save(args.out, c)
     if args.json:

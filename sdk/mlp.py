@@ -199,10 +199,12 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
     the logits bit-exact; return the report (plain data, JSON-ready; docs/sdk.md).
 
     ``samples``: the first N test samples (default all 450); ``batch``: samples per program
-    (default all in one); ``progress(done, total, text)``: called after every batch run;
-    ``make``: the backend factory (default :func:`openmaia.sdk.run.make_backend`); ``mlp``: a
-    trained network (default: :func:`train_mlp` with ``seed``)."""
-    from .run import make_backend
+    (default all in one); ``progress(done, total, text)``: called after every batch run (and,
+    with a fractional ``done``, as far as the backend reports inside one); ``make``: the backend
+    factory (default :func:`openmaia.sdk.run.make_backend`; called with ``hbm_bytes``, ``seed``
+    and ``progress``; a backend with ``close()`` is closed at the end); ``mlp``: a trained
+    network (default: :func:`train_mlp` with ``seed``)."""
+    from .run import close_backend, make_backend
     make = make_backend if make is None else make
     config = get_config(config)
     unknown = [r for r in recipes if not isinstance(r, Recipe) and r not in RECIPES]
@@ -230,52 +232,60 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
                                                    fmt_in=recipe.fmt_act, layers=layers)
         plan.append((recipe, layers, programs))
     hbm_bytes = max(c.hbm_bytes for *_, programs in plan for c in programs.values())
-    device = make(backend, config, hbm_bytes=hbm_bytes, seed=seed)
+    steps, position = len(recipes) * len(bounds), {"done": 0, "text": "train"}
 
-    start = time.monotonic()
-    mlp = train_mlp(data, seed=seed) if mlp is None else mlp
-    train_seconds = time.monotonic() - start
-    x, y = data.x_test[:samples], data.y_test[:samples]
-    fp32 = forward_fp32(mlp, x)
+    def within(retired, commands):      # the backend's progress inside one program
+        if progress is not None and commands:
+            progress(position["done"] + retired / commands, steps, position["text"])
+    device = make(backend, config, hbm_bytes=hbm_bytes, seed=seed, progress=within)
+    try:
+        start = time.monotonic()
+        mlp = train_mlp(data, seed=seed) if mlp is None else mlp
+        train_seconds = time.monotonic() - start
+        x, y = data.x_test[:samples], data.y_test[:samples]
+        fp32 = forward_fp32(mlp, x)
 
-    runs, done, steps = [], 0, len(recipes) * len(bounds)
-    run_start = time.monotonic()
-    for recipe, layers, programs in plan:
-        tensors = quantize_weights(mlp, recipe)
-        logits = np.zeros((samples, fp32.shape[1]), np.float32)
-        exact, states, errors, counters, commands = True, [], [], {}, {}
-        for m0, m1 in bounds:
-            compiled = programs[m1 - m0]
-            x_q = quantize_mx(x[m0:m1], recipe.fmt_act, axis=1)
-            device.reset()
-            result, out = run_compiled(device, compiled, {"X": x_q, **tensors})
-            logits[m0:m1] = out["Y"]
-            want = reference_logits(x_q, tensors, layers)
-            exact &= bool(result.ok and np.array_equal(out["Y"].view(np.uint32),
-                                                       want.view(np.uint32)))
-            states.append(result.state)
-            errors.append(result.error.name)
-            _add_counters(counters, result.counters)
-            for kind, n in compiled.program.counts().items():
-                commands[kind] = commands.get(kind, 0) + n
-            done += 1
-            if progress is not None:
-                progress(done, steps, f"{recipe.name} samples {m0}..{m1 - 1}")
-        runs.append(_run_record(config, recipe, layers, logits, y, exact, states, errors,
-                                counters, commands, len(bounds), programs))
-    fp32_acc = float(np.mean(fp32.argmax(1) == y))
-    for r in runs:
-        r["accuracy_vs_fp32"] = r["accuracy"] - fp32_acc
-    return {
-        "workload": "mlp-digits", "config": config.name, "backend": backend, "seed": seed,
-        "samples": samples, "batch": batch, "network": list(mlp.widths),
-        "train": {"samples": len(data.y_train), "epochs": mlp.epochs,
-                  "accuracy": mlp.train_accuracy, "seconds": round(train_seconds, 2)},
-        "fp32": {"accuracy": fp32_acc},
-        "runs": runs,
-        "run_seconds": round(time.monotonic() - run_start, 2),
-        "passed": all(r["bit_exact"] for r in runs),
-    }
+        runs = []
+        run_start = time.monotonic()
+        for recipe, layers, programs in plan:
+            tensors = quantize_weights(mlp, recipe)
+            logits = np.zeros((samples, fp32.shape[1]), np.float32)
+            exact, states, errors, counters, commands = True, [], [], {}, {}
+            for m0, m1 in bounds:
+                position["text"] = f"{recipe.name} samples {m0}..{m1 - 1}"
+                compiled = programs[m1 - m0]
+                x_q = quantize_mx(x[m0:m1], recipe.fmt_act, axis=1)
+                device.reset()
+                result, out = run_compiled(device, compiled, {"X": x_q, **tensors})
+                logits[m0:m1] = out["Y"]
+                want = reference_logits(x_q, tensors, layers)
+                exact &= bool(result.ok and np.array_equal(out["Y"].view(np.uint32),
+                                                           want.view(np.uint32)))
+                states.append(result.state)
+                errors.append(result.error.name)
+                _add_counters(counters, result.counters)
+                for kind, n in compiled.program.counts().items():
+                    commands[kind] = commands.get(kind, 0) + n
+                position["done"] += 1
+                if progress is not None:
+                    progress(position["done"], steps, position["text"])
+            runs.append(_run_record(config, recipe, layers, logits, y, exact, states, errors,
+                                    counters, commands, len(bounds), programs))
+        fp32_acc = float(np.mean(fp32.argmax(1) == y))
+        for r in runs:
+            r["accuracy_vs_fp32"] = r["accuracy"] - fp32_acc
+        return {
+            "workload": "mlp-digits", "config": config.name, "backend": backend, "seed": seed,
+            "samples": samples, "batch": batch, "network": list(mlp.widths),
+            "train": {"samples": len(data.y_train), "epochs": mlp.epochs,
+                      "accuracy": mlp.train_accuracy, "seconds": round(train_seconds, 2)},
+            "fp32": {"accuracy": fp32_acc},
+            "runs": runs,
+            "run_seconds": round(time.monotonic() - run_start, 2),
+            "passed": all(r["bit_exact"] for r in runs),
+        }
+    finally:
+        close_backend(device)
 
 
 def _run_record(config, recipe, layers, logits, y, exact, states, errors, counters, commands,

@@ -18,15 +18,16 @@ from .compiler import compile_gemm
 from .golden import GoldenBackend
 from .mlp import run_mlp
 
-__all__ = ["BACKENDS", "make_backend", "run_gemm", "run_mlp"]
+__all__ = ["BACKENDS", "close_backend", "make_backend", "run_gemm", "run_mlp"]
 
 #: Backend names the runtime knows; only ``golden`` exists so far.
 BACKENDS = ("golden", "rtl", "fpga")
 
 
-def make_backend(name: str, config: Config, *, hbm_bytes: int, seed: int = 0):
-    """A backend by name. ``rtl`` and ``fpga`` raise NotImplementedError naming what they wait
-    for (docs/sdk.md, "What is left")."""
+def make_backend(name: str, config: Config, *, hbm_bytes: int, seed: int = 0, progress=None):
+    """A backend by name. ``progress``: ``f(retired, total)`` during a run, for backends that
+    take time (the golden one runs at once and ignores it). ``rtl`` and ``fpga`` raise
+    NotImplementedError naming what they wait for (docs/sdk.md, "What is left")."""
     if name == "golden":
         return GoldenBackend(config, hbm_bytes=hbm_bytes, seed=seed)
     if name == "rtl":
@@ -38,10 +39,18 @@ def make_backend(name: str, config: Config, *, hbm_bytes: int, seed: int = 0):
     raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
 
 
+def close_backend(device) -> None:
+    """Stop a backend that holds a process (``close()``, as the rtl one's simulator)."""
+    close = getattr(device, "close", None)
+    if close is not None:
+        close()
+
+
 def run_gemm(config, *, m: int, n: int, k: int, a_fmt, b_fmt, a=None, b=None, seed: int = 0,
-             backend: str = "golden") -> tuple[dict, np.ndarray]:
+             backend: str = "golden", progress=None) -> tuple[dict, np.ndarray]:
     """Run ``C = A x B`` (module docstring). ``a`` (M x K) / ``b`` (K x N): FP32 inputs, random
-    normal from ``seed`` when None. Returns ``(report, C)``."""
+    normal from ``seed`` when None; ``progress``: ``f(retired, total)`` passed to the backend.
+    Returns ``(report, C)``."""
     config = get_config(config)
     a_fmt, b_fmt = Format.of(a_fmt), Format.of(b_fmt)
     rng = np.random.default_rng(seed)
@@ -51,8 +60,12 @@ def run_gemm(config, *, m: int, n: int, k: int, a_fmt, b_fmt, a=None, b=None, se
         raise ValueError(f"A must be {m} x {k} and B {k} x {n}, not {a.shape} and {b.shape}")
     qa, qb = quantize_mx(a, a_fmt, axis=1), quantize_mx(b, b_fmt, axis=0)
     compiled = compile_gemm(config, m=m, n=n, k=k, fmt_a=a_fmt, fmt_b=b_fmt)
-    device = make_backend(backend, config, hbm_bytes=compiled.hbm_bytes, seed=seed)
-    result, out = run_compiled(device, compiled, {"A": qa, "B": qb})
+    device = make_backend(backend, config, hbm_bytes=compiled.hbm_bytes, seed=seed,
+                          progress=progress)
+    try:
+        result, out = run_compiled(device, compiled, {"A": qa, "B": qb})
+    finally:
+        close_backend(device)
     c = out["C"]
     want = mx_matmul(qa, qb)
     exact = bool(result.ok and np.array_equal(c.view(np.uint32), want.view(np.uint32)))

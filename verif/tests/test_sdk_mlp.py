@@ -74,10 +74,21 @@ def test_golden_run_is_bit_exact_in_batches(trained):
     """40 samples in batches of 16 (three programs, the last one shorter), both recipes: the
     logits equal the numpy chain bit for bit; the counters add up over the batches."""
     progress = []
-    report = run_mlp("small", samples=40, batch=16, mlp=trained,
+
+    class Reporting(GoldenBackend):   # reports half way through every run, as the rtl one can
+        def run(self, program):
+            self.progress(len(program) // 2, len(program))
+            return super().run(program)
+
+    def make(name, config, *, hbm_bytes, seed=0, progress=None):
+        backend = Reporting(config, hbm_bytes=hbm_bytes, seed=seed)
+        backend.progress = progress
+        return backend
+    report = run_mlp("small", samples=40, batch=16, mlp=trained, make=make,
                      progress=lambda d, t, s: progress.append((d, t)))
     assert report["passed"] and report["samples"] == 40
-    assert progress == [(i, 6) for i in range(1, 7)]
+    assert [d for d, _ in progress] == pytest.approx([i / 2 for i in range(1, 13)], abs=0.02)
+    assert {t for _, t in progress} == {6}
     for run in report["runs"]:
         assert run["bit_exact"] and run["state"] == "HALTED" and run["batches"] == 3
         assert run["macs"] == 40 * (128 * 64 + 64 * 128 + 10 * 64)   # K whole blocks
@@ -110,7 +121,7 @@ class _NoReluTvp(GoldenBackend):
 
 
 def test_a_faulty_vector_processor_is_caught(trained):
-    def make(name, config, *, hbm_bytes, seed=0):
+    def make(name, config, *, hbm_bytes, seed=0, progress=None):
         return _NoReluTvp(config, hbm_bytes=hbm_bytes, seed=seed)
     report = run_mlp("small", samples=12, recipes=["fp8"], mlp=trained, make=make)
     assert not report["passed"] and not report["runs"][0]["bit_exact"]
@@ -154,14 +165,18 @@ def test_cli_backend_goes_through_make_backend(monkeypatch, capsys, trained):
     backend lands); today it refuses with a reason."""
     asked = []
 
-    def fake(name, config, *, hbm_bytes, seed=0):
+    class Closing(GoldenBackend):
+        def close(self):
+            asked.append("closed")
+
+    def fake(name, config, *, hbm_bytes, seed=0, progress=None):
         asked.append(name)
-        return GoldenBackend(config, hbm_bytes=hbm_bytes, seed=seed)
+        return Closing(config, hbm_bytes=hbm_bytes, seed=seed)
     monkeypatch.setattr("openmaia.sdk.run.make_backend", fake)
     monkeypatch.setattr(mlp_mod, "train_mlp", lambda data, seed=0: trained)
     assert main(["run", "mlp-digits", "--samples", "8", "--recipe", "fp8xfp4",
                  "--backend", "rtl"]) == 0
-    assert asked == ["rtl"]
+    assert asked == ["rtl", "closed"]
     out = capsys.readouterr().out
     assert "bit-exact" in out and "fp8xfp4" in out
     monkeypatch.undo()
