@@ -204,7 +204,7 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
     factory (default :func:`openmaia.sdk.run.make_backend`; called with ``hbm_bytes``, ``seed``
     and ``progress``; a backend with ``close()`` is closed at the end); ``mlp``: a trained
     network (default: :func:`train_mlp` with ``seed``)."""
-    from .run import close_backend, make_backend
+    from .run import close_backend, make_backend, program_dma_bytes
     make = make_backend if make is None else make
     config = get_config(config)
     unknown = [r for r in recipes if not isinstance(r, Recipe) and r not in RECIPES]
@@ -251,6 +251,7 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
             tensors = quantize_weights(mlp, recipe)
             logits = np.zeros((samples, fp32.shape[1]), np.float32)
             exact, states, errors, counters, commands = True, [], [], {}, {}
+            program_bytes = {"read": 0, "written": 0}
             for m0, m1 in bounds:
                 position["text"] = f"{recipe.name} samples {m0}..{m1 - 1}"
                 compiled = programs[m1 - m0]
@@ -266,11 +267,13 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
                 _add_counters(counters, result.counters)
                 for kind, n in compiled.program.counts().items():
                     commands[kind] = commands.get(kind, 0) + n
+                _add_counters(program_bytes, program_dma_bytes(compiled.program))
                 position["done"] += 1
                 if progress is not None:
                     progress(position["done"], steps, position["text"])
             runs.append(_run_record(config, recipe, layers, logits, y, exact, states, errors,
                                     counters, commands, len(bounds), programs))
+            runs[-1]["program_bytes"] = program_bytes
         fp32_acc = float(np.mean(fp32.argmax(1) == y))
         for r in runs:
             r["accuracy_vs_fp32"] = r["accuracy"] - fp32_acc

@@ -7,7 +7,8 @@ Input: a run's JSON, as ``openmaia run gemm --json`` (one run) or ``openmaia run
 * MAC utilization = ``macs / (cycles x Config.macs_per_cycle(a_fmt, b_fmt))``;
 * per engine (TTU, DMA, TVP, TCP) the share of the run's cycles it was busy and stalled;
 * bytes moved across the HBM port, arithmetic intensity (MACs per HBM byte), and HBM bandwidth
-  used (bytes a cycle) against the peak of :func:`peak_hbm_bytes_per_cycle`.
+  used (bytes a cycle) against the peak of :func:`peak_hbm_bytes_per_cycle`; the byte counters
+  are checked against the bytes the program's DMA descriptors move (``program_bytes``).
 
 A backend without time (``golden``) has no ``cycles``: everything that needs time is None and
 the report says so; bytes, MACs and intensity are still given. Nothing is estimated.
@@ -154,6 +155,7 @@ def breakdown(record: dict, config: Config | None = None) -> dict:
         "clock_mhz": config.clock_mhz,
         "macs": macs, "flops": 2 * macs,
         "hbm_bytes_read": read, "hbm_bytes_written": written, "hbm_bytes": moved,
+        "program_bytes": record.get("program_bytes"),
         "arithmetic_intensity": macs / moved if moved else None,
         "peak_macs_per_cycle": peak_macs, "peak_hbm_bytes_per_cycle": peak_bytes,
         "balance": peak_macs / peak_bytes,
@@ -161,6 +163,11 @@ def breakdown(record: dict, config: Config | None = None) -> dict:
         "hbm_bytes_per_cycle": None, "hbm_bandwidth_utilization": None, "engines": None,
         "notes": [],
     }
+    expected = record.get("program_bytes")
+    if expected and (read, written) != (expected["read"], expected["written"]):
+        out["notes"].append(f"HBM bytes in the counters ({read:,} read, {written:,} written) "
+                            f"differ from the program's DMA descriptors ({expected['read']:,} "
+                            f"read, {expected['written']:,} written)")
     if not cycles:
         out["notes"].append(f"no cycles in the counters (the {record.get('backend') or '?'} "
                             f"backend has no time): no utilization, rates or engine shares")
@@ -212,6 +219,9 @@ def render_text(items, console=None) -> None:
                                    "{:.3f} GMAC/s")),
             ("HBM bytes read", _fmt(b["hbm_bytes_read"])),
             ("HBM bytes written", _fmt(b["hbm_bytes_written"])),
+            ("program's DMA bytes read / written",
+             f"{b['program_bytes']['read']:,} / {b['program_bytes']['written']:,}"
+             if b["program_bytes"] else "-"),
             ("arithmetic intensity", _fmt(b["arithmetic_intensity"], "{:.2f} MAC/B")),
             ("tile balance", f"{b['balance']:g} MAC/B"),
             ("HBM bytes a cycle", (f"{_fmt(b['hbm_bytes_per_cycle'], '{:.2f}')} of peak "

@@ -13,12 +13,15 @@ import numpy as np
 
 from ..config import Config, get_config
 from ..numerics import Format, mx_matmul, quantize_mx
+from ..tile.dma_descriptor import DmaDirection
+from ..tile.isa import DmaCmd
 from .backend import run_compiled
 from .compiler import compile_gemm
 from .golden import GoldenBackend
 from .mlp import run_mlp
 
-__all__ = ["BACKENDS", "close_backend", "make_backend", "run_gemm", "run_mlp"]
+__all__ = ["BACKENDS", "close_backend", "make_backend", "program_dma_bytes", "run_gemm",
+           "run_mlp"]
 
 #: Backend names the runtime knows; only ``golden`` exists so far.
 BACKENDS = ("golden", "rtl", "fpga")
@@ -37,6 +40,18 @@ def make_backend(name: str, config: Config, *, hbm_bytes: int, seed: int = 0, pr
         raise NotImplementedError("the fpga backend needs a board build of the tile and its "
                                   "host link")
     raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
+
+
+def program_dma_bytes(program) -> dict:
+    """HBM bytes the program's DMA commands move, from the descriptors (no backend):
+    ``{"read": HBM -> TSRAM, "written": TSRAM -> HBM}``. A run that completes every command
+    moves exactly these; :mod:`.report` checks the counters against them."""
+    moved = {"read": 0, "written": 0}
+    for cmd in program:
+        if isinstance(cmd, DmaCmd):
+            load = cmd.desc.direction == DmaDirection.HBM_TO_TSRAM
+            moved["read" if load else "written"] += cmd.desc.total_bytes
+    return moved
 
 
 def close_backend(device) -> None:
@@ -85,6 +100,7 @@ def run_gemm(config, *, m: int, n: int, k: int, a_fmt, b_fmt, a=None, b=None, se
         "plan": {"chunk": [plan.mc, plan.nc], "sub_chunk": [plan.sm, plan.sn],
                  "k_pieces": plan.chain, "a_full_k": plan.a_full_k,
                  "tsram_bytes": plan.tsram_bytes},
+        "program_bytes": program_dma_bytes(compiled.program),
         "cycles": cycles,
         "mac_utilization": counters["macs"] / (peak * cycles) if cycles else None,
         "counters": counters,

@@ -95,6 +95,7 @@ def test_golden_run_is_bit_exact_in_batches(trained):
         assert run["counters"]["macs"] == run["macs"]
         # stores: X1 (E4M3 codes + 4 scales a row), X2 (64 codes + 2 scales), FP32 logits
         assert run["bytes_out"] == 40 * (128 + 4 + 64 + 2 + 4 * 10)
+        assert run["program_bytes"] == {"read": run["bytes_in"], "written": run["bytes_out"]}
         assert run["cycles"] is None and run["mac_utilization"] is None
         assert set(run["plans"]) == {"16", "8"}
 
