@@ -23,9 +23,15 @@ Parameters (:func:`openmaia.harness.bench_params`): ``channels``, ``granule_byte
 ``narrow`` (share of narrow bursts), ``pause``.
 """
 
+import json
+import os
 import random
+from pathlib import Path
 
 import cocotb
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotbext.axi import AxiBus, AxiMaster, AxiRam
 
@@ -71,6 +77,10 @@ class Poisoned(bytearray):
 
 async def setup(dut, prm, rng, mems=None):
     await reset(dut)
+    return await setup_rams(dut, prm, rng, mems)
+
+
+async def setup_rams(dut, prm, rng, mems=None):
     p = prm["channels"]
     chan_bytes = prm["flat_bytes"] // p
     rams = [AxiRam(AxiBus.from_prefix(dut, f"m_axi__{c}_"), dut.clk, dut.rst, size=chan_bytes,
@@ -208,3 +218,86 @@ async def errors(dut):
         assert int(resp.resp) == want, (f"burst {addr:#x}+{length}: response {resp.resp}, "
                                         f"want {want}")
     assert hits[True] and hits[False], f"bursts with / without the bad range: {hits}"
+
+
+class InterleavedHbm(wiring.Component):
+    """Bench top: :class:`~openmaia.hbm.interleaver.HbmInterleaver` in front of an
+    :class:`~openmaia.hbm.controller.HbmController` with as many pseudo-channels; ports
+    ``s_axi`` and the interleaver's ``stats``."""
+
+    def __init__(self, interleaver, controller):
+        if interleaver.channels != controller.pseudo_channels:
+            raise ValueError("the interleaver and the controller disagree on the channels")
+        self.interleaver, self.controller = interleaver, controller
+        super().__init__({"s_axi": In(interleaver.sig),
+                          "stats": Out(interleaver.signature.members["stats"].shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.interleaver = il = self.interleaver
+        m.submodules.hbm = hbm = self.controller
+        wiring.connect(m, wiring.flipped(self.s_axi), il.s_axi)
+        for c in range(il.channels):
+            wiring.connect(m, il.m_axi[c], hbm.s_axi[c])
+        m.d.comb += self.stats.eq(il.stats)
+        return m
+
+
+@cocotb.test(skip="ops" not in bench_params())
+async def throughput(dut):
+    """Sequential transfers, no pauses: ``ops`` = [[kind, bytes, count], ...] run one after
+    another (each group: ``count`` transfers of ``bytes`` at consecutive addresses, all queued
+    at once so the master keeps issuing); the bytes a cycle of each group (first address
+    handshake to the last R beat / B) go to ``throughput.json`` in the run folder."""
+    prm = bench_params()
+    rng = random.Random(cocotb.RANDOM_SEED)
+    await reset(dut)
+    if prm.get("rams", True):
+        prm["pause"] = 0
+        master, _ = await setup_rams(dut, prm, rng)
+    else:
+        master = AxiMaster(AxiBus.from_prefix(dut, "s_axi_"), dut.clk, dut.rst)
+        set_pauses(rng, 0, master)
+    cycle = [0]
+
+    async def clock():
+        while True:
+            await RisingEdge(dut.clk)
+            cycle[0] += 1
+
+    cocotb.start_soon(clock())
+    results = []
+    addr = prm.get("base", 0)
+    for kind, nbytes, count in prm["ops"]:
+        first = [None]
+
+        async def watch():
+            ch = "ar" if kind == "r" else "aw"
+            while first[0] is None:
+                await RisingEdge(dut.clk)
+                if (int(getattr(dut, f"s_axi__{ch}valid").value)
+                        and int(getattr(dut, f"s_axi__{ch}ready").value)):
+                    first[0] = cycle[0]
+
+        watcher = cocotb.start_soon(watch())
+        if kind == "w":
+            tasks = [cocotb.start_soon(master.write(addr + k * nbytes, bytes(nbytes)))
+                     for k in range(count)]
+        else:
+            tasks = [cocotb.start_soon(master.read(addr + k * nbytes, nbytes))
+                     for k in range(count)]
+        for t in tasks:
+            resp = await t
+            assert int(resp.resp) == 0, f"{kind} response {resp.resp}"
+        end = cycle[0]
+        watcher.cancel()
+        total = nbytes * count
+        results.append({"kind": kind, "bytes": total, "cycles": end - first[0],
+                        "bytes_per_cycle": round(total / (end - first[0]), 3)})
+        dut._log.info("%s %d x %d B: %d cycles, %.2f B/cycle", kind, count, nbytes,
+                      end - first[0], total / (end - first[0]))
+        addr += total
+        for _ in range(20):
+            await RisingEdge(dut.clk)
+    run_dir = Path(os.environ.get("OPENMAIA_RUN_DIR", "."))
+    (run_dir / "throughput.json").write_text(json.dumps(results))
