@@ -11,9 +11,20 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import Axi4Signature
 
-__all__ = ["AxiArbiter", "ARBITER_FAULTS", "ax_layout", "w_layout", "r_layout", "b_layout",
-           "arbiter_stats_layout", "COUNTER_BITS",
-           "queue", "assign", "ax_fields", "case"]
+__all__ = [
+    "ARBITER_FAULTS",
+    "COUNTER_BITS",
+    "AxiArbiter",
+    "arbiter_stats_layout",
+    "assign",
+    "ax_fields",
+    "ax_layout",
+    "b_layout",
+    "case",
+    "queue",
+    "r_layout",
+    "w_layout",
+]
 
 #: Deliberate bugs for the mutation tests: ``w_ignores_order`` takes W beats from any manager
 #: that has one (locked to it until WLAST) instead of following the AW grant order.
@@ -147,6 +158,16 @@ class AxiArbiter(wiring.Component):
             "m_axi": Out(self.m_sig),
             "stats": Out(arbiter_stats_layout(managers)),
         })
+
+    @classmethod
+    def from_config(cls, config, *, managers=3, w_order_depth=4, faults=frozenset()):
+        """The tile's arbiter: ``s_axi`` ports with ``config``'s AXI parameters (the
+        signature of :class:`~openmaia.tile.dma.TileDma` ``m_axi``); ``m_axi`` has
+        ``axi_id_bits + ceil(log2(managers))`` ID bits, so the HBM side (interleaver,
+        controller) is built with ``id_width=arbiter.m_sig.id_width``."""
+        return cls(managers=managers, addr_width=config.axi_addr_bits,
+                   data_width=config.axi_data_bits, id_width=config.axi_id_bits,
+                   w_order_depth=w_order_depth, faults=faults)
 
     def elaborate(self, platform):
         m = Module()

@@ -11,11 +11,25 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..bus.axi import AXI_BOUNDARY_BYTES, Axi4Signature, AxiBurst
-from ..bus.axi_arbiter import (AX_NAMES, COUNTER_BITS, ax_fields, ax_layout, b_layout, case,
-                               queue, r_layout, w_layout)
+from ..bus.axi_arbiter import (
+    AX_NAMES,
+    COUNTER_BITS,
+    ax_fields,
+    ax_layout,
+    b_layout,
+    case,
+    queue,
+    r_layout,
+    w_layout,
+)
 
-__all__ = ["InterleaveMap", "HbmInterleaver", "INTERLEAVER_FAULTS", "DEFAULT_GRANULE_BYTES",
-           "interleaver_stats_layout"]
+__all__ = [
+    "DEFAULT_GRANULE_BYTES",
+    "INTERLEAVER_FAULTS",
+    "HbmInterleaver",
+    "InterleaveMap",
+    "interleaver_stats_layout",
+]
 
 #: Deliberate bugs for the mutation tests: ``no_split`` sends every burst whole to the channel
 #: of its first address; ``rlast_each_sub_burst`` raises RLAST on the last beat of every
@@ -212,10 +226,13 @@ class HbmInterleaver(wiring.Component):
 
     @classmethod
     def from_config(cls, config, *, granule_bytes=DEFAULT_GRANULE_BYTES, fold=True,
-                    order_depth=32, faults=frozenset()):
-        """The interleaver in front of ``config``'s HBM pseudo-channels (its AXI parameters)."""
+                    order_depth=32, id_width=None, faults=frozenset()):
+        """The interleaver in front of ``config``'s HBM pseudo-channels (its AXI parameters;
+        ``id_width`` defaults to ``axi_id_bits``, behind an :class:`AxiArbiter` pass its
+        ``m_sig.id_width``)."""
         return cls(channels=config.hbm_pseudo_channels, addr_width=config.axi_addr_bits,
-                   data_width=config.axi_data_bits, id_width=config.axi_id_bits,
+                   data_width=config.axi_data_bits,
+                   id_width=config.axi_id_bits if id_width is None else id_width,
                    granule_bytes=granule_bytes, fold=fold, order_depth=order_depth,
                    faults=faults)
 

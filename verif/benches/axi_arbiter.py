@@ -23,7 +23,6 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotbext.axi import AxiBus, AxiMaster, AxiRam
-
 from openmaia.harness import bench_params
 
 CLOCK_NS = 10

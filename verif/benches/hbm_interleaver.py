@@ -34,7 +34,6 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotbext.axi import AxiBus, AxiMaster, AxiRam
-
 from openmaia.benches.axi_arbiter import counter, reset, set_pauses
 from openmaia.harness import bench_params
 from openmaia.hbm.interleaver import InterleaveMap
@@ -197,7 +196,7 @@ async def errors(dut):
     bad_ch = 1 if p > 1 else 0
     g = prm["granule_bytes"]
     mems[bad_ch].bad = (4 * g, 6 * g)
-    master, rams = await setup(dut, prm, rng, mems)
+    master, _ = await setup(dut, prm, rng, mems)
 
     def touches_bad(addr, length):
         first = addr - addr % db
@@ -271,7 +270,7 @@ async def throughput(dut):
     for kind, nbytes, count in prm["ops"]:
         first = [None]
 
-        async def watch():
+        async def watch(kind=kind, first=first):
             ch = "ar" if kind == "r" else "aw"
             while first[0] is None:
                 await RisingEdge(dut.clk)

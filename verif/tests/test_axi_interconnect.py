@@ -4,21 +4,23 @@ Verilator benches (verif/benches/axi_arbiter.py, verif/benches/hbm_interleaver.p
 cocotbext-axi models and random pauses on every channel. Contract: docs/interconnect.md.
 """
 
-import random
 
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-
 from openmaia.bus.axi import AxiBurst, AxiResp
 from openmaia.bus.axi_arbiter import ARBITER_FAULTS, AxiArbiter
 from openmaia.config import PRESETS
 from openmaia.harness import simulate
 from openmaia.harness.elaborate import lint
-from openmaia.hbm.interleaver import (DEFAULT_GRANULE_BYTES, INTERLEAVER_FAULTS,
-                                      HbmInterleaver, InterleaveMap)
+from openmaia.hbm.interleaver import (
+    DEFAULT_GRANULE_BYTES,
+    INTERLEAVER_FAULTS,
+    HbmInterleaver,
+    InterleaveMap,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -327,12 +329,10 @@ def _expected_subs(mp, addr=0x30, beats=16, size=16):
 def test_interleaver_read_split_order_full_rate(channels):
     mp, subs, rbeats, rcycles, _, _ = _interleaver_burst(channels=channels)
     assert subs == _expected_subs(mp)
-    flat = [mp.unmap(mp.map(0x30)[0], mp.map(0x30)[1])]
-    assert flat == [0x30]
     # R data is the channel address of each beat: back in flat order, RLAST once, ID kept.
     want = []
     for k in range(16):
-        ch, ca = mp.map(0x30 + 16 * k)
+        _, ca = mp.map(0x30 + 16 * k)
         want.append((ca, int(k == 15), 2))
     assert rbeats == want
     assert rcycles == list(range(rcycles[0], rcycles[0] + 16)), f"R not full rate: {rcycles}"
