@@ -14,7 +14,7 @@ stalls, which the ``stats`` counters must equal at the end. Tests:
   by a good write and read-back there.
 * :func:`full_rate`: no pauses: a 64-beat write moves one W beat a cycle, four back-to-back
   16-beat reads one R beat a cycle with no bubble between bursts, first R beat 2 cycles after
-  the AR handshake.
+  the AR handshake; a read and a write issued together overlap (about half the cycles).
 
 Parameters (:func:`openmaia.harness.bench_params`): ``capacity``, ``data_bytes``,
 ``addr_width``, ``id_width``, ``init_seed`` (the init bytes are ``random.Random(init_seed)
@@ -277,6 +277,25 @@ async def full_rate(dut):
                   beats, w[-1] - w[0] + 1, reads * per, r[-1] - r[0] + 1, latency)
     if latency != 2:
         errors.append(f"AR handshake to first R beat: {latency} cycles, not 2")
+    # a read and a write of as many beats, issued together, overlap (two memory ports)
+    half = beats // 2
+    wdata = rng.randbytes(half * db)
+    w_event = master.init_write(half * db, wdata)
+    r_event = master.init_read(0, half * db)
+    await w_event.wait()
+    await r_event.wait()
+    if r_event.data.data != data[:half * db]:
+        errors.append("concurrent read: data differs from the written data")
+    first = min(monitor.w_beats[-half], monitor.r_beats[-half])
+    last = max(monitor.w_beats[-1], monitor.r_beats[-1])
+    dut._log.info("a %d-beat read and a %d-beat write together: %d cycles", half, half,
+                  last - first + 1)
+    if last - first + 1 > half + 4:
+        errors.append(f"a {half}-beat read and write together took {last - first + 1} cycles: "
+                      f"not concurrent")
+    resp = await master.read(half * db, half * db)
+    if resp.data != wdata:
+        errors.append("concurrent write: read-back differs")
     await _settle(dut, master)
     monitor.running = False
     _check_stats(dut, monitor, errors)

@@ -216,7 +216,7 @@ def _run(mem, testcase, seed, check=True, **extra):
               "addr_width": mem.axi.addr_width, "id_width": mem.axi.id_width,
               "init_seed": 7, **extra}
     result = simulate(mem, bench=BENCH, name="onchip", testcase=testcase, params=params,
-                      seed=seed, check=check)
+                      seed=seed, check=check, array=True)
     print(f"{testcase}: build {result.build_seconds:.1f} s (cached {result.build_cached}), "
           f"run {result.run_seconds:.1f} s, log {result.log_file}")
     return result
@@ -224,7 +224,7 @@ def _run(mem, testcase, seed, check=True, **extra):
 
 @pytest.mark.sim
 def test_random_traffic(seed):
-    _run(_bench_mem(), "random_traffic", seed, ops=120, max_beats=24)
+    _run(_bench_mem(), "random_traffic", seed, ops=400, max_beats=24)
 
 
 @pytest.mark.sim
@@ -237,6 +237,6 @@ def test_full_rate(seed):
                                                 else [pytest.mark.slow])
                                    for f in sorted(ONCHIP_FAULTS)])
 def test_random_traffic_catches_fault(fault, seed):
-    result = _run(_bench_mem(faults={fault}), "random_traffic", seed, check=False, ops=120,
+    result = _run(_bench_mem(faults={fault}), "random_traffic", seed, check=False, ops=400,
                   max_beats=24)
     assert result.tests and not result.passed, f"{fault} went unnoticed by the bench"
