@@ -157,14 +157,15 @@ class TvpWorkload:
         assert status != ErrorCode.OK, (kind, c)
         return self._append(c, kind)
 
-    def random(self, count, *, illegal=0.15):
-        """``count`` random legal commands with one of each illegal kind (and, with
-        probability ``illegal`` after each, another), shuffled."""
+    def random(self, count, *, illegal=0.15, ops=None):
+        """``count`` random legal commands (of ``ops``, default all) with one of each illegal
+        kind (and, with probability ``illegal`` after each, another), shuffled."""
+        ops = [TvpOp[o] if isinstance(o, str) else TvpOp(o) for o in (ops or list(TvpOp))]
         plan = ["op"] * count + list(ILLEGAL_KINDS)
         self.rng.shuffle(plan)
         for item in plan:
             if item == "op":
-                self.random_command()
+                self.random_command(self.rng.choice(ops))
             else:
                 self.illegal(item)
             if self.rng.random() < illegal:
@@ -301,7 +302,7 @@ async def random_commands(dut):
         seed = cocotb.RANDOM_SEED + round_
         wl = TvpWorkload(lanes=params["lanes"], formats=params["formats"],
                          tsram_bytes=params["tsram_bytes"], seed=seed)
-        wl.random(params["commands"])
+        wl.random(params["commands"], ops=params.get("ops"))
         want_events, want_memory = wl.expected()
         prng = random.Random(seed)
         await _host_write(dut, clk, wl.memory, word_bytes, layout)
