@@ -138,6 +138,18 @@ def _mx_quantizer_params(config: Config, q) -> dict:
             "count": 200}
 
 
+def _tile(config: Config):
+    from .sdk.rtl import TILE_HBM_BYTES
+    from .tile.tile import Tile
+    return Tile(config, hbm_bytes=TILE_HBM_BYTES)
+
+
+def _tile_params(config: Config, tile) -> dict:
+    from .sdk.rtl import config_to_params
+    return {"config": config_to_params(config), "hbm_bytes": tile.hbm_bytes,
+            "ring_entries": 64, "pause": 0.3, "count": 2}
+
+
 TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="element-decoder",
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
@@ -180,6 +192,11 @@ TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="mx-quantizer", description="TVP MX quantiser: FP32 blocks -> E8M0 scale + codes",
         build=_mx_quantizer, bench="openmaia.benches.mx_quantizer",
         bench_params=_mx_quantizer_params, testcase="random_traffic"),
+    Top(name="tile",
+        description="The tile: command fetcher, TCP, DMA, TSRAM, TTU engine, TVP, registers, "
+                    "AXI arbiter, HBM interleaver and model; SDK GEMMs bit-exact",
+        build=_tile, bench="openmaia.benches.tile", bench_params=_tile_params,
+        testcase="smoke"),
 ]}
 
 

@@ -5,7 +5,7 @@ rtl/tile/registers.py; do not edit). Contract: docs/registers.md.
 access)}; ``COUNTERS``: counter name -> (LO address, HI address or None, width); and one constant
 per register (its address) and per field (``<REG>_<FIELD>_SHIFT`` / ``_MASK``)."""
 
-MAP_DIGEST = 0xc340c130   # the value of the MAP_ID register
+MAP_DIGEST = 0x103e773f   # the value of the MAP_ID register
 MAGIC = 0x4d41
 MAP_VERSION = 1
 ADDR_BITS = 12
@@ -441,22 +441,34 @@ CNT_TILE_CYCLES_LO_VALUE_MASK = 0xffffffff
 CNT_TILE_CYCLES_HI = 0x378
 CNT_TILE_CYCLES_HI_VALUE_SHIFT = 0
 CNT_TILE_CYCLES_HI_VALUE_MASK = 0xffff
-CNT_FETCH_COMMANDS = 0x37c
+CNT_TILE_DMA_READ_BYTES_LO = 0x37c
+CNT_TILE_DMA_READ_BYTES_LO_VALUE_SHIFT = 0
+CNT_TILE_DMA_READ_BYTES_LO_VALUE_MASK = 0xffffffff
+CNT_TILE_DMA_READ_BYTES_HI = 0x380
+CNT_TILE_DMA_READ_BYTES_HI_VALUE_SHIFT = 0
+CNT_TILE_DMA_READ_BYTES_HI_VALUE_MASK = 0xffff
+CNT_TILE_DMA_WRITE_BYTES_LO = 0x384
+CNT_TILE_DMA_WRITE_BYTES_LO_VALUE_SHIFT = 0
+CNT_TILE_DMA_WRITE_BYTES_LO_VALUE_MASK = 0xffffffff
+CNT_TILE_DMA_WRITE_BYTES_HI = 0x388
+CNT_TILE_DMA_WRITE_BYTES_HI_VALUE_SHIFT = 0
+CNT_TILE_DMA_WRITE_BYTES_HI_VALUE_MASK = 0xffff
+CNT_FETCH_COMMANDS = 0x38c
 CNT_FETCH_COMMANDS_VALUE_SHIFT = 0
 CNT_FETCH_COMMANDS_VALUE_MASK = 0xffffffff
-CNT_FETCH_BURSTS = 0x380
+CNT_FETCH_BURSTS = 0x390
 CNT_FETCH_BURSTS_VALUE_SHIFT = 0
 CNT_FETCH_BURSTS_VALUE_MASK = 0xffffffff
-CNT_FETCH_READ_ERRORS = 0x384
+CNT_FETCH_READ_ERRORS = 0x394
 CNT_FETCH_READ_ERRORS_VALUE_SHIFT = 0
 CNT_FETCH_READ_ERRORS_VALUE_MASK = 0xffffffff
-CNT_FETCH_BUSY = 0x388
+CNT_FETCH_BUSY = 0x398
 CNT_FETCH_BUSY_VALUE_SHIFT = 0
 CNT_FETCH_BUSY_VALUE_MASK = 0xffffffff
-CNT_FETCH_STALL_INPUT = 0x38c
+CNT_FETCH_STALL_INPUT = 0x39c
 CNT_FETCH_STALL_INPUT_VALUE_SHIFT = 0
 CNT_FETCH_STALL_INPUT_VALUE_MASK = 0xffffffff
-CNT_FETCH_STALL_OUTPUT = 0x390
+CNT_FETCH_STALL_OUTPUT = 0x3a0
 CNT_FETCH_STALL_OUTPUT_VALUE_SHIFT = 0
 CNT_FETCH_STALL_OUTPUT_VALUE_MASK = 0xffffffff
 
@@ -588,12 +600,16 @@ ADDRESS = {
     'CNT_TSRAM_CYCLES': 0x370,
     'CNT_TILE_CYCLES_LO': 0x374,
     'CNT_TILE_CYCLES_HI': 0x378,
-    'CNT_FETCH_COMMANDS': 0x37c,
-    'CNT_FETCH_BURSTS': 0x380,
-    'CNT_FETCH_READ_ERRORS': 0x384,
-    'CNT_FETCH_BUSY': 0x388,
-    'CNT_FETCH_STALL_INPUT': 0x38c,
-    'CNT_FETCH_STALL_OUTPUT': 0x390,
+    'CNT_TILE_DMA_READ_BYTES_LO': 0x37c,
+    'CNT_TILE_DMA_READ_BYTES_HI': 0x380,
+    'CNT_TILE_DMA_WRITE_BYTES_LO': 0x384,
+    'CNT_TILE_DMA_WRITE_BYTES_HI': 0x388,
+    'CNT_FETCH_COMMANDS': 0x38c,
+    'CNT_FETCH_BURSTS': 0x390,
+    'CNT_FETCH_READ_ERRORS': 0x394,
+    'CNT_FETCH_BUSY': 0x398,
+    'CNT_FETCH_STALL_INPUT': 0x39c,
+    'CNT_FETCH_STALL_OUTPUT': 0x3a0,
 }
 
 FIELDS = {
@@ -747,6 +763,10 @@ FIELDS = {
     'CNT_TSRAM_CYCLES': {'value': (0, 32, 'RO')},
     'CNT_TILE_CYCLES_LO': {'value': (0, 32, 'RO')},
     'CNT_TILE_CYCLES_HI': {'value': (0, 16, 'RO')},
+    'CNT_TILE_DMA_READ_BYTES_LO': {'value': (0, 32, 'RO')},
+    'CNT_TILE_DMA_READ_BYTES_HI': {'value': (0, 16, 'RO')},
+    'CNT_TILE_DMA_WRITE_BYTES_LO': {'value': (0, 32, 'RO')},
+    'CNT_TILE_DMA_WRITE_BYTES_HI': {'value': (0, 16, 'RO')},
     'CNT_FETCH_COMMANDS': {'value': (0, 32, 'RO')},
     'CNT_FETCH_BURSTS': {'value': (0, 32, 'RO')},
     'CNT_FETCH_READ_ERRORS': {'value': (0, 32, 'RO')},
@@ -831,10 +851,12 @@ COUNTERS = {
     'tsram.busy': (0x36c, None, 32),
     'tsram.cycles': (0x370, None, 32),
     'tile.cycles': (0x374, 0x378, 48),
-    'fetch.commands': (0x37c, None, 32),
-    'fetch.bursts': (0x380, None, 32),
-    'fetch.read_errors': (0x384, None, 32),
-    'fetch.busy': (0x388, None, 32),
-    'fetch.stall_input': (0x38c, None, 32),
-    'fetch.stall_output': (0x390, None, 32),
+    'tile.dma_read_bytes': (0x37c, 0x380, 48),
+    'tile.dma_write_bytes': (0x384, 0x388, 48),
+    'fetch.commands': (0x38c, None, 32),
+    'fetch.bursts': (0x390, None, 32),
+    'fetch.read_errors': (0x394, None, 32),
+    'fetch.busy': (0x398, None, 32),
+    'fetch.stall_input': (0x39c, None, 32),
+    'fetch.stall_output': (0x3a0, None, 32),
 }

@@ -29,13 +29,14 @@ BACKENDS = ("golden", "rtl", "fpga")
 
 def make_backend(name: str, config: Config, *, hbm_bytes: int, seed: int = 0, progress=None):
     """A backend by name. ``progress``: ``f(retired, total)`` during a run, for backends that
-    take time (the golden one runs at once and ignores it). ``rtl`` and ``fpga`` raise
-    NotImplementedError naming what they wait for (docs/sdk.md, "What is left")."""
+    take time (the golden one runs at once and ignores it). ``rtl`` is the tile top under
+    Verilator (:class:`~.rtl.RtlBackend`; close it after use, :func:`close_backend`); ``fpga``
+    raises NotImplementedError naming what it waits for (docs/sdk.md, "What is left")."""
     if name == "golden":
         return GoldenBackend(config, hbm_bytes=hbm_bytes, seed=seed)
     if name == "rtl":
-        raise NotImplementedError("the rtl backend needs the tile top (TCP + DMA + TSRAM + TTU + "
-                                  "TVP + HBM model) registered in openmaia.tops")
+        from .rtl import RtlBackend
+        return RtlBackend(config, hbm_bytes=hbm_bytes, seed=seed, progress=progress)
     if name == "fpga":
         raise NotImplementedError("the fpga backend needs a board build of the tile and its "
                                   "host link")

@@ -397,8 +397,12 @@ def build_map(*, semaphores, counters, dma_queues=2, addr_width=12):
 
 
 class TileCounters(data.Struct):
-    """Counters the tile top keeps itself (group ``tile``)."""
-    cycles: 48          # clock cycles since reset or CONTROL.counters_clear
+    """Counters the tile top keeps itself (group ``tile``), zeroed by CONTROL.counters_clear:
+    ``cycles``; ``dma_read_bytes`` / ``dma_write_bytes``: HBM bus traffic of the DMA's AXI
+    port (R / W beats x bus bytes: what the DMA takes of the HBM bandwidth)."""
+    cycles: 48
+    dma_read_bytes: 48
+    dma_write_bytes: 48
 
 
 class HostRegisters(wiring.Component):

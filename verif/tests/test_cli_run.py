@@ -13,10 +13,10 @@ def test_run_gemm_golden_json(capsys):
     assert report["macs"] == 9 * 13 * 96          # K padded to whole 32-element blocks
 
 
-def test_run_gemm_rtl_backend_is_refused_with_a_reason(capsys):
+def test_run_gemm_fpga_backend_is_refused_with_a_reason(capsys):
     try:
-        code = main(["run", "gemm", "--m", "4", "--n", "4", "--k", "32", "--backend", "rtl"])
+        code = main(["run", "gemm", "--m", "4", "--n", "4", "--k", "32", "--backend", "fpga"])
     except SystemExit as exit_:
         code = exit_.code
     assert code == 2
-    assert "rtl" in capsys.readouterr().err
+    assert "board" in capsys.readouterr().err

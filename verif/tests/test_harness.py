@@ -32,9 +32,11 @@ def test_waivers_are_exactly_the_generated_code_ones():
 
 
 # The TTU of the big presets takes minutes to elaborate (64 / 16 engines of 16 lanes); the
-# 16-lane vector ALU about a minute (its 4-lane build is linted in the default tier).
+# 16-lane vector ALU about a minute (its 4-lane build is linted in the default tier); the tile
+# holds the TTU engine.
 _BIG = {("ttu", "default"), ("ttu", "ulx3s"), ("ttu-engine", "default"), ("ttu-engine", "ulx3s"),
-        ("vector-alu", "default"), ("vector-alu", "ulx3s")}
+        ("vector-alu", "default"), ("vector-alu", "ulx3s"), ("tile", "default"),
+        ("tile", "ulx3s")}
 
 
 @pytest.mark.parametrize("top, config", [

@@ -303,8 +303,8 @@ def test_run_gemm_report():
     assert report["passed"] and report["state"] == "HALTED" and c.shape == (9, 5)
     assert report["macs"] == 9 * 5 * 128 and report["bytes_out"] == 4 * 9 * 5
     assert report["cycles"] is None and report["mac_utilization"] is None
-    with pytest.raises(NotImplementedError, match="tile top"):
-        make_backend("rtl", SMALL, hbm_bytes=64)
+    with pytest.raises(NotImplementedError, match="board"):
+        make_backend("fpga", SMALL, hbm_bytes=64)
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("cloud", SMALL, hbm_bytes=64)
 

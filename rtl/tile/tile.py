@@ -1,0 +1,184 @@
+"""The tile top: control processor, DMA, tile SRAM, tensor unit, vector unit and the HBM model,
+with the host's register port and memory port (docs/tile.md).
+
+```text
+ host s_axil --> HostRegisters --(cq base/size/doorbell, windows, restart, flush)--+
+                                                                                    v
+ host_axi ------------------+         CommandFetcher --cmd--> TileControlProcessor
+                            v              |                 |dma[q]   |ttu      |tvp
+                       AxiArbiter <--------+            TileDma  TileTensorEngine  TileVectorProcessor
+                  (host, fetcher, DMA)                  |   |     |a |b |c          |rd |wr
+                            |                           |   +-----+--+--+-----------+---+--> TileSram
+                            v                           |
+                     HbmInterleaver  <------------------+ (the DMA's m_axi is arbiter port 2)
+                            |  x hbm_pseudo_channels
+                      HbmController
+```
+
+Every parameter comes from the :class:`~openmaia.config.Config`; ``hbm_bytes`` (the modelled
+HBM capacity, split evenly over the pseudo-channels) is the one size chosen per build, because
+each byte of the model's backing store costs elaboration and simulation time.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..bus.axi import Axi4Signature, AxiLiteSignature
+from ..bus.axi_arbiter import AxiArbiter
+from ..hbm.controller import HbmController
+from ..hbm.interleaver import HbmInterleaver
+from .command_fetcher import CommandFetcher, FetchCounters
+from .dma import COUNTERS as DMA_COUNTERS
+from .dma import TileDma
+from .registers import HostRegisters, TileCounters
+from .tcp import TileControlProcessor
+from .tsram import TileSram, tile_ports
+from .ttu_engine import TileTensorEngine
+from .tvp import TileVectorProcessor, TvpCounters
+
+__all__ = ["Tile", "TileCounters", "HOST_MANAGERS"]
+
+#: The AXI arbiter's managers, in port order (the index is the top bits of the HBM-side ID).
+HOST_MANAGERS = ("host", "fetcher", "dma")
+
+
+class Tile(wiring.Component):
+    """One OpenMaia tile with its HBM model.
+
+    Parameters
+    ----------
+    config : Config
+        Every size (array, formats, TSRAM, DMA, TCP, TVP, HBM preset and pseudo-channels, AXI).
+    hbm_bytes : int
+        Modelled HBM capacity in bytes (a power of two, at least 4 KiB per pseudo-channel).
+    register_addr_bits : int
+        Byte-address bits of the register port.
+
+    Ports
+    -----
+    s_axil : In(AxiLiteSignature(addr_width=register_addr_bits, data_width=32))
+        The host registers (docs/registers.md).
+    host_axi : In(Axi4Signature(config.axi_addr_bits, config.axi_data_bits, config.axi_id_bits))
+        The host's port into HBM (loads inputs and commands, reads results); it shares the HBM
+        with the command fetcher and the DMA through a round-robin arbiter.
+    irq : Out(1)
+        The register block's interrupt line.
+    """
+
+    def __init__(self, config, *, hbm_bytes=1 << 18, register_addr_bits=12):
+        P = config.hbm_pseudo_channels
+        if (not isinstance(hbm_bytes, int) or hbm_bytes & (hbm_bytes - 1)
+                or hbm_bytes < 4096 * P or hbm_bytes > 1 << config.axi_addr_bits):
+            raise ValueError(f"hbm_bytes must be a power of two of at least {4096 * P} (4 KiB a "
+                             f"pseudo-channel) within the {config.axi_addr_bits}-bit address "
+                             f"space, not {hbm_bytes!r}")
+        self.config, self.hbm_bytes = config, hbm_bytes
+        self.host_sig = Axi4Signature(addr_width=config.axi_addr_bits,
+                                      data_width=config.axi_data_bits,
+                                      id_width=config.axi_id_bits)
+        self.registers = HostRegisters.from_config(
+            config, addr_width=register_addr_bits,
+            extra_counters={"tile": TileCounters, "fetch": FetchCounters, "tvp": TvpCounters})
+        super().__init__({
+            "s_axil": In(AxiLiteSignature(addr_width=register_addr_bits, data_width=32)),
+            "host_axi": In(self.host_sig),
+            "irq": Out(1),
+        })
+
+    @property
+    def register_map(self):
+        return self.registers.map
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.registers = regs = self.registers
+        m.submodules.fetcher = fetcher = CommandFetcher.from_config(cfg)
+        m.submodules.tcp = tcp = TileControlProcessor.from_config(cfg)
+        m.submodules.dma = dma = TileDma.from_config(cfg)
+        m.submodules.tsram = sram = TileSram.from_config(cfg, ports=tile_ports(cfg))
+        m.submodules.ttu = ttu = TileTensorEngine.from_config(cfg)
+        m.submodules.tvp = tvp = TileVectorProcessor.from_config(cfg)
+        m.submodules.arbiter = arbiter = AxiArbiter(
+            managers=len(HOST_MANAGERS), addr_width=cfg.axi_addr_bits,
+            data_width=cfg.axi_data_bits, id_width=cfg.axi_id_bits)
+        id_bits = arbiter.m_sig.id_width
+        m.submodules.interleaver = interleaver = HbmInterleaver(
+            channels=cfg.hbm_pseudo_channels, addr_width=cfg.axi_addr_bits,
+            data_width=cfg.axi_data_bits, id_width=id_bits)
+        m.submodules.hbm = hbm = HbmController(
+            pseudo_channels=cfg.hbm_pseudo_channels, timing=cfg.hbm_preset,
+            mapping=cfg.hbm_mapping, queue_depth=cfg.hbm_queue_depth,
+            capacity_bytes=self.hbm_bytes // cfg.hbm_pseudo_channels,
+            addr_width=cfg.axi_addr_bits, data_width=cfg.axi_data_bits, id_width=id_bits)
+
+        # host side
+        wiring.connect(m, wiring.flipped(self.s_axil), regs.axi)
+        m.d.comb += self.irq.eq(regs.irq)
+
+        # HBM side: host, fetcher, DMA -> arbiter -> interleaver -> pseudo-channels
+        wiring.connect(m, wiring.flipped(self.host_axi), arbiter.s_axi[0])
+        wiring.connect(m, fetcher.m_axi, arbiter.s_axi[1])
+        wiring.connect(m, dma.m_axi, arbiter.s_axi[2])
+        wiring.connect(m, arbiter.m_axi, interleaver.s_axi)
+        for p in range(cfg.hbm_pseudo_channels):
+            wiring.connect(m, interleaver.m_axi[p], hbm.s_axi[p])
+
+        # command path
+        m.d.comb += [
+            fetcher.base.eq(regs.cq_base), fetcher.size.eq(regs.cq_size),
+            fetcher.tail.eq(regs.cq_tail), fetcher.run.eq(regs.run),
+            fetcher.flush.eq(regs.flush),
+            regs.cq_head.eq(fetcher.head), regs.cq_error.eq(fetcher.queue_error),
+        ]
+        wiring.connect(m, fetcher.cmd, tcp.cmd)
+        for q in range(cfg.dma_queues):
+            wiring.connect(m, tcp.dma[q], dma.desc[q])
+            m.d.comb += [dma.window_base[q].eq(regs.dma_window_base[q]),
+                         dma.window_limit[q].eq(regs.dma_window_limit[q])]
+        wiring.connect(m, dma.event, tcp.dma_event)
+        wiring.connect(m, tcp.ttu, ttu.cmd)
+        wiring.connect(m, ttu.event, tcp.ttu_event)
+        wiring.connect(m, tcp.tvp, tvp.cmd)
+        wiring.connect(m, tvp.event, tcp.tvp_event)
+        m.d.comb += [
+            tcp.restart.eq(regs.restart), tcp.irq_ack.eq(regs.tcp_irq_ack),
+            regs.tcp_status.eq(tcp.status), regs.tcp_semaphores.eq(tcp.semaphores),
+            regs.tcp_irq.eq(tcp.irq), regs.tcp_irq_code.eq(tcp.irq_code),
+        ]
+
+        # tile SRAM ports
+        wiring.connect(m, dma.tsram, sram.dma)
+        wiring.connect(m, ttu.mem_a, sram.ttu_a)
+        wiring.connect(m, ttu.mem_b, sram.ttu_b)
+        wiring.connect(m, ttu.mem_c, sram.ttu_c)
+        wiring.connect(m, tvp.mem_rd, sram.tvp_rd)
+        wiring.connect(m, tvp.mem_wr, sram.tvp_wr)
+        m.d.comb += [sram.inject.valid.eq(0), sram.err_clear.eq(regs.tsram_err_clear),
+                     regs.tsram_err_sticky.eq(sram.err_sticky)]
+
+        # counters
+        tc = regs.tile_counters
+        beat = self.host_sig.data_bytes
+        own = {"cycles": 1,
+               "dma_read_bytes": Mux(dma.m_axi.rvalid & dma.m_axi.rready, beat, 0),
+               "dma_write_bytes": Mux(dma.m_axi.wvalid & dma.m_axi.wready, beat, 0)}
+        for name, step in own.items():
+            counter = Signal(48, name=f"tile_{name}")
+            with m.If(regs.counters_clear):
+                m.d.sync += counter.eq(0)
+            with m.Else():
+                m.d.sync += counter.eq(counter + step)
+            m.d.comb += getattr(tc, name).eq(counter)
+        m.d.comb += [
+            regs.tcp_counters.eq(tcp.counters),
+            regs.dma_counters.eq(Cat(*(getattr(dma, name) for name in DMA_COUNTERS))),
+            regs.ttu_counters.eq(ttu.counters),
+            regs.tsram_counters.eq(sram.counters),
+            regs.fetch_counters.eq(fetcher.counters),
+            regs.tvp_counters.eq(tvp.counters),
+            fetcher.counters_clear.eq(regs.counters_clear),
+            tvp.counters_clear.eq(regs.counters_clear),
+        ]
+        return m

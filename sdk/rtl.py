@@ -1,0 +1,260 @@
+"""The ``rtl`` runtime backend: the elaborated tile top (:class:`openmaia.tile.tile.Tile`) under
+Verilator, driven through cocotb as a host driver would drive the chip (docs/sdk.md, docs/tile.md).
+
+:class:`RtlBackend` starts one simulation on first use (in a thread; the simulator is a child
+process) whose cocotb test (:mod:`openmaia.benches.tile`, testcase ``serve``) connects back over
+a Unix socket and executes ``load`` / ``read`` (AXI4 bursts on the tile's host memory port),
+``run`` (the program written into a command ring at the top of HBM, the doorbell rung, STATUS
+polled until the stream stops) and ``reset``. The simulation, and so the tile's state, lives
+until :meth:`RtlBackend.close` (or the end of a ``with`` block).
+
+HBM: the tile models :data:`TILE_HBM_BYTES` (256 KiB; more, the next power of two, when the
+caller's ``hbm_bytes`` plus the ring need it), so that every run of a configuration shares one
+Verilator build with the ``tile`` top of :mod:`openmaia.tops`. The ring sits at the top; every
+DMA queue's window is ``[0, ring base)``, so no program can overwrite its own commands.
+"""
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import threading
+from multiprocessing.connection import Listener
+from pathlib import Path
+
+from ..config import Config
+from ..errors import ErrorCode
+from .backend import Backend, RunResult
+
+__all__ = ["RtlBackend", "COUNTER_ALIASES", "RING_BYTES_PER_ENTRY", "TILE_HBM_BYTES",
+           "TILE_MODULE", "config_from_params",
+           "config_to_params", "ring_base", "tile_hbm_bytes"]
+
+RING_BYTES_PER_ENTRY = 64
+#: The HBM the tile models unless a caller needs more (the ``tile`` top's size too).
+TILE_HBM_BYTES = 1 << 18
+#: Short names of the counters :mod:`.report` reads (docs/sdk.md), from the register map's.
+COUNTER_ALIASES = {
+    "cycles": "tile.cycles", "macs": "ttu.ttu.macs",
+    "ttu_busy": "ttu.ttu.busy", "ttu_stall_input": "ttu.ttu.stall_input",
+    "ttu_stall_output": "ttu.ttu.stall_output",
+    "dma_busy": "dma.busy_cycles", "dma_axi_stall": "dma.axi_stall_cycles",
+    "dma_tsram_stall": "dma.tsram_stall_cycles", "dma_bytes_read": "tile.dma_read_bytes",
+    "dma_bytes_written": "tile.dma_write_bytes",
+    "tvp_busy": "tvp.busy", "tvp_stall_input": "tvp.stall_input",
+    "tvp_stall_output": "tvp.stall_output",
+    "tcp_busy": "tcp.busy_cycles", "tcp_wait_cycles": "tcp.wait_cycles",
+    "tcp_input_stall": "tcp.input_stall_cycles",
+}
+
+
+def config_to_params(config: Config) -> dict:
+    """A :class:`Config` as JSON-ready data (for the bench)."""
+    data = dataclasses.asdict(config)
+    data["formats"] = list(config.format_names)
+    return data
+
+
+def config_from_params(data: dict) -> Config:
+    return Config(**data)
+
+
+#: The Verilog module name of the tile (as the ``tile`` top's, so builds are shared).
+TILE_MODULE = "tile"
+
+
+def tile_hbm_bytes(hbm_bytes: int, ring_entries: int, pseudo_channels: int = 1) -> int:
+    """The HBM the tile models: :data:`TILE_HBM_BYTES`, or the power of two holding
+    ``hbm_bytes`` and the ring when that is more."""
+    need = max(hbm_bytes + ring_entries * RING_BYTES_PER_ENTRY, 4096 * pseudo_channels)
+    return max(TILE_HBM_BYTES, 1 << (need - 1).bit_length())
+
+
+def ring_base(tile_hbm: int, ring_entries: int) -> int:
+    """The command ring's base address: the top of the modelled HBM."""
+    return tile_hbm - ring_entries * RING_BYTES_PER_ENTRY
+
+
+def _rtl_digest() -> str:
+    """A digest of the design's sources, to reuse an elaborated Verilog text safely."""
+    root = Path(__file__).resolve().parents[1] / "rtl"
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _verilog(tile, name: str, key: str) -> str:
+    """The tile's Verilog, cached under the build folder by design digest and parameters."""
+    from ..harness.elaborate import elaborate
+    from ..harness.sim import build_root
+    cache = build_root() / "verilog-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{name}-{key}-{_rtl_digest()}.v"
+    if path.exists():
+        return path.read_text()
+    text = elaborate(tile, name=name)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+class RtlBackend(Backend):
+    """The tile top under Verilator (module docstring). ``hbm_bytes``: the HBM the caller uses
+    (addresses ``[0, hbm_bytes)``); ``ring_entries``: the command ring; ``pause``: probability
+    that a host-side AXI channel pauses a cycle (backpressure tests); ``seed``: the bench's;
+    ``max_cycles``: a run's limit; ``progress``: ``f(retired, total)`` during runs."""
+    name = "rtl"
+
+    def __init__(self, config: Config, *, hbm_bytes: int = TILE_HBM_BYTES // 2,
+                 ring_entries: int = 256,
+                 pause: float = 0.0, seed: int = 0, max_cycles: int = 20_000_000,
+                 progress=None):
+        if not isinstance(hbm_bytes, int) or hbm_bytes <= 0:
+            raise ValueError(f"hbm_bytes must be a positive integer, not {hbm_bytes!r}")
+        if not isinstance(ring_entries, int) or not 2 <= ring_entries <= 4096:
+            raise ValueError(f"ring_entries must be an integer in 2..4096, not {ring_entries!r}")
+        self.config, self.hbm_bytes, self.ring_entries = config, hbm_bytes, ring_entries
+        self.tile_hbm = tile_hbm_bytes(hbm_bytes, ring_entries, config.hbm_pseudo_channels)
+        self.pause, self.seed, self.max_cycles = pause, seed, max_cycles
+        self.progress = progress
+        self._conn = None
+        self._thread = None
+        self._result = None
+        self._last_counters = {}
+
+    # -- the simulation ---------------------------------------------------------------------
+
+    def _start(self):
+        from ..harness.sim import simulate
+        from ..tile.tile import Tile
+        tile = Tile(self.config, hbm_bytes=self.tile_hbm)
+        name = TILE_MODULE
+        params_key = hashlib.sha256(repr((config_to_params(self.config),
+                                          self.tile_hbm)).encode()).hexdigest()[:12]
+        verilog = _verilog(tile, name, params_key)
+        self._dir = tempfile.mkdtemp(prefix="openmaia-rtl-")
+        address = os.path.join(self._dir, "tile.sock")
+        listener = Listener(address, family="AF_UNIX")
+        params = {"config": config_to_params(self.config), "hbm_bytes": self.tile_hbm,
+                  "ring_entries": self.ring_entries, "pause": self.pause, "socket": address}
+
+        def target():
+            try:
+                self._result = simulate(tile, bench="openmaia.benches.tile", name=name,
+                                        params=params, testcase="serve", seed=self.seed,
+                                        verilog=verilog, check=False)
+            except BaseException as exc:             # reported by _call
+                self._result = exc
+            finally:
+                listener.close()
+
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+        # accept() blocks until the bench connects (after the Verilator build)
+        self._conn = self._accept(listener)
+
+    def _accept(self, listener):
+        box = {}
+
+        def accept():
+            try:
+                box["conn"] = listener.accept()
+            except OSError as exc:
+                box["error"] = exc
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        while t.is_alive():
+            t.join(1.0)
+            if not self._thread.is_alive() and "conn" not in box:
+                listener.close()
+                t.join(5.0)
+                raise RuntimeError(f"the tile simulation ended before it connected: "
+                                   f"{self._result!r}")
+        if "conn" not in box:
+            raise RuntimeError(f"the tile simulation did not connect: {box.get('error')!r}")
+        return box["conn"]
+
+    def _call(self, *request):
+        if self._conn is None:
+            self._start()
+        self._conn.send(request)
+        while True:
+            try:
+                reply = self._conn.recv()
+            except EOFError:
+                raise RuntimeError(f"the tile simulation stopped: {self._result!r}") from None
+            if reply[0] == "progress":
+                if self.progress is not None:
+                    self.progress(reply[1], reply[2])
+                continue
+            if reply[0] == "error":
+                raise RuntimeError(f"tile bench error:\n{reply[1]}")
+            return reply[1]
+
+    def close(self):
+        """End the simulation (its cocotb test passes when it ends this way)."""
+        if self._conn is not None:
+            try:
+                self._call("close")
+            finally:
+                self._conn.close()
+                self._conn = None
+                self._thread.join(60)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- the Backend interface --------------------------------------------------------------
+
+    def _check_range(self, addr, nbytes):
+        if addr < 0 or addr + nbytes > self.hbm_bytes:
+            raise ValueError(f"HBM access {addr:#x}+{nbytes} outside {self.hbm_bytes} bytes")
+
+    def load(self, addr, data):
+        data = bytes(data)
+        self._check_range(addr, len(data))
+        self._call("load", addr, data)
+
+    def read(self, addr, nbytes):
+        self._check_range(addr, nbytes)
+        return self._call("read", addr, nbytes)
+
+    def run(self, program) -> RunResult:
+        blob = program.to_bytes() if hasattr(program, "to_bytes") else bytes(program)
+        st = self._call("run", blob, self.max_cycles)
+        self._last_counters = dict(st["counters"])
+        state = st["state"]
+        stopped = state == "ERROR"
+        return RunResult(state=state, error=ErrorCode(st["error"]) if stopped else ErrorCode.OK,
+                         source=st["source"] if stopped else None, position=st["position"],
+                         error_position=st["error_position"] if stopped else None,
+                         counters=dict(self._last_counters))
+
+    def counters(self):
+        return dict(self._last_counters)
+
+    def reset(self):
+        """Restart the stream (semaphores cleared) and drop queued commands. The tile SRAM is
+        not cleared (the host has no port into it); HBM is kept."""
+        if self._conn is not None:
+            self._call("reset")
+        self._last_counters = {}
+
+    def set_window(self, queue, base, limit):
+        """Restrict DMA queue ``queue`` to HBM bytes ``[base, limit]`` (inclusive)."""
+        self._call("window", queue, base, limit)
+
+    def peek(self, register):
+        return self._call("peek", register)
