@@ -642,7 +642,14 @@ class TileVectorProcessor(wiring.Component):
         fp32_mask = Cat(*(Mux(elem_mask[n], 0b1111, 0) for n in range(L)))
         bf16_mask = Cat(*(Mux(elem_mask[n], 0b11, 0) for n in range(L)))
         # quantised blocks: the codes packed as docs/layout.md, in pieces of P bytes
-        codes = quant.o.payload.codes
+        # a block's pieces may take several cycles: a buffer keeps the quantiser running
+        qlayout = data.StructLayout({"scale": 8, "codes": data.ArrayLayout(8, BLOCK_SIZE)})
+        m.submodules.qbuf = qbuf = SyncFIFOBuffered(width=qlayout.size, depth=2)
+        qo = data.View(qlayout, qbuf.r_data)
+        qo_valid, qo_ready = qbuf.r_rdy, qbuf.r_en
+        m.d.comb += [qbuf.w_en.eq(quant.o.valid), quant.o.ready.eq(qbuf.w_rdy),
+                     qbuf.w_data.eq(Cat(quant.o.payload.scale, quant.o.payload.codes))]
+        codes = qo.codes
         packed = Signal(256)
         m.d.comb += packed.eq(Cat(*(codes[i] for i in range(BLOCK_SIZE))))
         for f in formats:
@@ -677,13 +684,13 @@ class TileVectorProcessor(wiring.Component):
         with m.Elif(running & quant_op):
             m.d.comb += [
                 mp.addr.eq(w_addr), mp.data.eq(piece_data), mp.mask.eq(piece_mask),
-                main_pk.i.valid.eq(quant.o.valid & ~piece_sent),
-                sp.addr.eq(s_addr), sp.data.eq(quant.o.payload.scale), sp.mask.eq(1),
-                scale_pk.i.valid.eq(quant.o.valid & ~scale_sent),
+                main_pk.i.valid.eq(qo_valid & ~piece_sent),
+                sp.addr.eq(s_addr), sp.data.eq(qo.scale), sp.mask.eq(1),
+                scale_pk.i.valid.eq(qo_valid & ~scale_sent),
             ]
             code_done = piece_sent | (main_pk.i.ready & last_piece)
             scale_done = scale_sent | scale_pk.i.ready
-            m.d.comb += quant.o.ready.eq(code_done & scale_done)
+            m.d.comb += qo_ready.eq(qo_valid & code_done & scale_done)
             with m.If(main_pk.i.valid & main_pk.i.ready):
                 m.d.sync += w_addr.eq(w_addr + Mux(last_piece, piece_bytes, P))
                 with m.If(last_piece):
@@ -692,7 +699,7 @@ class TileVectorProcessor(wiring.Component):
                     m.d.sync += piece.eq(piece + 1)
             with m.If(scale_pk.i.valid & scale_pk.i.ready):
                 m.d.sync += [scale_sent.eq(1), s_addr.eq(s_addr + 1)]
-            with m.If(quant.o.valid & quant.o.ready):
+            with m.If(qo_valid & qo_ready):
                 m.d.sync += [piece_sent.eq(0), scale_sent.eq(0), w_blocks.eq(w_blocks - 1)]
                 with m.If(w_blocks == 1):
                     next_row()

@@ -71,8 +71,10 @@ def run_tvp(wl, *, seed, lanes=4, formats=None, gap=0.0, stall=0.0, mem_stall=0.
     return last, counters
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", list(TvpOp))
 def test_every_op(op, seed):
+    """(The default tier runs every op in test_random_commands.)"""
     wl = _workload(seed)
     for _ in range(3):
         wl.random_command(op)
