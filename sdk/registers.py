@@ -5,7 +5,7 @@ rtl/tile/registers.py; do not edit). Contract: docs/registers.md.
 access)}; ``COUNTERS``: counter name -> (LO address, HI address or None, width); and one constant
 per register (its address) and per field (``<REG>_<FIELD>_SHIFT`` / ``_MASK``)."""
 
-MAP_DIGEST = 0x103e773f   # the value of the MAP_ID register
+MAP_DIGEST = 0x7f240126   # the value of the MAP_ID register
 MAGIC = 0x4d41
 MAP_VERSION = 1
 ADDR_BITS = 12
@@ -471,6 +471,48 @@ CNT_FETCH_STALL_INPUT_VALUE_MASK = 0xffffffff
 CNT_FETCH_STALL_OUTPUT = 0x3a0
 CNT_FETCH_STALL_OUTPUT_VALUE_SHIFT = 0
 CNT_FETCH_STALL_OUTPUT_VALUE_MASK = 0xffffffff
+CNT_TVP_BUSY_LO = 0x3a4
+CNT_TVP_BUSY_LO_VALUE_SHIFT = 0
+CNT_TVP_BUSY_LO_VALUE_MASK = 0xffffffff
+CNT_TVP_BUSY_HI = 0x3a8
+CNT_TVP_BUSY_HI_VALUE_SHIFT = 0
+CNT_TVP_BUSY_HI_VALUE_MASK = 0xffff
+CNT_TVP_STALL_INPUT_LO = 0x3ac
+CNT_TVP_STALL_INPUT_LO_VALUE_SHIFT = 0
+CNT_TVP_STALL_INPUT_LO_VALUE_MASK = 0xffffffff
+CNT_TVP_STALL_INPUT_HI = 0x3b0
+CNT_TVP_STALL_INPUT_HI_VALUE_SHIFT = 0
+CNT_TVP_STALL_INPUT_HI_VALUE_MASK = 0xffff
+CNT_TVP_STALL_OUTPUT_LO = 0x3b4
+CNT_TVP_STALL_OUTPUT_LO_VALUE_SHIFT = 0
+CNT_TVP_STALL_OUTPUT_LO_VALUE_MASK = 0xffffffff
+CNT_TVP_STALL_OUTPUT_HI = 0x3b8
+CNT_TVP_STALL_OUTPUT_HI_VALUE_SHIFT = 0
+CNT_TVP_STALL_OUTPUT_HI_VALUE_MASK = 0xffff
+CNT_TVP_OPS = 0x3bc
+CNT_TVP_OPS_VALUE_SHIFT = 0
+CNT_TVP_OPS_VALUE_MASK = 0xffffffff
+CNT_TVP_REJECTED = 0x3c0
+CNT_TVP_REJECTED_VALUE_SHIFT = 0
+CNT_TVP_REJECTED_VALUE_MASK = 0xffffffff
+CNT_TVP_ELEMENTS_LO = 0x3c4
+CNT_TVP_ELEMENTS_LO_VALUE_SHIFT = 0
+CNT_TVP_ELEMENTS_LO_VALUE_MASK = 0xffffffff
+CNT_TVP_ELEMENTS_HI = 0x3c8
+CNT_TVP_ELEMENTS_HI_VALUE_SHIFT = 0
+CNT_TVP_ELEMENTS_HI_VALUE_MASK = 0xffff
+CNT_TVP_READS_LO = 0x3cc
+CNT_TVP_READS_LO_VALUE_SHIFT = 0
+CNT_TVP_READS_LO_VALUE_MASK = 0xffffffff
+CNT_TVP_READS_HI = 0x3d0
+CNT_TVP_READS_HI_VALUE_SHIFT = 0
+CNT_TVP_READS_HI_VALUE_MASK = 0xffff
+CNT_TVP_WRITES_LO = 0x3d4
+CNT_TVP_WRITES_LO_VALUE_SHIFT = 0
+CNT_TVP_WRITES_LO_VALUE_MASK = 0xffffffff
+CNT_TVP_WRITES_HI = 0x3d8
+CNT_TVP_WRITES_HI_VALUE_SHIFT = 0
+CNT_TVP_WRITES_HI_VALUE_MASK = 0xffff
 
 ADDRESS = {
     'ID': 0x000,
@@ -610,6 +652,20 @@ ADDRESS = {
     'CNT_FETCH_BUSY': 0x398,
     'CNT_FETCH_STALL_INPUT': 0x39c,
     'CNT_FETCH_STALL_OUTPUT': 0x3a0,
+    'CNT_TVP_BUSY_LO': 0x3a4,
+    'CNT_TVP_BUSY_HI': 0x3a8,
+    'CNT_TVP_STALL_INPUT_LO': 0x3ac,
+    'CNT_TVP_STALL_INPUT_HI': 0x3b0,
+    'CNT_TVP_STALL_OUTPUT_LO': 0x3b4,
+    'CNT_TVP_STALL_OUTPUT_HI': 0x3b8,
+    'CNT_TVP_OPS': 0x3bc,
+    'CNT_TVP_REJECTED': 0x3c0,
+    'CNT_TVP_ELEMENTS_LO': 0x3c4,
+    'CNT_TVP_ELEMENTS_HI': 0x3c8,
+    'CNT_TVP_READS_LO': 0x3cc,
+    'CNT_TVP_READS_HI': 0x3d0,
+    'CNT_TVP_WRITES_LO': 0x3d4,
+    'CNT_TVP_WRITES_HI': 0x3d8,
 }
 
 FIELDS = {
@@ -773,6 +829,20 @@ FIELDS = {
     'CNT_FETCH_BUSY': {'value': (0, 32, 'RO')},
     'CNT_FETCH_STALL_INPUT': {'value': (0, 32, 'RO')},
     'CNT_FETCH_STALL_OUTPUT': {'value': (0, 32, 'RO')},
+    'CNT_TVP_BUSY_LO': {'value': (0, 32, 'RO')},
+    'CNT_TVP_BUSY_HI': {'value': (0, 16, 'RO')},
+    'CNT_TVP_STALL_INPUT_LO': {'value': (0, 32, 'RO')},
+    'CNT_TVP_STALL_INPUT_HI': {'value': (0, 16, 'RO')},
+    'CNT_TVP_STALL_OUTPUT_LO': {'value': (0, 32, 'RO')},
+    'CNT_TVP_STALL_OUTPUT_HI': {'value': (0, 16, 'RO')},
+    'CNT_TVP_OPS': {'value': (0, 32, 'RO')},
+    'CNT_TVP_REJECTED': {'value': (0, 32, 'RO')},
+    'CNT_TVP_ELEMENTS_LO': {'value': (0, 32, 'RO')},
+    'CNT_TVP_ELEMENTS_HI': {'value': (0, 16, 'RO')},
+    'CNT_TVP_READS_LO': {'value': (0, 32, 'RO')},
+    'CNT_TVP_READS_HI': {'value': (0, 16, 'RO')},
+    'CNT_TVP_WRITES_LO': {'value': (0, 32, 'RO')},
+    'CNT_TVP_WRITES_HI': {'value': (0, 16, 'RO')},
 }
 
 COUNTERS = {
@@ -859,4 +929,12 @@ COUNTERS = {
     'fetch.busy': (0x398, None, 32),
     'fetch.stall_input': (0x39c, None, 32),
     'fetch.stall_output': (0x3a0, None, 32),
+    'tvp.busy': (0x3a4, 0x3a8, 48),
+    'tvp.stall_input': (0x3ac, 0x3b0, 48),
+    'tvp.stall_output': (0x3b4, 0x3b8, 48),
+    'tvp.ops': (0x3bc, None, 32),
+    'tvp.rejected': (0x3c0, None, 32),
+    'tvp.elements': (0x3c4, 0x3c8, 48),
+    'tvp.reads': (0x3cc, 0x3d0, 48),
+    'tvp.writes': (0x3d4, 0x3d8, 48),
 }

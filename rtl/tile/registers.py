@@ -494,9 +494,11 @@ class HostRegisters(wiring.Component):
         tile's ports, as the ``tsram`` top)."""
         from .command_fetcher import FetchCounters
         from .tsram import TileSram, tile_ports
+        from .tvp import TvpCounters
         sram = TileSram.from_config(config, ports=tile_ports(config))
         sram._MustUse__silence = True      # only its counter layout is wanted
-        kwargs.setdefault("extra_counters", {"tile": TileCounters, "fetch": FetchCounters})
+        kwargs.setdefault("extra_counters", {"tile": TileCounters, "fetch": FetchCounters,
+                                             "tvp": TvpCounters})
         return cls(semaphores=config.tcp_semaphores, tsram_counters=sram.counters_layout,
                    dma_queues=config.dma_queues, hbm_addr_bits=config.axi_addr_bits, **kwargs)
 

@@ -28,14 +28,14 @@ from ..bus.axi import Axi4Signature, AxiLiteSignature
 from ..bus.axi_arbiter import AxiArbiter
 from ..hbm.controller import HbmController
 from ..hbm.interleaver import HbmInterleaver
-from .command_fetcher import CommandFetcher, FetchCounters
+from .command_fetcher import CommandFetcher
 from .dma import COUNTERS as DMA_COUNTERS
 from .dma import TileDma
-from .registers import HostRegisters, TileCounters
+from .registers import HostRegisters
 from .tcp import TileControlProcessor
 from .tsram import TileSram, tile_ports
 from .ttu_engine import TileTensorEngine
-from .tvp import TileVectorProcessor, TvpCounters
+from .tvp import TileVectorProcessor
 
 __all__ = ["Tile", "TileCounters", "HOST_MANAGERS"]
 
@@ -77,9 +77,7 @@ class Tile(wiring.Component):
         self.host_sig = Axi4Signature(addr_width=config.axi_addr_bits,
                                       data_width=config.axi_data_bits,
                                       id_width=config.axi_id_bits)
-        self.registers = HostRegisters.from_config(
-            config, addr_width=register_addr_bits,
-            extra_counters={"tile": TileCounters, "fetch": FetchCounters, "tvp": TvpCounters})
+        self.registers = HostRegisters.from_config(config, addr_width=register_addr_bits)
         super().__init__({
             "s_axil": In(AxiLiteSignature(addr_width=register_addr_bits, data_width=32)),
             "host_axi": In(self.host_sig),

@@ -37,7 +37,7 @@ from openmaia.tile.tcp import TcpStatus
 #: The inputs the bench drives (port name -> kind), all plain vectors in the Verilog.
 INPUTS = ("tcp_status", "tcp_semaphores", "tcp_irq", "tcp_irq_code", "tcp_counters",
           "dma_counters", "ttu_counters", "tsram_counters", "tsram_err_sticky", "cq_head",
-          "cq_error", "tile_counters", "fetch_counters")
+          "cq_error", "tile_counters", "fetch_counters", "tvp_counters")
 
 
 def port_width(regs, name):
