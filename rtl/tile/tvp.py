@@ -442,7 +442,7 @@ class TileVectorProcessor(wiring.Component):
         m.d.comb += start.eq((state == _State.DECIDE) & (status == ErrorCode.OK))
 
         # ---- per-command constants -------------------------------------------------------
-        beats_row = Signal(16)                       # beats a row (QUANT_MX: whole blocks)
+        beats_row = Signal(17)                       # beats a row (QUANT_MX: whole blocks)
         with m.If(state == _State.DECIDE):
             m.d.sync += beats_row.eq(Mux(quant_op, kb << (_log2(BLOCK_SIZE) - ll),
                                          (cmd.cols + L - 1) >> ll))
@@ -514,7 +514,7 @@ class TileVectorProcessor(wiring.Component):
             g_rows = Signal(16, name=f"{name}_g_rows")
             g_off = Signal(max(1, ll), name=f"{name}_g_off")
             g_words = Signal(19, name=f"{name}_g_words")
-            g_beats = Signal(16, name=f"{name}_g_beats")
+            g_beats = Signal(17, name=f"{name}_g_beats")
             g_elems = Signal(17, name=f"{name}_g_elems")
             g_first = Signal(name=f"{name}_g_first")
             g_prev = Signal(8 * P, name=f"{name}_g_prev")
