@@ -232,11 +232,26 @@ def test_full_rate(seed):
     _run(_bench_mem(), "full_rate", seed)
 
 
+# Each fault twin is one more Verilator build (about 30 s of CPU): the slow tier. The default
+# tier shows every fault caught by the Amaranth-simulator test above.
 @pytest.mark.sim
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=[] if f == "r_data_not_held"
-                                                else [pytest.mark.slow])
-                                   for f in sorted(ONCHIP_FAULTS)])
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(ONCHIP_FAULTS))
 def test_random_traffic_catches_fault(fault, seed):
     result = _run(_bench_mem(faults={fault}), "random_traffic", seed, check=False, ops=400,
                   max_beats=24)
     assert result.tests and not result.passed, f"{fault} went unnoticed by the bench"
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["ice40", "ulx3s"])
+def test_random_traffic_presets(preset, seed):
+    """The presets' port sizes, 8 KiB, zero contents (the parameters of the registered top)."""
+    mem = OnChipMemory.from_config(PRESETS[preset], capacity_bytes=8192)
+    params = {"capacity": mem.capacity_bytes, "data_bytes": mem.axi.data_bytes,
+              "addr_width": mem.axi.addr_width, "id_width": mem.axi.id_width, "ops": 200,
+              "max_beats": 16}
+    result = simulate(mem, bench=BENCH, name="onchip", testcase="random_traffic",
+                      params=params, seed=seed, array=True)
+    print(f"{preset}: build {result.build_seconds:.1f} s, run {result.run_seconds:.1f} s")
