@@ -31,17 +31,18 @@ from openmaia.hbm.interleaver import HbmInterleaver
 BENCH = "openmaia.benches.hbm_interleaver"
 
 
-def run(target, granule, count, seed):
+def run(target, granule, count, seed, w_buffer=None):
     cfg = PRESETS["default"]
     ops = [["w", 4096, count], ["r", 4096, count]]
     prm = {"channels": 2, "granule_bytes": granule, "fold": True,
            "addr_width": cfg.axi_addr_bits, "data_bytes": cfg.axi_data_bytes,
            "flat_bytes": 2 * count * 4096 * 2, "ops": ops, "rams": target == "rams"}
     if target == "rams":
-        dut = HbmInterleaver.from_config(cfg, granule_bytes=granule)
+        dut = HbmInterleaver.from_config(cfg, granule_bytes=granule, w_buffer_beats=w_buffer)
     elif target == "hbm":
         hbm = HbmController.from_config(cfg, capacity_bytes=1 << 24, timing_only=True)
-        dut = InterleavedHbm(HbmInterleaver.from_config(cfg, granule_bytes=granule), hbm)
+        dut = InterleavedHbm(HbmInterleaver.from_config(cfg, granule_bytes=granule,
+                                                        w_buffer_beats=w_buffer), hbm)
     else:
         one = cfg.replace(hbm_pseudo_channels=1)
         hbm = HbmController.from_config(one, capacity_bytes=1 << 24, timing_only=True)
@@ -53,6 +54,8 @@ def run(target, granule, count, seed):
     rows = json.loads((result.run_dir / "throughput.json").read_text())
     for r in rows:
         r.update(target=target, granule=granule if target != "hbm-1ch" else None,
+                 w_buffer=(dut.interleaver if target != "rams" else dut).w_buffer_beats
+                 if target != "hbm-1ch" else None,
                  peak=32 if target != "hbm-1ch" else 16)
     print(f"# {target} granule {granule}: {time.monotonic() - start:.0f} s (build "
           f"{result.build_seconds:.0f} s, run {result.run_seconds:.0f} s)", file=sys.stderr,
@@ -67,6 +70,8 @@ def main(argv=None):
     ap.add_argument("--count", type=int, default=64, help="4 KiB transfers a direction")
     ap.add_argument("--no-hbm", action="store_true")
     ap.add_argument("--no-rams", action="store_true")
+    ap.add_argument("--w-buffers", type=int, nargs="+", default=[None],
+                    help="W beats buffered per channel (default: the interleaver's default)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -74,13 +79,15 @@ def main(argv=None):
     targets = ([] if args.no_rams else ["rams"]) + ([] if args.no_hbm else ["hbm"])
     for target in targets:
         for granule in args.granules:
-            rows += run(target, granule, args.count, args.seed)
+            for w_buffer in args.w_buffers:
+                rows += run(target, granule, args.count, args.seed, w_buffer)
     if not args.no_hbm:
         rows += run("hbm-1ch", args.granules[0], args.count, args.seed)
-    print("| target | granule | direction | bytes | cycles | bytes / cycle | of peak |")
-    print("|---|---|---|---|---|---|---|")
+    print("| target | granule | W buffer | direction | bytes | cycles | bytes / cycle "
+          "| of peak |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['target']} | {r['granule'] or '-'} | "
+        print(f"| {r['target']} | {r['granule'] or '-'} | {r['w_buffer'] or '-'} | "
               f"{'write' if r['kind'] == 'w' else 'read'} | {r['bytes']} | {r['cycles']} | "
               f"{r['bytes_per_cycle']:.2f} | {r['bytes_per_cycle'] / r['peak']:.3f} |")
     if args.json:

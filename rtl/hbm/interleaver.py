@@ -177,6 +177,10 @@ class HbmInterleaver(wiring.Component):
         XOR-fold the upper address bits into the channel (:class:`InterleaveMap`).
     order_depth : int
         Sub-bursts in flight per direction (the order queues), >= 2.
+    w_buffer_beats : int
+        W beats buffered per channel (>= 2; default: a granule, 2 to 16 beats). Write data
+        goes out in sub-burst order, so a channel that takes W slowly would hold the stream
+        for the others without it.
     faults : set of str
         :data:`INTERLEAVER_FAULTS`, for mutation tests only.
 
@@ -200,7 +204,7 @@ class HbmInterleaver(wiring.Component):
 
     def __init__(self, *, channels, addr_width, data_width, id_width,
                  granule_bytes=DEFAULT_GRANULE_BYTES, fold=True, order_depth=32,
-                 faults=frozenset()):
+                 w_buffer_beats=None, faults=frozenset()):
         self.map = InterleaveMap(channels=channels, granule_bytes=granule_bytes,
                                  addr_width=addr_width, fold=fold)
         self.sig = Axi4Signature(addr_width=addr_width, data_width=data_width,
@@ -210,6 +214,12 @@ class HbmInterleaver(wiring.Component):
                              f"({self.sig.data_bytes} bytes)")
         if not isinstance(order_depth, int) or isinstance(order_depth, bool) or order_depth < 2:
             raise ValueError(f"order_depth must be an integer >= 2, not {order_depth!r}")
+        if w_buffer_beats is None:
+            w_buffer_beats = min(16, max(2, granule_bytes // self.sig.data_bytes))
+        if (not isinstance(w_buffer_beats, int) or isinstance(w_buffer_beats, bool)
+                or w_buffer_beats < 2):
+            raise ValueError(f"w_buffer_beats must be an integer >= 2, not {w_buffer_beats!r}")
+        self.w_buffer_beats = w_buffer_beats
         faults = frozenset(faults)
         if faults - INTERLEAVER_FAULTS:
             raise ValueError(f"unknown faults {sorted(faults - INTERLEAVER_FAULTS)}; "
@@ -226,7 +236,7 @@ class HbmInterleaver(wiring.Component):
 
     @classmethod
     def from_config(cls, config, *, granule_bytes=DEFAULT_GRANULE_BYTES, fold=True,
-                    order_depth=32, id_width=None, faults=frozenset()):
+                    order_depth=32, w_buffer_beats=None, id_width=None, faults=frozenset()):
         """The interleaver in front of ``config``'s HBM pseudo-channels (its AXI parameters;
         ``id_width`` defaults to ``axi_id_bits``, behind an :class:`AxiArbiter` pass its
         ``m_sig.id_width``)."""
@@ -234,7 +244,7 @@ class HbmInterleaver(wiring.Component):
                    data_width=config.axi_data_bits,
                    id_width=config.axi_id_bits if id_width is None else id_width,
                    granule_bytes=granule_bytes, fold=fold, order_depth=order_depth,
-                   faults=faults)
+                   w_buffer_beats=w_buffer_beats, faults=faults)
 
     def elaborate(self, platform):
         m = Module()
@@ -291,22 +301,20 @@ class HbmInterleaver(wiring.Component):
         w_last = Signal()
         w_move = Signal()
         w_free = Signal(p)
-        w_valid = [Signal(name=f"w_valid{c}") for c in range(p)]
-        w_out = [Signal(wl, name=f"w_out{c}") for c in range(p)]
+        w_fifos = []
+        for c, mc in enumerate(self.m_axi):
+            f, f_w, f_r = queue(m, f"w_buf{c}", wl, self.w_buffer_beats)
+            m.d.comb += [f.w_en.eq(w_move & (word_r.ch == c)), f_w.data.eq(wq_r.data),
+                         f_w.strb.eq(wq_r.strb), f_w.last.eq(w_last),
+                         mc.wvalid.eq(f.r_rdy), mc.wdata.eq(f_r.data), mc.wstrb.eq(f_r.strb),
+                         mc.wlast.eq(f_r.last), f.r_en.eq(mc.wready)]
+            w_fifos.append(f)
         m.d.comb += [w_last.eq(w_count == word_r.len),
-                     w_free.eq(Cat(~w_valid[c] | self.m_axi[c].wready for c in range(p))),
+                     w_free.eq(Cat(f.w_rdy for f in w_fifos)),
                      w_move.eq(word.r_rdy & wq.r_rdy & _pick(m, w_free, word_r.ch, "w_free_ch")),
                      wq.r_en.eq(w_move), word.r_en.eq(w_move & w_last)]
         with m.If(w_move):
             m.d.sync += w_count.eq(Mux(w_last, 0, w_count + 1))
-        for c, mc in enumerate(self.m_axi):
-            with m.If(w_move & (word_r.ch == c)):
-                m.d.sync += [w_valid[c].eq(1), w_out[c].data.eq(wq_r.data),
-                             w_out[c].strb.eq(wq_r.strb), w_out[c].last.eq(w_last)]
-            with m.Elif(mc.wready):
-                m.d.sync += w_valid[c].eq(0)
-            m.d.comb += [mc.wvalid.eq(w_valid[c]), mc.wdata.eq(w_out[c].data),
-                         mc.wstrb.eq(w_out[c].strb), mc.wlast.eq(w_out[c].last)]
 
         # R: take beats from the channel of the oldest sub-burst, in order.
         rq, rq_w, rq_r = queue(m, "r_q", r_layout(sig), 2)
@@ -365,7 +373,7 @@ class HbmInterleaver(wiring.Component):
         m.d.comb += [
             busy.eq(Cat(rord.r_rdy, bord.r_rdy, word.r_rdy, rq.r_rdy, bq.r_rdy, wq.r_rdy,
                         *(mc.arvalid for mc in self.m_axi), *(mc.awvalid for mc in self.m_axi),
-                        *w_valid).any()),
+                        *(f.r_rdy for f in w_fifos)).any()),
             stall_in.eq(word.r_rdy & ~wq.r_rdy),
             stall_out.eq(Cat(*outs, s.rvalid & ~s.rready, s.bvalid & ~s.bready).any()),
         ]
