@@ -247,7 +247,8 @@ def _interleaver_burst(faults=(), channels=2, write=False, bad_channel=None):
     """One 16-beat INCR burst at 0x30 (16-byte beats, 64 B granules) through the interleaver,
     each channel an always-ready memory-less responder that answers in order (R data = channel
     address, B SLVERR from ``bad_channel``). Returns the sub-requests per channel, the beats
-    on s_axi R (data, last), the cycles of those beats, the W beats per channel and the Bs."""
+    on s_axi R (data, last), the cycles of those beats, the W beats per channel, the Bs and
+    the cycles of the first address handshake in and out and of the first R beat in."""
     dut = HbmInterleaver(channels=channels, addr_width=16, data_width=128, id_width=2,
                          granule_bytes=64, faults=faults)
     subs = [[] for _ in range(channels)]
@@ -255,6 +256,7 @@ def _interleaver_burst(faults=(), channels=2, write=False, bad_channel=None):
     wbeats = [[] for _ in range(channels)]
     rbeats, rcycles, bs = [], [], []
     st = {"a": False, "w": 0}
+    lat = {"a": None, "sub": None, "r_in": None}
 
     def step(ctx, cycle):
         s = dut.s_axi
@@ -285,6 +287,7 @@ def _interleaver_burst(faults=(), channels=2, write=False, bad_channel=None):
                 ctx.set(mc.bresp, AxiResp.SLVERR if c == bad_channel else AxiResp.OKAY)
         if _fire(ctx, s, ch):
             st["a"] = True
+            lat["a"] = cycle
         if _fire(ctx, s, "w"):
             st["w"] += 1
         if _fire(ctx, s, "r"):
@@ -294,6 +297,7 @@ def _interleaver_burst(faults=(), channels=2, write=False, bad_channel=None):
             bs.append((ctx.get(s.bid), ctx.get(s.bresp)))
         for c, mc in enumerate(dut.m_axi):
             if _fire(ctx, mc, ch):
+                lat["sub"] = cycle if lat["sub"] is None else lat["sub"]
                 a, n = ctx.get(getattr(mc, ch + "addr")), ctx.get(getattr(mc, ch + "len"))
                 subs[c].append((a, n + 1))
                 pending[c].append([ctx.get(getattr(mc, ch + "id")), a, "data", n])
@@ -302,6 +306,7 @@ def _interleaver_burst(faults=(), channels=2, write=False, bad_channel=None):
                 if ctx.get(mc.wlast):
                     next(p for p in pending[c] if p[2] == "data")[2] = "done"
             if _fire(ctx, mc, "r"):
+                lat["r_in"] = cycle if lat["r_in"] is None else lat["r_in"]
                 head = pending[c][0]
                 head[1] += 16
                 head[3] -= 1
@@ -311,7 +316,7 @@ def _interleaver_burst(faults=(), channels=2, write=False, bad_channel=None):
                 pending[c].pop(0)
 
     _run(dut, step, 60)
-    return dut.map, subs, rbeats, rcycles, wbeats, bs
+    return dut.map, subs, rbeats, rcycles, wbeats, bs, lat
 
 
 def _expected_subs(mp, addr=0x30, beats=16, size=16):
@@ -327,7 +332,7 @@ def _expected_subs(mp, addr=0x30, beats=16, size=16):
 
 @pytest.mark.parametrize("channels", [2, 4])
 def test_interleaver_read_split_order_full_rate(channels):
-    mp, subs, rbeats, rcycles, _, _ = _interleaver_burst(channels=channels)
+    mp, subs, rbeats, rcycles, _, _, lat = _interleaver_burst(channels=channels)
     assert subs == _expected_subs(mp)
     # R data is the channel address of each beat: back in flat order, RLAST once, ID kept.
     want = []
@@ -336,10 +341,12 @@ def test_interleaver_read_split_order_full_rate(channels):
         want.append((ca, int(k == 15), 2))
     assert rbeats == want
     assert rcycles == list(range(rcycles[0], rcycles[0] + 16)), f"R not full rate: {rcycles}"
+    # The contract's latencies: AR -> first sub-AR 2 cycles, R 1 cycle.
+    assert lat["sub"] - lat["a"] == 2 and rcycles[0] - lat["r_in"] == 1, lat
 
 
 def test_interleaver_write_split_and_worst_b():
-    mp, subs, _, _, wbeats, bs = _interleaver_burst(write=True, bad_channel=1)
+    mp, subs, _, _, wbeats, bs, _ = _interleaver_burst(write=True, bad_channel=1)
     assert subs == _expected_subs(mp)
     got = {}
     for c in range(2):
