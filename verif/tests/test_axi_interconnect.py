@@ -234,6 +234,8 @@ def test_arbiter_r_full_rate_and_routing(managers):
     _run(dut, step, 40)
     assert got == beats
     assert r_cycles == list(range(r_cycles[0], r_cycles[0] + len(beats)))
+    # Requests and beats are offered from cycle 0: AR latency 2 cycles, R 1 cycle.
+    assert (grants[0][0], r_cycles[0]) == (2, 1)
     assert [g[1] for g in grants] == [g[2] for g in grants]
     assert sorted(g[1] for g in grants) == sorted(list(range(managers)) * 4)
     assert [g[0] for g in grants] == list(range(grants[0][0], grants[0][0] + len(grants)))
