@@ -6,7 +6,7 @@ is one ``amaranth.lib.memory.Memory`` with one synchronous read port and one byt
 port (block RAM on the FPGA). docs/hbm.md ("On-chip memory (FPGA presets)") is the contract.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..bus.axi import Axi4Signature, AxiBurst, AxiResp
 
-__all__ = ["OnChipMemory", "ONCHIP_FAULTS", "ONCHIP_STAT_NAMES", "onchip_stats_layout"]
+__all__ = ["ONCHIP_FAULTS", "ONCHIP_STAT_NAMES", "OnChipMemory", "onchip_stats_layout"]
 
 #: Deliberate bugs for the mutation tests: ``ignore_strobes`` writes every byte lane of a beat;
 #: ``r_data_not_held`` lets the read port load a new word while R is stalled (the held beat's

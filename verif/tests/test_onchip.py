@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 
 
 def test_bad_parameters():
-    good = dict(capacity_bytes=1024, addr_width=12, data_width=32, id_width=2)
+    good = {"capacity_bytes": 1024, "addr_width": 12, "data_width": 32, "id_width": 2}
     OnChipMemory(**good)
     for change in ({"capacity_bytes": 1000}, {"capacity_bytes": 32}, {"capacity_bytes": 8192},
                    {"data_width": 16}, {"data_width": 1024}, {"data_width": 48},
