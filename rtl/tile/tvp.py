@@ -642,9 +642,11 @@ class TileVectorProcessor(wiring.Component):
         fp32_mask = Cat(*(Mux(elem_mask[n], 0b1111, 0) for n in range(L)))
         bf16_mask = Cat(*(Mux(elem_mask[n], 0b11, 0) for n in range(L)))
         # quantised blocks: the codes packed as docs/layout.md, in pieces of P bytes
-        # a block's pieces may take several cycles: a buffer keeps the quantiser running
+        # a block's pieces may take several cycles: a buffer keeps the quantiser running (a plain
+        # SyncFIFO: a buffered one of depth 2 has a 1-deep memory, whose zero-width address
+        # Verilator refuses in the build)
         qlayout = data.StructLayout({"scale": 8, "codes": data.ArrayLayout(8, BLOCK_SIZE)})
-        m.submodules.qbuf = qbuf = SyncFIFOBuffered(width=qlayout.size, depth=2)
+        m.submodules.qbuf = qbuf = SyncFIFO(width=qlayout.size, depth=2)
         qo = data.View(qlayout, qbuf.r_data)
         qo_valid, qo_ready = qbuf.r_rdy, qbuf.r_en
         m.d.comb += [qbuf.w_en.eq(quant.o.valid), quant.o.ready.eq(qbuf.w_rdy),
