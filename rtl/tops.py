@@ -138,6 +138,17 @@ def _mx_quantizer_params(config: Config, q) -> dict:
             "count": 200}
 
 
+def _onchip(config: Config):
+    from .hbm.onchip import OnChipMemory
+    return OnChipMemory.from_config(config, capacity_bytes=8192)
+
+
+def _onchip_params(config: Config, mem) -> dict:
+    return {"capacity": mem.capacity_bytes, "data_bytes": mem.axi.data_bytes,
+            "addr_width": mem.axi.addr_width, "id_width": mem.axi.id_width,
+            "ops": 200, "max_beats": 16}
+
+
 def _tile(config: Config):
     from .sdk.rtl import TILE_HBM_BYTES
     from .tile.tile import Tile
@@ -192,6 +203,11 @@ TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="mx-quantizer", description="TVP MX quantiser: FP32 blocks -> E8M0 scale + codes",
         build=_mx_quantizer, bench="openmaia.benches.mx_quantizer",
         bench_params=_mx_quantizer_params, testcase="random_traffic"),
+    Top(name="onchip-memory",
+        description="On-chip memory (FPGA presets' HBM stand-in): AXI4 subordinate, random "
+                    "bursts vs a byte model, SLVERR / DECERR cases, counters",
+        build=_onchip, bench="openmaia.benches.onchip", bench_params=_onchip_params,
+        testcase="random_traffic"),
     Top(name="tile",
         description="The tile: command fetcher, TCP, DMA, TSRAM, TTU engine, TVP, registers, "
                     "AXI arbiter, HBM interleaver and model; SDK GEMMs bit-exact",

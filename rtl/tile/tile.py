@@ -15,6 +15,9 @@ with the host's register port and memory port (docs/tile.md).
                       HbmController
 ```
 
+With an ``ONCHIP`` HBM preset (the FPGA presets) the pseudo-channels are :class:`OnChipMemory`
+blocks behind the same AXI4 ports instead of the HBM timing model.
+
 Every parameter comes from the :class:`~openmaia.config.Config`; ``hbm_bytes`` (the modelled
 HBM capacity, split evenly over the pseudo-channels) is the one size chosen per build, because
 each byte of the model's backing store costs elaboration and simulation time.
@@ -28,6 +31,7 @@ from ..bus.axi import Axi4Signature, AxiLiteSignature
 from ..bus.axi_arbiter import AxiArbiter
 from ..hbm.controller import HbmController
 from ..hbm.interleaver import HbmInterleaver
+from ..hbm.onchip import OnChipMemory
 from .command_fetcher import CommandFetcher
 from .dma import COUNTERS as DMA_COUNTERS
 from .dma import TileDma
@@ -105,11 +109,21 @@ class Tile(wiring.Component):
         m.submodules.interleaver = interleaver = HbmInterleaver(
             channels=cfg.hbm_pseudo_channels, addr_width=cfg.axi_addr_bits,
             data_width=cfg.axi_data_bits, id_width=id_bits)
-        m.submodules.hbm = hbm = HbmController(
-            pseudo_channels=cfg.hbm_pseudo_channels, timing=cfg.hbm_preset,
-            mapping=cfg.hbm_mapping, queue_depth=cfg.hbm_queue_depth,
-            capacity_bytes=self.hbm_bytes // cfg.hbm_pseudo_channels,
-            addr_width=cfg.axi_addr_bits, data_width=cfg.axi_data_bits, id_width=id_bits)
+        per_channel = self.hbm_bytes // cfg.hbm_pseudo_channels
+        if cfg.hbm_preset == "ONCHIP":
+            memories = [OnChipMemory(capacity_bytes=per_channel, addr_width=cfg.axi_addr_bits,
+                                     data_width=cfg.axi_data_bits, id_width=id_bits)
+                        for _ in range(cfg.hbm_pseudo_channels)]
+            for p, mem in enumerate(memories):
+                m.submodules[f"mem{p}"] = mem
+            ports = [mem.s_axi for mem in memories]
+        else:
+            m.submodules.hbm = hbm = HbmController(
+                pseudo_channels=cfg.hbm_pseudo_channels, timing=cfg.hbm_preset,
+                mapping=cfg.hbm_mapping, queue_depth=cfg.hbm_queue_depth,
+                capacity_bytes=per_channel, addr_width=cfg.axi_addr_bits,
+                data_width=cfg.axi_data_bits, id_width=id_bits)
+            ports = list(hbm.s_axi)
 
         # host side
         wiring.connect(m, wiring.flipped(self.s_axil), regs.axi)
@@ -121,7 +135,7 @@ class Tile(wiring.Component):
         wiring.connect(m, dma.m_axi, arbiter.s_axi[2])
         wiring.connect(m, arbiter.m_axi, interleaver.s_axi)
         for p in range(cfg.hbm_pseudo_channels):
-            wiring.connect(m, interleaver.m_axi[p], hbm.s_axi[p])
+            wiring.connect(m, interleaver.m_axi[p], ports[p])
 
         # command path
         m.d.comb += [
