@@ -93,6 +93,9 @@ def burst(rng, base, span, beats, data_bytes, size_bytes):
     """(addr, length) of a burst of ``beats`` beats of ``size_bytes`` inside ``[base, base +
     span)``, random unaligned ends, not crossing 4 KiB."""
     total = beats * size_bytes
+    if total > PAGE or total > span:
+        raise ValueError(f"a burst of {total} bytes cannot fit in {span} bytes without "
+                         f"crossing 4 KiB")
     while True:
         lead = rng.randrange(size_bytes)
         trail = rng.randrange(size_bytes) if total - lead > 1 else 0
@@ -205,7 +208,7 @@ async def errors(dut):
 
     hits = {True: 0, False: 0}
     for _ in range(prm.get("error_ops", 60)):
-        beats = rng.randint(1, prm["max_beats"])
+        beats = rng.randint(1, min(prm["max_beats"], PAGE // db))
         addr, length = burst(rng, 0, min(flat, 32 * g + 2 * beats * db), beats, db, db)
         expect_err = touches_bad(addr, length)
         hits[expect_err] += 1
