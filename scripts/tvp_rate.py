@@ -11,9 +11,7 @@ against the peak of ``lanes`` a cycle. Each result is checked against the golden
 import argparse
 import random
 
-import numpy as np
 from amaranth.sim import Simulator
-
 from openmaia.benches.tvp import FIELDS, TvpWorkload
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode

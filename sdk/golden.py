@@ -85,7 +85,7 @@ def _fp32_rows(mem, base, stride, rows, cols):
 def _write_fp32_rows(mem, base, stride, values, dtype="<u4"):
     """Store ``values`` (rows x cols) as little-endian ``dtype`` rows at ``base + r * stride``,
     in row order (a later row wins where rows overlap)."""
-    rows, cols = values.shape
+    rows = values.shape[0]
     le = np.ascontiguousarray(values.astype(dtype)).view(np.uint8).reshape(rows, -1)
     for r in range(rows):
         mem[base + r * stride: base + r * stride + le.shape[1]] = le[r]

@@ -519,7 +519,8 @@ class TileVectorProcessor(wiring.Component):
             g_first = Signal(name=f"{name}_g_first")
             g_prev = Signal(8 * P, name=f"{name}_g_prev")
 
-            def row_start(addr, beats):
+            def row_start(addr, beats, g_off=g_off, g_words=g_words, g_beats=g_beats,
+                          g_elems=g_elems, g_first=g_first):
                 off = elem_off(addr)
                 return [g_off.eq(off), g_words.eq(row_words(addr)), g_beats.eq(beats),
                         g_elems.eq(cmd.cols), g_first.eq(off != 0)]

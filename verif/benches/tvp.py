@@ -18,7 +18,6 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
-
 from openmaia.bus.memory_port import MemoryPortSignature, MemoryRequest
 from openmaia.errors import ErrorCode
 from openmaia.harness import bench_params

@@ -11,7 +11,6 @@ import random
 
 import numpy as np
 import pytest
-
 from openmaia.benches.tvp import ILLEGAL_KINDS, TvpWithTileSram, TvpWorkload
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode
@@ -114,6 +113,17 @@ def test_one_lane_and_poisoned_words(seed):
     assert any(e["status"] == ErrorCode.ECC_UNCORRECTABLE for e in events)
     run_tvp(wl, seed=seed, lanes=1, formats=fmts, poison={word}, want_events=events,
             stall=0.2, mem_stall=0.2)
+
+
+@pytest.mark.slow
+def test_sixteen_lanes(seed):
+    """The `default` preset's shape (16 lanes, 64-byte ports): random commands of every op and
+    the illegal kinds."""
+    wl = _workload(seed, lanes=16, max_cols=80)
+    for op in TvpOp:
+        wl.random_command(op)
+    wl.random(len(TvpOp), illegal=0.0)
+    run_tvp(wl, seed=seed, lanes=16, stall=0.2, mem_stall=0.2)
 
 
 @pytest.mark.parametrize("config", ["small", "ice40", "ulx3s"])
