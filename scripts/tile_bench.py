@@ -32,7 +32,8 @@ def suites(config):
     """(name, m, n, k) per suite, sized from the configuration: GEMMs of intensity >= 2B; GEMV
     (batch 1) with K and N several array widths."""
     r, c = config.array_rows, config.array_cols
-    gemm = [("gemm", 16 * r, 16 * c, 8 * 32), ("gemm", 32 * r, 16 * c, 8 * 32)]
+    gemm = [("gemm", 16 * r, 16 * c, 8 * 32), ("gemm", 32 * r, 16 * c, 8 * 32),
+            ("gemm", 32 * r, 32 * c, 8 * 32)]
     gemv = [("gemv", 1, 64 * c, 8 * 32)]
     return {"gemm": gemm, "gemv": gemv}
 
@@ -77,6 +78,7 @@ def main(argv=None):
     shapes = [s for name, rows in chosen.items() if args.suite in (name, "all") for s in rows]
     rows = []
     with RtlBackend(config, seed=args.seed) as tile:
+        tile.read(0, 64)                     # start (and build) the simulation before timing
         for kind, m, n, k in shapes:
             for fa, fb in PAIRS:
                 if not {fa, fb} <= set(config.format_names):
