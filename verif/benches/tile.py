@@ -101,12 +101,15 @@ class TileHost:
             return b""
         return bytes((await self.mem.read(addr, nbytes)).data)
 
-    async def counters(self):
-        """Every counter register by its dotted name (a ``_LO`` / ``_HI`` pair read in order)."""
+    async def counters(self, *, cycles_first=False):
+        """Every counter register by its dotted name (a ``_LO`` / ``_HI`` pair read in order);
+        ``tile.cycles`` last, or first with ``cycles_first`` (so that a run's cycle count
+        excludes the reading of the other counters)."""
         values = {}
-        for r in self.map:
-            if r.source is None or (r.snapshot and r.snapshot[0] == "hi"):
-                continue
+        regs = [r for r in self.map if r.source is not None
+                and not (r.snapshot and r.snapshot[0] == "hi")]
+        regs.sort(key=lambda r: (r.source == "tile.cycles") != cycles_first)
+        for r in regs:
             value = await self.peek(r.name)
             if r.snapshot:
                 value |= await self.peek(r.snapshot[1]) << 32
@@ -141,8 +144,9 @@ class TileHost:
                 return
         raise AssertionError("the tile did not leave DRAINING / flushing after a restart")
 
-    async def _write_commands(self, words, first):
-        """Commands ``words[first:]`` into the ring's free slots; returns how many went."""
+    async def _write_commands(self, words, first, *, doorbell=True):
+        """Commands ``words[first:]`` into the ring's free slots (then the doorbell, unless
+        ``doorbell`` is false); returns how many went."""
         head = await self.peek("CQ_HEAD")
         free = (head - self.tail - 1) % self.ring_entries
         n = min(free, len(words) - first)
@@ -153,7 +157,7 @@ class TileHost:
             await self.load(self.ring_base + RING_BYTES_PER_ENTRY * self.tail, blob)
             self.tail = (self.tail + run) % self.ring_entries
             done += run
-        if n:
+        if n and doorbell:
             await self.poke("CQ_DOORBELL", self.tail)
         return n
 
@@ -166,8 +170,10 @@ class TileHost:
         words = [program[i:i + RING_BYTES_PER_ENTRY]
                  for i in range(0, len(program), RING_BYTES_PER_ENTRY)]
         widths = self._widths()
+        fed = await self._write_commands(words, 0, doorbell=False)
         before = await self.counters()
-        fed, cycles, last_position, idle = 0, 0, -1, 0
+        await self.poke("CQ_DOORBELL", self.tail)
+        cycles, last_position, idle = 0, -1, 0
         while True:
             if fed < len(words):
                 fed += await self._write_commands(words, fed)
@@ -189,7 +195,7 @@ class TileHost:
             if cycles > max_cycles:
                 st["state"] = "TIMEOUT"
                 break
-        after = await self.counters()
+        after = await self.counters(cycles_first=True)
         deltas = {k: (after[k] - before[k]) % (1 << widths[k]) for k in after}
         for alias, source in COUNTER_ALIASES.items():
             if source in deltas:
