@@ -468,5 +468,5 @@ def test_interleaver_cocotb_slow(channels, granule, fold, data_bits):
 def test_interleaver_cocotb_catches_fault(fault):
     result = simulate(_interleaver(2, faults={fault}), bench=IL_BENCH, name="hbm_interleaver",
                       params=interleaver_params(2), check=False)
-    assert result.tests and result.failed == result.tests, (
-        f"{fault} was not caught by every test (seed {result.seed})")
+    # Both functional tests (random_bursts, errors) must fail; throughput is skipped.
+    assert result.failed == 2, f"{fault} was not caught by both tests (seed {result.seed})"
