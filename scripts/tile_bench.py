@@ -70,12 +70,15 @@ def main(argv=None):
     parser.add_argument("--config", default="small")
     parser.add_argument("--suite", choices=("gemm", "gemv", "all"), default="all")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shapes", type=int, default=None,
+                        help="run only the first N shapes of each suite")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     config = get_config(args.config)
     rng = np.random.default_rng(args.seed)
     chosen = suites(config)
-    shapes = [s for name, rows in chosen.items() if args.suite in (name, "all") for s in rows]
+    shapes = [s for name, rows in chosen.items() if args.suite in (name, "all")
+              for s in rows[:args.shapes]]
     rows = []
     with RtlBackend(config, seed=args.seed) as tile:
         tile.read(0, 64)                     # start (and build) the simulation before timing
