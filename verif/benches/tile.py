@@ -204,16 +204,21 @@ class TileHost:
         return st
 
 
+async def _started_host(dut, params):
+    """A started :class:`TileHost` from the bench parameters."""
+    host = TileHost(dut, config=config_from_params(params["config"]),
+                    hbm_bytes=params["hbm_bytes"], ring_entries=params["ring_entries"],
+                    pause=params.get("pause", 0.0), seed=cocotb.RANDOM_SEED)
+    await host.start()
+    return host
+
+
 @cocotb.test()
 async def serve(dut):
     """The rtl backend's server (module docstring)."""
     from multiprocessing.connection import Client
     params = bench_params()
-    config = config_from_params(params["config"])
-    host = TileHost(dut, config=config, hbm_bytes=params["hbm_bytes"],
-                    ring_entries=params["ring_entries"], pause=params.get("pause", 0.0),
-                    seed=cocotb.RANDOM_SEED)
-    await host.start()
+    host = await _started_host(dut, params)
     conn = Client(params["socket"], family="AF_UNIX")
     try:
         while True:
@@ -263,11 +268,7 @@ async def smoke(dut):
     from openmaia.sdk.compiler import compile_gemm
 
     params = bench_params()
-    config = config_from_params(params["config"])
-    host = TileHost(dut, config=config, hbm_bytes=params["hbm_bytes"],
-                    ring_entries=params["ring_entries"], pause=params.get("pause", 0.0),
-                    seed=cocotb.RANDOM_SEED)
-    await host.start()
+    host = await _started_host(dut, params)
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     usable = host.ring_base
 
@@ -281,6 +282,7 @@ async def smoke(dut):
         def read(self, addr, nbytes):
             return self.image[addr:addr + nbytes]
 
+    config = host.config
     fmts = sorted(config.format_names)
     for i in range(params.get("count", 2)):
         m, n, k = (int(rng.integers(1, 3 * s + 1)) for s in
