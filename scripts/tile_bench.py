@@ -17,7 +17,6 @@ import sys
 import time
 
 import numpy as np
-
 from openmaia.config import get_config
 from openmaia.numerics import mx_matmul, quantize_mx
 from openmaia.sdk.backend import run_compiled

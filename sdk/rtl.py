@@ -26,9 +26,17 @@ from ..config import Config
 from ..errors import ErrorCode
 from .backend import Backend, RunResult
 
-__all__ = ["RtlBackend", "COUNTER_ALIASES", "RING_BYTES_PER_ENTRY", "TILE_HBM_BYTES",
-           "TILE_MODULE", "config_from_params",
-           "config_to_params", "ring_base", "tile_hbm_bytes"]
+__all__ = [
+    "COUNTER_ALIASES",
+    "RING_BYTES_PER_ENTRY",
+    "TILE_HBM_BYTES",
+    "TILE_MODULE",
+    "RtlBackend",
+    "config_from_params",
+    "config_to_params",
+    "ring_base",
+    "tile_hbm_bytes",
+]
 
 RING_BYTES_PER_ENTRY = 64
 #: The HBM the tile models unless a caller needs more (the ``tile`` top's size too).
@@ -146,7 +154,7 @@ class RtlBackend(Backend):
                 self._result = simulate(tile, bench="openmaia.benches.tile", name=name,
                                         params=params, testcase="serve", seed=self.seed,
                                         verilog=verilog, check=False)
-            except BaseException as exc:             # reported by _call
+            except BaseException as exc:  # noqa: BLE001 - reported by _call
                 self._result = exc
             finally:
                 listener.close()
@@ -213,7 +221,7 @@ class RtlBackend(Backend):
     def __del__(self):
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - nothing to report to at interpreter exit
             pass
 
     # -- the Backend interface --------------------------------------------------------------

@@ -14,10 +14,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..bus.axi import AXI4_MAX_BEATS, AXI_BOUNDARY_BYTES, Axi4Signature, AxiBurst, AxiResp
+from ..bus.axi import (
+    AXI4_MAX_BEATS,
+    AXI_BOUNDARY_BYTES,
+    Axi4Signature,
+    AxiBurst,
+    AxiResp,
+)
 from .isa import COMMAND_BYTES, Command
 
-__all__ = ["CommandFetcher", "FetchCounters", "FAULTS"]
+__all__ = ["FAULTS", "CommandFetcher", "FetchCounters"]
 
 COUNTER_BITS = 32
 #: Deliberate bugs for the tests: ``head_at_fetch`` advances ``head`` when a command is

@@ -465,10 +465,10 @@ class HostRegisters(wiring.Component):
                                "ttu": data.Layout.cast(EngineCounters),
                                "tsram": self.tsram_layout}
         extra = dict(extra_counters or {})
-        for group in extra:
+        for group, layout in extra.items():
             if group in self.counter_groups or group in ("sem", "cq") or not group.isidentifier():
                 raise ValueError(f"extra counter group name {group!r} is taken or invalid")
-            self.counter_groups[group] = data.Layout.cast(extra[group])
+            self.counter_groups[group] = data.Layout.cast(layout)
         self.map = build_map(semaphores=semaphores, counters=self.counter_groups,
                              dma_queues=dma_queues, addr_width=addr_width)
         super().__init__({

@@ -41,7 +41,7 @@ from .tsram import TileSram, tile_ports
 from .ttu_engine import TileTensorEngine
 from .tvp import TileVectorProcessor
 
-__all__ = ["Tile", "TileCounters", "HOST_MANAGERS"]
+__all__ = ["HOST_MANAGERS", "Tile"]
 
 #: The AXI arbiter's managers, in port order (the index is the top bits of the HBM-side ID).
 HOST_MANAGERS = ("host", "fetcher", "dma")

@@ -29,11 +29,14 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiMaster
-
 from openmaia.harness import bench_params
 from openmaia.harness.streams import random_pauses
-from openmaia.sdk.rtl import (COUNTER_ALIASES, RING_BYTES_PER_ENTRY, config_from_params,
-                              ring_base)
+from openmaia.sdk.rtl import (
+    COUNTER_ALIASES,
+    RING_BYTES_PER_ENTRY,
+    config_from_params,
+    ring_base,
+)
 from openmaia.tile.tile import Tile
 
 CLOCK_NS = 10
@@ -248,7 +251,7 @@ async def serve(dut):
                 else:
                     raise ValueError(f"unknown request {kind!r}")
                 conn.send(("ok", value))
-            except Exception:                        # the backend raises it on its side
+            except Exception:  # noqa: BLE001 - the backend raises it on its side
                 conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
@@ -260,7 +263,6 @@ async def smoke(dut):
     bit-exact against ``mx_matmul``; an illegal command stopping the stream with its code and
     position, then a good run."""
     import numpy as np
-
     from openmaia.errors import ErrorCode
     from openmaia.numerics import mx_matmul, quantize_mx
     from openmaia.sdk.assembler import Program

@@ -13,7 +13,6 @@ from collections import deque
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-
 from openmaia.config import get_config
 from openmaia.harness.elaborate import lint
 from openmaia.tile.command_fetcher import CommandFetcher
@@ -26,7 +25,7 @@ def axi_read_responder(axi, memory, *, data_bytes, rng, stall=0.3, bad_addrs=fro
     """AR / R of an AXI4 subordinate over ``memory`` (uint8 array); beats of an address in
     ``bad_addrs`` (64-byte command addresses) answer SLVERR. ``log`` gets (addr, beats)."""
     async def process(ctx):
-        bursts, beats = deque(), deque()
+        beats = deque()
         while True:
             ctx.set(axi.arready, rng.random() >= stall)
             if beats:

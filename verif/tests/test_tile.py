@@ -6,7 +6,6 @@ serves every run of a test, with random pauses on the host's AXI channels."""
 
 import numpy as np
 import pytest
-
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode
 from openmaia.numerics import mx_matmul, quantize_mx
