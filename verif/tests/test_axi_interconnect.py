@@ -444,7 +444,7 @@ def _interleaver(channels, granule_bytes=64, fold=True, data_width=128, faults=(
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("channels", [1, 2, 4])
+@pytest.mark.parametrize("channels", [pytest.param(1, marks=pytest.mark.slow), 2, 4])
 def test_interleaver_cocotb_random_bursts(channels):
     simulate(_interleaver(channels), bench=IL_BENCH, name="hbm_interleaver",
              params=interleaver_params(channels))
