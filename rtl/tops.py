@@ -161,6 +161,29 @@ def _tile_params(config: Config, tile) -> dict:
             "ring_entries": 64, "pause": 0.3, "count": 2}
 
 
+def _axi_arbiter(config: Config):
+    from .bus.axi_arbiter import AxiArbiter
+    return AxiArbiter.from_config(config, managers=3)
+
+
+def _axi_arbiter_params(config: Config, arb) -> dict:
+    return {"managers": arb.managers, "id_width": arb.s_sig.id_width,
+            "data_bytes": arb.s_sig.data_bytes, "region": 4096, "workers": 2, "ops": 30,
+            "max_bytes": 600, "pause": 0.3}
+
+
+def _hbm_interleaver(config: Config):
+    from .hbm.interleaver import HbmInterleaver
+    return HbmInterleaver.from_config(config)
+
+
+def _hbm_interleaver_params(config: Config, il) -> dict:
+    return {"channels": il.channels, "granule_bytes": il.granule_bytes, "fold": il.map.fold,
+            "addr_width": il.sig.addr_width, "data_bytes": il.sig.data_bytes,
+            "flat_bytes": 1 << 15, "workers": 3, "max_beats": 32, "extra": 20,
+            "narrow": 0.15, "pause": 0.3}
+
+
 TOPS: dict[str, Top] = {top.name: top for top in [
     Top(name="element-decoder",
         description="MX element decoder (codes -> sign, exponent, significand), one per lane",
@@ -213,6 +236,16 @@ TOPS: dict[str, Top] = {top.name: top for top in [
                     "AXI arbiter, HBM interleaver and model; SDK GEMMs bit-exact",
         build=_tile, bench="openmaia.benches.tile", bench_params=_tile_params,
         testcase="smoke"),
+    Top(name="axi-arbiter",
+        description="AXI4 arbiter: 3 managers onto one port (round-robin AR / AW, W in AW "
+                    "order); random traffic from 3 AxiMasters into an AxiRam",
+        build=_axi_arbiter, bench="openmaia.benches.axi_arbiter",
+        bench_params=_axi_arbiter_params, testcase="random_traffic"),
+    Top(name="hbm-interleaver",
+        description="HBM pseudo-channel interleaver: bursts split per granule, in-order merge; "
+                    "random bursts vs a flat model through the address map",
+        build=_hbm_interleaver, bench="openmaia.benches.hbm_interleaver",
+        bench_params=_hbm_interleaver_params, testcase="random_bursts"),
 ]}
 
 
