@@ -122,10 +122,11 @@ class Config:
                              f"not {self.axi_data_bits}")
         if not 16 <= self.axi_addr_bits <= 64:
             raise ValueError(f"axi_addr_bits must be in 16..64, not {self.axi_addr_bits}")
-        if (not _is_pow2(self.tvp_lanes) or self.tvp_lanes > 64
+        if (not _is_pow2(self.tvp_lanes) or self.tvp_lanes > 32
                 or not self.tsram_bank_bytes <= 4 * self.tvp_lanes
                 <= self.tsram_banks * self.tsram_bank_bytes):
-            raise ValueError(f"tvp_lanes must be a power of two <= 64 whose 4 x lanes bytes are "
+            raise ValueError(f"tvp_lanes must be a power of two <= 32 (a beat within one MX "
+                             f"block) whose 4 x lanes bytes are "
                              f"1 to {self.tsram_banks} tile SRAM words of "
                              f"{self.tsram_bank_bytes} bytes, not {self.tvp_lanes!r}")
         if self.tcp_semaphores > 256:

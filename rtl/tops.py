@@ -161,6 +161,17 @@ def _tile_params(config: Config, tile) -> dict:
             "ring_entries": 64, "pause": 0.3, "count": 2}
 
 
+def _tvp(config: Config):
+    from .benches.tvp import TvpWithTileSram
+    return TvpWithTileSram(config)
+
+
+def _tvp_params(config: Config, top) -> dict:
+    return {"lanes": config.tvp_lanes, "formats": sorted(config.format_names),
+            "tsram_bytes": config.tsram_bytes, "host_bytes": top.host_bytes,
+            "host_addr_bits": top.host.signature.addr_width, "commands": 16}
+
+
 def _axi_arbiter(config: Config):
     from .bus.axi_arbiter import AxiArbiter
     return AxiArbiter.from_config(config, managers=3)
@@ -236,6 +247,11 @@ TOPS: dict[str, Top] = {top.name: top for top in [
                     "AXI arbiter, HBM interleaver and model; SDK GEMMs bit-exact",
         build=_tile, bench="openmaia.benches.tile", bench_params=_tile_params,
         testcase="smoke"),
+    Top(name="tvp",
+        description="Tile Vector Processor on a Tile SRAM: TVP commands (every op, illegal ones), "
+                    "whole SRAM vs the golden model",
+        build=_tvp, bench="openmaia.benches.tvp", bench_params=_tvp_params,
+        testcase="random_commands"),
     Top(name="axi-arbiter",
         description="AXI4 arbiter: 3 managers onto one port (round-robin AR / AW, W in AW "
                     "order); random traffic from 3 AxiMasters into an AxiRam",

@@ -36,7 +36,7 @@ def test_waivers_are_exactly_the_generated_code_ones():
 # holds the TTU engine.
 _BIG = {("ttu", "default"), ("ttu", "ulx3s"), ("ttu-engine", "default"), ("ttu-engine", "ulx3s"),
         ("vector-alu", "default"), ("vector-alu", "ulx3s"), ("tile", "default"),
-        ("tile", "ulx3s")}
+        ("tile", "ulx3s"), ("tvp", "default"), ("tvp", "ulx3s")}
 
 
 @pytest.mark.parametrize("top, config", [
