@@ -27,22 +27,36 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
-
 from openmaia.bus.memory_port import MemoryPortSignature, MemoryRequest
 from openmaia.errors import ErrorCode
 from openmaia.harness import bench_params
-from openmaia.harness.streams import StreamSink, StreamSource, random_pauses, unpack
+from openmaia.harness.streams import (
+    StreamSink,
+    StreamSource,
+    drain,
+    memory_port_read,
+    memory_port_write,
+    random_pauses,
+    unpack,
+)
 from openmaia.layout import packed_row_bytes
 from openmaia.numerics.formats import BLOCK_SIZE, Format
-from openmaia.tile.tile_op import (OperandPlace, ResultPlace, TileOp, TileOpCommand,
-                                   block_bytes, execute_tile_op, tile_op_status)
+from openmaia.tile.tile_op import (
+    OperandPlace,
+    ResultPlace,
+    TileOp,
+    TileOpCommand,
+    block_bytes,
+    execute_tile_op,
+    tile_op_status,
+)
 from openmaia.tile.tsram import TileSram
 from openmaia.tile.ttu_engine import EngineCounters, TileTensorEngine
 from openmaia.tile.ttu_stream import TtuEvent, TtuOp
 
 from .ttu import random_operand
 
-__all__ = ["EngineWorkload", "EngineWithTileSram", "ILLEGAL_KINDS"]
+__all__ = ["ILLEGAL_KINDS", "EngineWithTileSram", "EngineWorkload"]
 
 ILLEGAL_KINDS = ("k_zero", "k_too_big", "format", "resident_tiles", "codes_misaligned",
                  "codes_stride_small", "scales_stride_small", "c_misaligned", "c_stride_small",
@@ -247,47 +261,15 @@ class EngineWithTileSram(wiring.Component):
         return m
 
 
-async def _drain(source, task, clk):
-    """Wait until ``source`` has sent everything, then stop its driver (valid low)."""
-    await source.wait_idle()
-    await ClockCycles(clk, 2)
-    task.cancel()
+_drain = drain
 
 
 async def _host_write(dut, clk, memory, word_bytes, layout, *, zeros=False):
-    """Write ``memory`` into the SRAM through ``host`` (the zero words too if ``zeros``)."""
-    src = StreamSource(dut, "host__req", clk, shape=layout)
-    for addr in range(len(memory) // word_bytes):
-        word = memory[addr * word_bytes:(addr + 1) * word_bytes]
-        if zeros or word.any():
-            src.send_nowait({"addr": addr, "write": 1,
-                             "data": int.from_bytes(word.tobytes(), "little"),
-                             "strb": (1 << word_bytes) - 1})
-    await _drain(src, cocotb.start_soon(src.run()), clk)
-    await ClockCycles(clk, 4)
+    await memory_port_write(dut, "host", clk, memory, word_bytes, layout, zeros=zeros)
 
 
 async def _host_read(dut, clk, nbytes, word_bytes, layout):
-    src = StreamSource(dut, "host__req", clk, shape=layout)
-    sink = StreamSink(dut, "host__rsp", clk)
-    words = nbytes // word_bytes
-    for addr in range(words):
-        src.send_nowait({"addr": addr, "write": 0, "data": 0, "strb": 0})
-    sink_task = cocotb.start_soon(sink.run())
-    await _drain(src, cocotb.start_soon(src.run()), clk)
-    for _ in range(words + 1000):
-        if len(sink.items) >= words:
-            break
-        await ClockCycles(clk, 10)
-    assert len(sink.items) == words, f"host read: {len(sink.items)} of {words} words came back"
-    sink_task.cancel()
-    dut.host__rsp__ready.value = 1
-    out = np.zeros(nbytes, np.uint8)
-    for addr, bits in enumerate(sink.items):
-        data = bits & ((1 << 8 * word_bytes) - 1)
-        out[addr * word_bytes:(addr + 1) * word_bytes] = np.frombuffer(
-            data.to_bytes(word_bytes, "little"), np.uint8)
-    return out
+    return await memory_port_read(dut, "host", clk, nbytes, word_bytes, layout)
 
 
 @cocotb.test()

@@ -21,14 +21,22 @@ from cocotb.triggers import ClockCycles
 from openmaia.bus.memory_port import MemoryPortSignature, MemoryRequest
 from openmaia.errors import ErrorCode
 from openmaia.harness import bench_params
-from openmaia.harness.streams import StreamSink, StreamSource, random_pauses, unpack
+from openmaia.harness.streams import (
+    StreamSink,
+    StreamSource,
+    drain,
+    memory_port_read,
+    memory_port_write,
+    random_pauses,
+    unpack,
+)
 from openmaia.numerics.formats import Format
 from openmaia.sdk.golden import execute_tvp
 from openmaia.tile.isa import TvpCmd, TvpCommand, TvpEvent, TvpOp
 from openmaia.tile.tsram import TileSram
 from openmaia.tile.tvp import TileVectorProcessor, TvpCounters, tvp_planes, tvp_status
 
-__all__ = ["TvpWorkload", "TvpWithTileSram", "ILLEGAL_KINDS", "FIELDS"]
+__all__ = ["FIELDS", "ILLEGAL_KINDS", "TvpWithTileSram", "TvpWorkload"]
 
 FIELDS = ("op", "rows", "cols", "a", "a_stride", "b", "b_stride", "d", "d_stride", "d_scales",
           "d_scales_stride", "scalar", "fmt", "tag")
@@ -241,43 +249,15 @@ class TvpWithTileSram(wiring.Component):
         return m
 
 
-async def _drain(source, task, clk):
-    await source.wait_idle()
-    await ClockCycles(clk, 2)
-    task.cancel()
+_drain = drain
 
 
-async def _host_write(dut, clk, memory, word_bytes, layout):
-    src = StreamSource(dut, "host__req", clk, shape=layout)
-    for addr in range(len(memory) // word_bytes):
-        word = memory[addr * word_bytes:(addr + 1) * word_bytes]
-        src.send_nowait({"addr": addr, "write": 1, "data": int.from_bytes(word.tobytes(), "little"),
-                         "strb": (1 << word_bytes) - 1})
-    await _drain(src, cocotb.start_soon(src.run()), clk)
-    await ClockCycles(clk, 4)
+async def _host_write(dut, clk, memory, word_bytes, layout, *, zeros=True):
+    await memory_port_write(dut, "host", clk, memory, word_bytes, layout, zeros=zeros)
 
 
 async def _host_read(dut, clk, nbytes, word_bytes, layout):
-    src = StreamSource(dut, "host__req", clk, shape=layout)
-    sink = StreamSink(dut, "host__rsp", clk)
-    words = nbytes // word_bytes
-    for addr in range(words):
-        src.send_nowait({"addr": addr, "write": 0, "data": 0, "strb": 0})
-    sink_task = cocotb.start_soon(sink.run())
-    await _drain(src, cocotb.start_soon(src.run()), clk)
-    for _ in range(words + 1000):
-        if len(sink.items) >= words:
-            break
-        await ClockCycles(clk, 10)
-    assert len(sink.items) == words, f"host read: {len(sink.items)} of {words} words came back"
-    sink_task.cancel()
-    dut.host__rsp__ready.value = 1
-    out = np.zeros(nbytes, np.uint8)
-    for addr, bits in enumerate(sink.items):
-        data = bits & ((1 << 8 * word_bytes) - 1)
-        out[addr * word_bytes:(addr + 1) * word_bytes] = np.frombuffer(
-            data.to_bytes(word_bytes, "little"), np.uint8)
-    return out
+    return await memory_port_read(dut, "host", clk, nbytes, word_bytes, layout)
 
 
 @cocotb.test()

@@ -17,7 +17,16 @@ from amaranth.hdl import ShapeCastable
 from amaranth.lib import data
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
-__all__ = ["StreamSource", "StreamSink", "random_pauses", "pack", "unpack"]
+__all__ = [
+    "StreamSink",
+    "StreamSource",
+    "drain",
+    "memory_port_read",
+    "memory_port_write",
+    "pack",
+    "random_pauses",
+    "unpack",
+]
 
 
 def random_pauses(rng: random.Random, probability: float):
@@ -129,3 +138,56 @@ class StreamSink:
                 self.items.append(item)
                 if self._callback is not None:
                     self._callback(item)
+
+
+async def drain(source, task, clk):
+    """Wait until ``source`` has sent everything, then stop its driver ``task`` (valid low).
+    (:meth:`StreamSource.run` never returns.)"""
+    from cocotb.triggers import ClockCycles
+    await source.wait_idle()
+    await ClockCycles(clk, 2)
+    task.cancel()
+
+
+async def memory_port_write(dut, port, clk, memory, word_bytes, layout, *, zeros=True):
+    """Write ``memory`` (a 1-D uint8 array) through the memory port ``port`` (a
+    ``MemoryPortSignature`` requester's name in the Verilog, e.g. ``"host"``), one full-strobe
+    word a request from address 0; all-zero words too unless ``zeros`` is false."""
+    import cocotb
+    from cocotb.triggers import ClockCycles
+    src = StreamSource(dut, f"{port}__req", clk, shape=layout)
+    for addr in range(len(memory) // word_bytes):
+        word = memory[addr * word_bytes:(addr + 1) * word_bytes]
+        if zeros or word.any():
+            src.send_nowait({"addr": addr, "write": 1,
+                             "data": int.from_bytes(word.tobytes(), "little"),
+                             "strb": (1 << word_bytes) - 1})
+    await drain(src, cocotb.start_soon(src.run()), clk)
+    await ClockCycles(clk, 4)
+
+
+async def memory_port_read(dut, port, clk, nbytes, word_bytes, layout):
+    """Read ``nbytes`` from address 0 through the memory port ``port``: a uint8 array."""
+    import cocotb
+    import numpy as np
+    from cocotb.triggers import ClockCycles
+    src = StreamSource(dut, f"{port}__req", clk, shape=layout)
+    sink = StreamSink(dut, f"{port}__rsp", clk)
+    words = nbytes // word_bytes
+    for addr in range(words):
+        src.send_nowait({"addr": addr, "write": 0, "data": 0, "strb": 0})
+    sink_task = cocotb.start_soon(sink.run())
+    await drain(src, cocotb.start_soon(src.run()), clk)
+    for _ in range(words + 1000):
+        if len(sink.items) >= words:
+            break
+        await ClockCycles(clk, 10)
+    assert len(sink.items) == words, f"{port} read: {len(sink.items)} of {words} words came back"
+    sink_task.cancel()
+    getattr(dut, f"{port}__rsp__ready").value = 1
+    out = np.zeros(nbytes, np.uint8)
+    for addr, bits in enumerate(sink.items):
+        data = bits & ((1 << 8 * word_bytes) - 1)
+        out[addr * word_bytes:(addr + 1) * word_bytes] = np.frombuffer(
+            data.to_bytes(word_bytes, "little"), np.uint8)
+    return out
