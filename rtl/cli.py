@@ -73,7 +73,12 @@ def _cmd_selfcheck(args) -> int:
     config = get_config(args.config)
     rows, ok = [], True
     console = _console()
+    unknown = set(args.top or ()) - set(TOPS)
+    if unknown:
+        raise SystemExit(f"unknown top(s) {', '.join(sorted(unknown))}; tops: {', '.join(TOPS)}")
     for top in TOPS.values():
+        if args.top and top.name not in args.top:
+            continue
         with console.status(f"{top.name}: elaborate, lint, build and simulate ({config.name})"):
             start = time.monotonic()
             component = top.build(config)
@@ -282,6 +287,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("selfcheck", help="elaborate, lint and simulate every registered top")
     p.add_argument("--config", default="default", choices=preset_names())
+    p.add_argument("--top", action="append", metavar="TOP",
+                   help="only this top (repeatable; default: every registered top)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_selfcheck)

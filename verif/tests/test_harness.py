@@ -186,6 +186,18 @@ def test_cli_config_and_elaborate(tmp_path, capsys):
         main(["elaborate", "no-such-top", "-o", str(out)])
 
 
+def test_cli_selfcheck_of_chosen_tops(capsys):
+    """The default tier: the whole tile (its bench runs SDK GEMMs) and a small block; every top
+    has its own tests besides."""
+    assert main(["selfcheck", "--config", "small", "--top", "tile", "--top", "tcp",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and [row["top"] for row in report["tops"]] == ["tcp", "tile"]
+    with pytest.raises(SystemExit, match="unknown top"):
+        main(["selfcheck", "--config", "small", "--top", "no-such-top"])
+
+
+@pytest.mark.slow
 def test_cli_selfcheck(capsys):
     assert main(["selfcheck", "--config", "small", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
