@@ -36,7 +36,7 @@ def test_waivers_are_exactly_the_generated_code_ones():
 # holds the TTU engine.
 _BIG = {("ttu", "default"), ("ttu", "ulx3s"), ("ttu-engine", "default"), ("ttu-engine", "ulx3s"),
         ("vector-alu", "default"), ("vector-alu", "ulx3s"), ("tile", "default"),
-        ("tile", "ulx3s"), ("tvp", "default"), ("tvp", "ulx3s")}
+        ("tile", "ulx3s"), ("tile", "ice40"), ("tvp", "default"), ("tvp", "ulx3s")}
 
 
 @pytest.mark.parametrize("top, config", [
@@ -115,6 +115,7 @@ def test_failing_bench_is_reported_with_its_seed():
         result.check()
 
 
+@pytest.mark.slow      # a private wave build of the decoder (about 85 s); CI budget
 def test_vcd_waves(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENMAIA_BUILD_DIR", str(tmp_path))
     component, params = _decoder()
@@ -124,6 +125,7 @@ def test_vcd_waves(tmp_path, monkeypatch):
     assert "$enddefinitions" in result.waves_file.read_text(errors="replace")[:100_000]
 
 
+@pytest.mark.slow
 def test_fst_waves(tmp_path, monkeypatch, fst):
     monkeypatch.setenv("OPENMAIA_BUILD_DIR", str(tmp_path))
     component, params = _decoder()
