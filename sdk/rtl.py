@@ -111,15 +111,17 @@ def _verilog(tile, name: str, key: str) -> str:
 
 class RtlBackend(Backend):
     """The tile top under Verilator (module docstring). ``hbm_bytes``: the HBM the caller uses
-    (addresses ``[0, hbm_bytes)``); ``ring_entries``: the command ring; ``pause``: probability
+    (addresses ``[0, hbm_bytes)``; default: all of :data:`TILE_HBM_BYTES` below the ring); ``ring_entries``: the command ring; ``pause``: probability
     that a host-side AXI channel pauses a cycle (backpressure tests); ``seed``: the bench's;
     ``max_cycles``: a run's limit; ``progress``: ``f(retired, total)`` during runs."""
     name = "rtl"
 
-    def __init__(self, config: Config, *, hbm_bytes: int = TILE_HBM_BYTES // 2,
+    def __init__(self, config: Config, *, hbm_bytes: int | None = None,
                  ring_entries: int = 256,
                  pause: float = 0.0, seed: int = 0, max_cycles: int = 20_000_000,
                  progress=None):
+        if hbm_bytes is None:
+            hbm_bytes = TILE_HBM_BYTES - ring_entries * RING_BYTES_PER_ENTRY
         if not isinstance(hbm_bytes, int) or hbm_bytes <= 0:
             raise ValueError(f"hbm_bytes must be a positive integer, not {hbm_bytes!r}")
         if not isinstance(ring_entries, int) or not 2 <= ring_entries <= 4096:
