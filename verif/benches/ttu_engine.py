@@ -33,7 +33,6 @@ from openmaia.harness import bench_params
 from openmaia.harness.streams import (
     StreamSink,
     StreamSource,
-    drain,
     memory_port_read,
     memory_port_write,
     random_pauses,
@@ -261,17 +260,6 @@ class EngineWithTileSram(wiring.Component):
         return m
 
 
-_drain = drain
-
-
-async def _host_write(dut, clk, memory, word_bytes, layout, *, zeros=False):
-    await memory_port_write(dut, "host", clk, memory, word_bytes, layout, zeros=zeros)
-
-
-async def _host_read(dut, clk, nbytes, word_bytes, layout):
-    return await memory_port_read(dut, "host", clk, nbytes, word_bytes, layout)
-
-
 @cocotb.test()
 async def random_ops(dut):
     """Random tile ops (with illegal ones and resident chains) on the engine and a real TSRAM:
@@ -296,7 +284,8 @@ async def random_ops(dut):
         wl.random(params["ops"], chains=params.get("chains", 2))
         want_events, want_memory = wl.expected()
         prng = random.Random(seed)
-        await _host_write(dut, clk, wl.memory, word_bytes, layout, zeros=round_ > 0)
+        await memory_port_write(dut, "host", clk, wl.memory, word_bytes, layout,
+                                zeros=round_ > 0)
         before = unpack(EngineCounters, dut.counters.value.to_unsigned())
         dut._log.info("round %d, seed %d: %d ops (%d illegal), %d MACs", round_, seed,
                       len(wl.ops), sum(e["status"] != 0 for e in want_events), wl.macs())
@@ -322,7 +311,7 @@ async def random_ops(dut):
         for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
             got = unpack(TtuEvent, bits)
             assert got == want, f"event {i}: got {got}, expected {want} ({wl.kinds[i]})"
-        memory = await _host_read(dut, clk, params["tsram_bytes"], word_bytes, layout)
+        memory = await memory_port_read(dut, "host", clk, params["tsram_bytes"], word_bytes, layout)
         diff = np.flatnonzero(memory != want_memory)
         assert diff.size == 0, (f"{diff.size} SRAM bytes differ, first at {diff[0]:#x}: "
                                 f"got {memory[diff[0]]:#x}, expected {want_memory[diff[0]]:#x}")
@@ -364,7 +353,8 @@ async def throughput(dut):
         for _ in range(ops - 1):
             wl.add(m=m_, n=n_, k=k_, fmt_a=fa, fmt_b=fb, places=(first.a, first.b, first.c))
         want_events, want_memory = wl.expected()
-        await _host_write(dut, clk, wl.memory, word_bytes, layout, zeros=True)
+        await memory_port_write(dut, "host", clk, wl.memory, word_bytes, layout,
+                                zeros=True)
         before = unpack(EngineCounters, dut.counters.value.to_unsigned())
         cmd = StreamSource(dut, "cmd", clk, shape=TileOpCommand)
         ev = StreamSink(dut, "event", clk)
@@ -388,7 +378,7 @@ async def throughput(dut):
         for i, (bits, want) in enumerate(zip(ev.items, want_events, strict=True)):
             assert unpack(TtuEvent, bits) == want, f"event {i}"
         after = unpack(EngineCounters, dut.counters.value.to_unsigned())
-        memory = await _host_read(dut, clk, params["tsram_bytes"], word_bytes, layout)
+        memory = await memory_port_read(dut, "host", clk, params["tsram_bytes"], word_bytes, layout)
         assert (memory == want_memory).all(), "C differs"
         fp4 = Format.of(fa) is Format.E2M1 and Format.of(fb) is Format.E2M1
         peak = params["rows"] * params["cols"] * params["lanes"] * (2 if fp4 else 1)
