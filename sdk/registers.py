@@ -5,7 +5,7 @@ rtl/tile/registers.py; do not edit). Contract: docs/registers.md.
 access)}; ``COUNTERS``: counter name -> (LO address, HI address or None, width); and one constant
 per register (its address) and per field (``<REG>_<FIELD>_SHIFT`` / ``_MASK``)."""
 
-MAP_DIGEST = 0x7f240126   # the value of the MAP_ID register
+MAP_DIGEST = 0x184d4c64   # the value of the MAP_ID register
 MAGIC = 0x4d41
 MAP_VERSION = 1
 ADDR_BITS = 12
@@ -116,6 +116,9 @@ DMA_WINDOW1_LIMIT_LO_ADDR_MASK = 0xffffffff
 DMA_WINDOW1_LIMIT_HI = 0x05c
 DMA_WINDOW1_LIMIT_HI_ADDR_SHIFT = 0
 DMA_WINDOW1_LIMIT_HI_ADDR_MASK = 0xffffffff
+HBM_PAUSE = 0x060
+HBM_PAUSE_PROBABILITY_SHIFT = 0
+HBM_PAUSE_PROBABILITY_MASK = 0xff
 SEMAPHORES_0 = 0x100
 SEMAPHORES_0_SEM0_SHIFT = 0
 SEMAPHORES_0_SEM0_MASK = 0xffff
@@ -539,6 +542,7 @@ ADDRESS = {
     'DMA_WINDOW1_BASE_HI': 0x054,
     'DMA_WINDOW1_LIMIT_LO': 0x058,
     'DMA_WINDOW1_LIMIT_HI': 0x05c,
+    'HBM_PAUSE': 0x060,
     'SEMAPHORES_0': 0x100,
     'SEMAPHORES_1': 0x104,
     'SEMAPHORES_2': 0x108,
@@ -716,6 +720,7 @@ FIELDS = {
     'DMA_WINDOW1_BASE_HI': {'addr': (0, 32, 'RW')},
     'DMA_WINDOW1_LIMIT_LO': {'addr': (0, 32, 'RW')},
     'DMA_WINDOW1_LIMIT_HI': {'addr': (0, 32, 'RW')},
+    'HBM_PAUSE': {'probability': (0, 8, 'RW')},
     'SEMAPHORES_0': {'sem0': (0, 16, 'RO'), 'sem1': (16, 16, 'RO')},
     'SEMAPHORES_1': {'sem2': (0, 16, 'RO'), 'sem3': (16, 16, 'RO')},
     'SEMAPHORES_2': {'sem4': (0, 16, 'RO'), 'sem5': (16, 16, 'RO')},

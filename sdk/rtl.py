@@ -267,4 +267,10 @@ class RtlBackend(Backend):
         self._call("window", queue, base, limit)
 
     def peek(self, register):
+        """Read a host register by name (docs/registers.md)."""
         return self._call("peek", register)
+
+    def poke(self, register, value):
+        """Write a host register by name, e.g. ``poke("HBM_PAUSE", 77)``: random pauses on the
+        HBM side of the tile with probability 77 / 256 a cycle per channel."""
+        self._call("poke", register, value)

@@ -339,13 +339,20 @@ class CqHead(Register):
     head = Field(32, Access.RO, doc="consumer index (input `cq_head`)")
 
 
+class HbmPause(Register):
+    """Test aid: random pauses on every AXI channel between the interleaver and each HBM
+    pseudo-channel (legal AXI: a channel is held back only before it offers a transfer)."""
+    probability = Field(8, Access.RW, doc="each channel pauses a cycle with probability "
+                        "value / 256; 0 (reset): no pause (output `hbm_pause`)")
+
+
 FIXED = (Id, MapId, Control, Status, Error, ErrorPosition, Position, EngineErrors, IrqStatus,
          IrqEnable, IrqCode, CqBaseLo, CqBaseHi, CqSize, CqDoorbell, CqHead)
 DMA_WINDOW_BASE = 0x040
 SEMAPHORE_BASE = 0x100
 COUNTER_BASE = 0x200
 #: DMA queues whose window registers fit between DMA_WINDOW_BASE and SEMAPHORE_BASE.
-MAX_DMA_QUEUES = (SEMAPHORE_BASE - DMA_WINDOW_BASE) // 16
+MAX_DMA_QUEUES = (SEMAPHORE_BASE - DMA_WINDOW_BASE - 4) // 16     # HBM_PAUSE after them
 
 
 def build_map(*, semaphores, counters, dma_queues=2, addr_width=12):
@@ -367,6 +374,7 @@ def build_map(*, semaphores, counters, dma_queues=2, addr_width=12):
                     doc=f"DMA queue {q}: the {'lowest' if end == 'BASE' else 'highest'} HBM "
                     f"byte address its descriptors may touch (inclusive), bits {bits}; the reset "
                     f"window is the whole address space."))
+    rmap.add(HbmPause())
     rmap.align(SEMAPHORE_BASE)
     for i in range(0, semaphores, 2):
         fields = {f"sem{j}": Field(SEM_BITS, Access.RO, doc=f"semaphore {j}")
@@ -436,6 +444,7 @@ class HostRegisters(wiring.Component):
     run, restart (pulse), counters_clear (pulse), flush (pulse) : Out(1)
     cq_base : Out(64), cq_size : Out(32), cq_tail : Out(32), doorbell : Out(1) (pulse)
     dma_window_base, dma_window_limit : Out(array of dma_queues x hbm_addr_bits)
+    hbm_pause : Out(8)
     irq : Out(1)
     <group>_counters : In(layout), one per ``extra_counters`` group
     """
@@ -484,6 +493,7 @@ class HostRegisters(wiring.Component):
             "cq_base": Out(64), "cq_size": Out(32), "cq_tail": Out(32), "doorbell": Out(1),
             "dma_window_base": Out(data.ArrayLayout(hbm_addr_bits, dma_queues)),
             "dma_window_limit": Out(data.ArrayLayout(hbm_addr_bits, dma_queues)),
+            "hbm_pause": Out(8),
             "irq": Out(1),
             **{f"{group}_counters": In(layout) for group, layout in extra.items()},
         })
@@ -674,6 +684,7 @@ class HostRegisters(wiring.Component):
             self.cq_tail.eq(stored[("CQ_DOORBELL", "tail")]),
             self.doorbell.eq(reg_pulses["CQ_DOORBELL"]),
             self.flush.eq(pulses[("CONTROL", "flush")]),
+            self.hbm_pause.eq(stored[("HBM_PAUSE", "probability")]),
         ]
         for q in range(self.dma_queues):
             for end in ("base", "limit"):

@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..bus.axi import Axi4Signature, AxiLiteSignature
 from ..bus.axi_arbiter import AxiArbiter
+from ..bus.axi_staller import AxiStaller
 from ..hbm.controller import HbmController
 from ..hbm.interleaver import HbmInterleaver
 from ..hbm.onchip import OnChipMemory
@@ -135,7 +136,11 @@ class Tile(wiring.Component):
         wiring.connect(m, dma.m_axi, arbiter.s_axi[2])
         wiring.connect(m, arbiter.m_axi, interleaver.s_axi)
         for p in range(cfg.hbm_pseudo_channels):
-            wiring.connect(m, interleaver.m_axi[p], ports[p])
+            staller = AxiStaller(signature=interleaver.sig, seed=p + 1)
+            m.submodules[f"pause{p}"] = staller
+            m.d.comb += staller.pause.eq(regs.hbm_pause)
+            wiring.connect(m, interleaver.m_axi[p], staller.s_axi)
+            wiring.connect(m, staller.m_axi, ports[p])
 
         # command path
         m.d.comb += [

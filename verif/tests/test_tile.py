@@ -45,11 +45,14 @@ def _same_as_golden(config, compiled, tensors, out):
 def test_sdk_programs_on_the_tile(seed, config_name):
     """Random GEMMs (every built format in A and B), a two-layer network (GEMM + bias + ReLU /
     GELU + re-quantization on the TVP), an illegal command, a DMA window violation, each error
-    followed by a good run; the counters add up."""
+    followed by a good run; the counters add up. Random pauses on every AXI channel at the host
+    side (the bench's AxiMasters) and at the HBM side (HBM_PAUSE: 30 % a channel a cycle)."""
     config = get_config(config_name)
     rng = np.random.default_rng(seed)
     fmts = sorted(config.format_names)
     with RtlBackend(config, pause=0.2, seed=seed) as tile:
+        tile.poke("HBM_PAUSE", 77)
+        assert tile.peek("HBM_PAUSE") == 77
         for i in range(3):
             m = int(rng.integers(1, 3 * config.array_rows + 1))
             n = int(rng.integers(1, 3 * config.array_cols + 1))
