@@ -28,8 +28,9 @@ PAIRS = (("e4m3", "e4m3"), ("e4m3", "e2m1"), ("e2m1", "e2m1"))
 
 
 def suites(config):
-    """(name, m, n, k) per suite, sized from the configuration: GEMMs of intensity >= 2B; GEMV
-    (batch 1) with K and N several array widths."""
+    """(name, m, n, k) per suite, sized from the array: GEMMs of 16 to 32 array tiles a side
+    with K = 8 blocks (intensity >= 2B on ``small``, not on ``default``, whose 256 KiB of
+    modelled HBM holds nothing bigger: docs/tile.md); a GEMV (batch 1), N = 64 array widths."""
     r, c = config.array_rows, config.array_cols
     gemm = [("gemm", 16 * r, 16 * c, 8 * 32), ("gemm", 32 * r, 16 * c, 8 * 32),
             ("gemm", 32 * r, 32 * c, 8 * 32)]

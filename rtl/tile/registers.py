@@ -475,7 +475,7 @@ class HostRegisters(wiring.Component):
                                "tsram": self.tsram_layout}
         extra = dict(extra_counters or {})
         for group, layout in extra.items():
-            if group in self.counter_groups or group in ("sem", "cq") or not group.isidentifier():
+            if group in self.counter_groups or not group.isidentifier():
                 raise ValueError(f"extra counter group name {group!r} is taken or invalid")
             self.counter_groups[group] = data.Layout.cast(layout)
         self.map = build_map(semaphores=semaphores, counters=self.counter_groups,

@@ -13,8 +13,9 @@ from openmaia.sdk.assembler import Program
 from openmaia.sdk.backend import run_compiled
 from openmaia.sdk.compiler import Layer, compile_gemm, compile_layers
 from openmaia.sdk.golden import GoldenBackend
+from openmaia.sdk.protocol import check_protocol
 from openmaia.sdk.rtl import RtlBackend, tile_hbm_bytes
-from openmaia.tile.isa import InterruptCmd, encode
+from openmaia.tile.isa import InterruptCmd, WaitCmd, encode
 
 pytestmark = pytest.mark.sim
 
@@ -111,19 +112,21 @@ def test_sdk_programs_on_the_tile(seed, config_name):
 
 def test_dropped_wait_is_caught(seed):
     """The tile runs engines concurrently, so a program missing one of its WAITs computes or
-    stores the wrong bytes; the check against ``mx_matmul`` catches it (for at least one of the
-    WAITs of a double-buffered GEMM, and the protocol checker flags every such program)."""
+    stores the wrong bytes: for at least one WAIT of a double-buffered GEMM the check against
+    ``mx_matmul`` catches it on the tile, and the protocol checker flags every such program."""
     config = SMALL
     rng = np.random.default_rng(seed)
     m, n, k = 4, 12, 64
     compiled, qa, qb = _gemm_case(rng, config, m, n, k, "e4m3", "e4m3")
-    waits = sum(1 for c in compiled.program.commands if type(c).__name__ == "WaitCmd")
+    waits = sum(1 for c in compiled.program.commands if isinstance(c, WaitCmd))
     want = mx_matmul(qa, qb).view(np.uint32)
     wrong = []
     with RtlBackend(config, seed=seed) as tile:
         for i in range(min(waits, 6)):
-            broken, _, _ = _gemm_case(np.random.default_rng(0), config, m, n, k, "e4m3", "e4m3",
-                                      faults={"drop_wait": i})
+            broken = compile_gemm(config, m=m, n=n, k=k, fmt_a="e4m3", fmt_b="e4m3",
+                                  faults={"drop_wait": i})
+            assert check_protocol(broken.program, dma_queues=config.dma_queues,
+                                  raise_on_error=False), f"WAIT {i} dropped, protocol clean"
             tile.load(0, bytes(broken.hbm_bytes))             # stale outputs would hide it
             result, out = run_compiled(tile, broken, {"A": qa, "B": qb})
             if not (result.ok and np.array_equal(out["C"].view(np.uint32), want)):
