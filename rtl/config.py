@@ -49,7 +49,9 @@ class Config:
     requests and maps addresses with ``hbm_mapping`` (one of :data:`HBM_MAPPINGS`).
 
     Tile DMA: ``dma_queues`` descriptor queues of ``dma_queue_depth`` entries (each queue with its
-    own allowed HBM window), at most ``dma_outstanding_reads`` read bursts in flight.
+    own allowed HBM window), at most ``dma_outstanding_reads`` read bursts in flight (the HBM
+    presets keep the read latency covered: 16 bursts on ``small``, 32 on ``default``; the
+    on-chip memory of the FPGA presets answers within a few cycles, and 4 do).
 
     Tile Control Processor: ``tcp_semaphores`` counting semaphores (16 bits each, at most 256);
     at most ``tcp_outstanding`` incomplete commands per engine (per DMA queue).
@@ -215,7 +217,7 @@ PRESETS: dict[str, Config] = {
                     ttu_panel_blocks=8, ttu_port_words=2, tvp_lanes=4,
                     tsram_banks=4, tsram_bank_bytes=16, tsram_bank_depth=256,
                     hbm_preset="HBM3_6400", hbm_pseudo_channels=1, axi_data_bits=128,
-                    clock_mhz=1600.0),
+                    dma_outstanding_reads=16, clock_mhz=1600.0),
     # A realistic tile: 8 x 8 engines of 16 lanes (1,024 FP8 / 2,048 FP4 MACs a cycle), 1 MiB of
     # TSRAM in 16 banks of 32-byte words, two HBM3-6400 pseudo-channels. Maia 200's per-tile
     # sizes are not public; these are our choice (docs/architecture.md).
@@ -223,7 +225,7 @@ PRESETS: dict[str, Config] = {
                       ttu_panel_blocks=64, ttu_port_words=8, tvp_lanes=16,
                       tsram_banks=16, tsram_bank_bytes=32, tsram_bank_depth=2048,
                       hbm_preset="HBM3_6400", hbm_pseudo_channels=2, axi_data_bits=256,
-                      clock_mhz=1600.0),
+                      dma_outstanding_reads=32, clock_mhz=1600.0),
     # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, SPRAM-sized TSRAM.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
                     ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=1,

@@ -266,6 +266,11 @@ class RtlBackend(Backend):
         """Restrict DMA queue ``queue`` to HBM bytes ``[base, limit]`` (inclusive)."""
         self._call("window", queue, base, limit)
 
+    def read_counters(self):
+        """Every counter's present value by its dotted name (``tile.cycles`` read last), as
+        opposed to :meth:`counters`, the last run's differences."""
+        return self._call("counters")
+
     def peek(self, register):
         """Read a host register by name (docs/registers.md)."""
         return self._call("peek", register)

@@ -2,14 +2,16 @@
 
 Contract: docs/dma.md. The descriptor and its reference semantics: :mod:`.dma_descriptor`.
 
-Structure (one descriptor at a time, from ``dma_queues`` queues served round-robin):
+Structure (descriptors from ``dma_queues`` queues served round-robin; a read descriptor may
+issue its HBM reads while the read before it lands, anything else runs alone):
 
 * :class:`DmaCheck` decides, from the descriptor and the queue's window alone, whether the
   descriptor runs or is rejected with an :class:`~openmaia.errors.ErrorCode`. It is
   combinational and small, on purpose (issue 8 proves the window property on it).
 * Two :class:`DmaChunkWalker` (HBM side, TSRAM side) walk the rows of the pattern and cut them
   into chunks that never cross an aligned ``split_bytes`` boundary (HBM side: the smaller of
-  4 KiB and 256 beats, so one chunk is one legal AXI INCR burst).
+  4 KiB and 256 beats, so one chunk is one legal AXI INCR burst). HBM rows without gaps between
+  them are walked as one run.
 * Two :class:`DmaBeatWalker` cut chunks into bus words (AXI beats, or ``W``-byte pieces of TSRAM
   words), each with its first byte lane ``lo`` and byte count ``n``.
 * :class:`DmaByteFifo` joins the two sides: source words enter with their valid lanes, the
@@ -58,6 +60,8 @@ FAULTS = {
     "full_strobes": "AXI writes and TSRAM writes carry all-ones strobes",
     "unstable_wdata": "unstrobed lanes of a waiting W beat / TSRAM write show bytes queued behind",
     "decerr_as_slverr": "any AXI error response (resp[1] set) is reported as AXI_SLVERR",
+    "read_status_at_finish": "R errors go to the read that finishes next, not to the read "
+                             "whose beat carried them",
 }
 
 #: The counter outputs, each 32 bits.
@@ -86,7 +90,8 @@ class DmaCheck(wiring.Component):
 
     Ports: ``desc`` (:class:`DmaDescriptorLayout`), ``window_base``, ``window_limit`` (inclusive
     byte addresses), ``status`` (``ErrorCode``; ``OK`` = run), ``hbm_last`` (last HBM byte the
-    pattern touches, valid when the status is not ``DESC_BAD_ELEMENT`` / ``DESC_ZERO_COUNT``).
+    pattern touches) and ``hbm_plane`` (bytes from a plane's first HBM byte to one past its last
+    row's end), both valid when the status is ``OK``.
     """
 
     def __init__(self, *, hbm_addr_bits, tsram_bytes, faults=frozenset()):
@@ -99,6 +104,7 @@ class DmaCheck(wiring.Component):
             "window_limit": In(hbm_addr_bits),
             "status": Out(ERROR_CODE_BITS),
             "hbm_last": Out(hbm_addr_bits + ROW_BITS + 2),
+            "hbm_plane": Out(hbm_addr_bits + ROW_BITS + 2),
         })
 
     def elaborate(self, platform):
@@ -117,15 +123,18 @@ class DmaCheck(wiring.Component):
             m.d.comb += [row_bytes.eq(0), bad_element.eq(1)]
         m.d.comb += zero_count.eq((d.count0 == 0) | (d.count1 == 0) | (d.count2 == 0))
 
-        def last_byte(addr, stride1, stride2, width):
+        def plane_and_last(addr, stride1, stride2, width):
+            plane = Signal(width + ROW_BITS + 2)
             last = Signal(width + ROW_BITS + 2)
-            m.d.comb += last.eq(addr + (d.count2 - 1) * stride2 + (d.count1 - 1) * stride1
-                                + row_bytes - 1)
-            return last
+            m.d.comb += [plane.eq((d.count1 - 1) * stride1 + row_bytes),
+                         last.eq(addr + (d.count2 - 1) * stride2 + plane - 1)]
+            return plane, last
 
-        hbm_last = last_byte(d.hbm_addr, d.hbm_stride1, d.hbm_stride2, self.hbm_addr_bits)
-        ts_last = last_byte(d.tsram_addr, d.tsram_stride1, d.tsram_stride2, TSRAM_ADDR_BITS)
-        m.d.comb += self.hbm_last.eq(hbm_last)
+        hbm_plane, hbm_last = plane_and_last(d.hbm_addr, d.hbm_stride1, d.hbm_stride2,
+                                             self.hbm_addr_bits)
+        _, ts_last = plane_and_last(d.tsram_addr, d.tsram_stride1, d.tsram_stride2,
+                                    TSRAM_ADDR_BITS)
+        m.d.comb += [self.hbm_last.eq(hbm_last), self.hbm_plane.eq(hbm_plane)]
         overflow = Signal()
         m.d.comb += overflow.eq((hbm_last >> self.hbm_addr_bits).any()
                                 | (ts_last >> TSRAM_ADDR_BITS).any())
@@ -167,16 +176,17 @@ class DmaChunkWalker(wiring.Component):
     start instead of at aligned boundaries.
     """
 
-    def __init__(self, *, addr_bits, split_bytes, cut_at_start=False):
+    def __init__(self, *, addr_bits, split_bytes, row_bits=ROW_BITS, cut_at_start=False):
         if not _is_pow2(split_bytes):
             raise ValueError(f"split_bytes must be a power of two, not {split_bytes!r}")
         self.addr_bits = addr_bits
         self.split_bytes = split_bytes
+        self.row_bits = row_bits
         self._cut_at_start = cut_at_start
         super().__init__({
             "start": In(1),
             "base": In(addr_bits), "stride1": In(addr_bits), "stride2": In(addr_bits),
-            "count1": In(COUNT_BITS), "count2": In(COUNT_BITS), "row_bytes": In(ROW_BITS),
+            "count1": In(COUNT_BITS), "count2": In(COUNT_BITS), "row_bytes": In(row_bits),
             "busy": Out(1),
             "chunks": Out(stream.Signature(_chunk_layout(addr_bits, split_bytes))),
         })
@@ -187,12 +197,12 @@ class DmaChunkWalker(wiring.Component):
         plane = Signal(aw)
         row = Signal(aw)
         cur = Signal(aw)
-        left = Signal(ROW_BITS)
+        left = Signal(self.row_bits)
         i1 = Signal(COUNT_BITS)
         i2 = Signal(COUNT_BITS)
         stride1, stride2 = Signal(aw), Signal(aw)
         count1, count2 = Signal(COUNT_BITS), Signal(COUNT_BITS)
-        row_bytes = Signal(ROW_BITS)
+        row_bytes = Signal(self.row_bits)
         active = Signal()
 
         sb = _log2(self.split_bytes)
@@ -416,8 +426,8 @@ class TileDma(wiring.Component):
 
     Ports: ``m_axi``, ``tsram``, ``desc`` (array of ``queues`` streams of descriptors),
     ``window_base`` / ``window_limit`` (arrays of ``queues`` inclusive byte addresses),
-    ``event`` (stream of {queue, tag, status}), ``busy``, ``last_status``, and the counters of
-    :data:`COUNTERS`.
+    ``event`` (stream of {queue, tag, status}), ``busy``, ``last_status``, the counters of
+    :data:`COUNTERS`, and ``counters_clear`` (zeroes them).
     """
 
     def __init__(self, *, axi_addr_bits, axi_data_bits, axi_id_bits, tsram_bank_bytes,
@@ -469,6 +479,7 @@ class TileDma(wiring.Component):
             "event": Out(stream.Signature(self.event_layout)),
             "busy": Out(1),
             "last_status": Out(ERROR_CODE_BITS),
+            "counters_clear": In(1),
         }
         members.update({name: Out(COUNTER_BITS) for name in COUNTERS})
         super().__init__(members)
@@ -543,16 +554,45 @@ class TileDma(wiring.Component):
         # Walkers.
         start = Signal()
         m.submodules.hbm_walk = hw = DmaChunkWalker(
-            addr_bits=aw, split_bytes=self.hbm_split,
+            addr_bits=aw, split_bytes=self.hbm_split, row_bits=len(check.hbm_last),
             cut_at_start="no_4k_split" in self.faults)
         m.submodules.ts_walk = tw = DmaChunkWalker(addr_bits=TSRAM_ADDR_BITS,
                                                    split_bytes=self.hbm_split)
-        for walker, prefix in ((hw, "hbm"), (tw, "tsram")):
-            m.d.comb += [walker.start.eq(start), walker.base.eq(head[f"{prefix}_addr"]),
-                         walker.stride1.eq(head[f"{prefix}_stride1"]),
-                         walker.stride2.eq(head[f"{prefix}_stride2"]),
-                         walker.count1.eq(head.count1), walker.count2.eq(head.count2),
-                         walker.row_bytes.eq(row_bytes)]
+        # The HBM walker always starts from the popped head; the TSRAM walker either from the
+        # head (a descriptor that enters an idle engine) or from `nxt` (a read descriptor whose
+        # HBM reads were started early, when the read before it lands: `promote`).
+        hw_start = Signal()
+        promote = Signal()
+        nxt = Signal(self.desc_layout)
+        nxt_row_bytes = Signal(ROW_BITS)
+        ts_src = Signal(self.desc_layout)
+        ts_row_bytes = Signal(ROW_BITS)
+        m.d.comb += [ts_src.eq(Mux(promote, nxt, head)),
+                     ts_row_bytes.eq(Mux(promote, nxt_row_bytes, row_bytes))]
+        for walker, prefix, src, rbytes, go in ((hw, "hbm", head, row_bytes, hw_start),
+                                                (tw, "tsram", ts_src, ts_row_bytes,
+                                                 start | promote)):
+            m.d.comb += [walker.start.eq(go), walker.base.eq(src[f"{prefix}_addr"]),
+                         walker.stride1.eq(src[f"{prefix}_stride1"]),
+                         walker.stride2.eq(src[f"{prefix}_stride2"]),
+                         walker.count1.eq(src.count1), walker.count2.eq(src.count2),
+                         walker.row_bytes.eq(rbytes)]
+        # HBM rows that follow each other without a gap are walked as one run, so short rows
+        # (scale rows, narrow tiles) still make long bursts: every row of a plane when
+        # stride1 = row bytes (or one row a plane), and all planes too when, besides,
+        # stride2 = the plane's length (or one plane). The byte stream is the same.
+        rows_joined = Signal()
+        planes_joined = Signal()
+        m.d.comb += [
+            rows_joined.eq((head.hbm_stride1 == row_bytes) | (head.count1 == 1)),
+            planes_joined.eq(rows_joined & ((head.hbm_stride2 == check.hbm_plane)
+                                            | (head.count2 == 1))),
+        ]
+        with m.If(planes_joined):
+            m.d.comb += [hw.count1.eq(1), hw.count2.eq(1),
+                         hw.row_bytes.eq(check.hbm_last - head.hbm_addr + 1)]
+        with m.Elif(rows_joined):
+            m.d.comb += [hw.count1.eq(1), hw.row_bytes.eq(check.hbm_plane)]
         m.submodules.hbm_chunks = hfifo = SyncFIFO(
             width=len(hw.chunks.payload.as_value()), depth=self.outstanding_reads)
         m.submodules.aw_fifo = awfifo = SyncFIFO(width=aw + 8, depth=self.outstanding_reads)
@@ -666,15 +706,20 @@ class TileDma(wiring.Component):
         m.d.comb += [b_fire.eq(axi.bvalid), aw_push.eq(awfifo.w_en)]
         m.d.sync += pending.eq(pending + aw_push - b_fire)
 
-        # Transfer errors (first one kept).
+        # Transfer errors (first one kept). A write descriptor (TSRAM -> HBM) runs alone, and
+        # `xfer_status` keeps its first B or ECC error. Read descriptors may overlap, so R errors
+        # are kept per descriptor: `r_status` for the one whose R beats are arriving, then, from
+        # its final beat, in `r_done` (two entries: the landing read and the one behind it)
+        # until its event.
         error_now = Signal(ERROR_CODE_BITS)
+        r_error = Signal(ERROR_CODE_BITS)
         decerr = ErrorCode.AXI_SLVERR if "decerr_as_slverr" in self.faults \
             else ErrorCode.AXI_DECERR
         with m.If(r_fire & (axi.rresp == AxiResp.SLVERR)):
-            m.d.comb += error_now.eq(ErrorCode.AXI_SLVERR)
+            m.d.comb += r_error.eq(ErrorCode.AXI_SLVERR)
         with m.Elif(r_fire & (axi.rresp == AxiResp.DECERR)):
-            m.d.comb += error_now.eq(decerr)
-        with m.Elif(b_fire & (axi.bresp == AxiResp.SLVERR)):
+            m.d.comb += r_error.eq(decerr)
+        with m.If(b_fire & (axi.bresp == AxiResp.SLVERR)):
             m.d.comb += error_now.eq(ErrorCode.AXI_SLVERR)
         with m.Elif(b_fire & (axi.bresp == AxiResp.DECERR)):
             m.d.comb += error_now.eq(decerr)
@@ -682,6 +727,39 @@ class TileDma(wiring.Component):
             m.d.comb += error_now.eq(ErrorCode.ECC_UNCORRECTABLE)
         with m.If((xfer_status == ErrorCode.OK) & (error_now != ErrorCode.OK)):
             m.d.sync += xfer_status.eq(error_now)
+
+        r_status = Signal(ERROR_CODE_BITS)
+        r_status_now = Signal(ERROR_CODE_BITS)
+        r_done_pop = Signal()
+        m.d.comb += r_status_now.eq(Mux(r_status != ErrorCode.OK, r_status, r_error))
+        r_final = Signal()
+        if "read_status_at_finish" in self.faults:
+            m.d.comb += r_final.eq(r_done_pop)
+        else:
+            m.d.comb += r_final.eq(r_fire & hbp.final)
+        with m.If(r_final):
+            m.d.sync += r_status.eq(ErrorCode.OK)
+        with m.Elif((r_status == ErrorCode.OK) & (r_error != ErrorCode.OK)):
+            m.d.sync += r_status.eq(r_error)
+        r_done = [Signal(ERROR_CODE_BITS, name=f"r_done{k}") for k in range(2)]
+        r_done_n = Signal(range(3))
+        read_status = Signal(ERROR_CODE_BITS)   # the landing read's status, at its finish
+        m.d.comb += read_status.eq(Mux(r_done_n != 0, r_done[0], r_status_now))
+        # A finish with an empty `r_done` is the landing read's final beat in the same cycle
+        # (byte-queue fall-through): it takes `r_status_now`, and nothing is queued.
+        with m.If(r_final & r_done_pop):
+            with m.If(r_done_n == 1):
+                m.d.sync += r_done[0].eq(r_status_now)
+            with m.Elif(r_done_n == 2):
+                m.d.sync += [r_done[0].eq(r_done[1]), r_done[1].eq(r_status_now)]
+        with m.Elif(r_final):
+            with m.If(r_done_n == 0):
+                m.d.sync += r_done[0].eq(r_status_now)
+            with m.Else():
+                m.d.sync += r_done[1].eq(r_status_now)
+            m.d.sync += r_done_n.eq(r_done_n + 1)
+        with m.Elif(r_done_pop):
+            m.d.sync += [r_done[0].eq(r_done[1]), r_done_n.eq(r_done_n - 1)]
 
         # Control.
         # Done: the last TSRAM write is being accepted, or the last write response arrives.
@@ -728,25 +806,54 @@ class TileDma(wiring.Component):
         with m.If(ev_load):
             m.d.sync += self.last_status.eq(ev_status)
 
+        # Two stages: the landing descriptor (`desc`, `queue`, state RUN) owns the TSRAM side and
+        # the event; a read descriptor behind a landing read may already issue its HBM reads
+        # (`nxt`, popped by `early`) and lands when the one before it finishes (`promote`).
+        # Writes, and descriptors the check rejects, enter only an idle engine, so events keep
+        # the pop order.
         state = Signal(_State)
         pop = Signal()
+        early = Signal()
         finish = Signal()
-        m.d.comb += finish.eq((state == _State.RUN) & dst_done & ev_free)
+        nxt_valid = Signal()
+        nxt_queue = Signal(qbits)
+        desc_is_read = Signal()
+        head_is_read = Signal()
+        m.d.comb += [
+            desc_is_read.eq(desc.direction == DmaDirection.HBM_TO_TSRAM),
+            head_is_read.eq(head.direction == DmaDirection.HBM_TO_TSRAM),
+            finish.eq((state == _State.RUN) & dst_done & ev_free),
+            promote.eq(finish & nxt_valid),
+            r_done_pop.eq(finish & desc_is_read),
+        ]
         with m.If(finish):
             m.d.comb += [ev_load.eq(1), ev_queue.eq(queue), ev_tag.eq(desc.tag),
-                         ev_status.eq(Mux(xfer_status != ErrorCode.OK, xfer_status, error_now))]
-            m.d.sync += state.eq(_State.IDLE)
-        with m.If((state == _State.IDLE) | finish):
+                         ev_status.eq(Mux(desc_is_read, read_status,
+                                          Mux(xfer_status != ErrorCode.OK, xfer_status,
+                                              error_now)))]
+            with m.If(nxt_valid):
+                m.d.sync += [desc.eq(nxt), queue.eq(nxt_queue), nxt_valid.eq(0)]
+            with m.Else():
+                m.d.sync += state.eq(_State.IDLE)
+        with m.If((state == _State.IDLE) | (finish & ~nxt_valid)):
             # A rejected descriptor needs the event register, which `finish` is filling.
             m.d.comb += pop.eq(any_ready & ((check.status == ErrorCode.OK)
                                             | (ev_free & ~finish)))
-        with m.If(pop):
+        with m.Elif((state == _State.RUN) & ~finish & desc_is_read & ~nxt_valid & ~hw.busy):
+            m.d.comb += early.eq(any_ready & head_is_read & (check.status == ErrorCode.OK))
+        with m.If(pop | early):
             for q in range(nq):
                 with m.If(pick == q):
                     m.d.comb += heads[q][2].eq(1)
-            m.d.sync += [desc.eq(head), queue.eq(pick), rr.eq(Mux(pick == nq - 1, 0, pick + 1))]
+            m.d.sync += rr.eq(Mux(pick == nq - 1, 0, pick + 1))
+        with m.If(early):
+            m.d.comb += hw_start.eq(1)
+            m.d.sync += [nxt.eq(head), nxt_row_bytes.eq(row_bytes), nxt_queue.eq(pick),
+                         nxt_valid.eq(1)]
+        with m.If(pop):
+            m.d.sync += [desc.eq(head), queue.eq(pick)]
             with m.If(check.status == ErrorCode.OK):
-                m.d.comb += start.eq(1)
+                m.d.comb += [start.eq(1), hw_start.eq(1)]
                 m.d.sync += [xfer_status.eq(ErrorCode.OK), state.eq(_State.RUN)]
             with m.Else():
                 m.d.comb += [ev_load.eq(1), ev_rejected.eq(1), ev_queue.eq(pick),
@@ -778,4 +885,6 @@ class TileDma(wiring.Component):
             counters["descs_done"].eq(counters["descs_done"] + (ev_load & ~ev_rejected)),
             counters["descs_rejected"].eq(counters["descs_rejected"] + (ev_load & ev_rejected)),
         ]
+        with m.If(self.counters_clear):
+            m.d.sync += [sig.eq(0) for sig in counters.values()]
         return m

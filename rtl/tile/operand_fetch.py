@@ -126,7 +126,7 @@ class OperandFetcher(wiring.Component):
     mem : Out(MemoryPortSignature(addr_width=addr_width, data_width=8 * word_bytes))
     beats : Out(stream of OperandBeat.of(count, lanes))
     status : Out(stream of 8)         one ``ErrorCode`` per job with ``last``, in order
-    counters : Out(FetchCounters)
+    counters : Out(FetchCounters), counters_clear : In(1)
     """
 
     def __init__(self, *, count, tiles, lanes, formats, fp4_double_rate, word_bytes,
@@ -168,7 +168,7 @@ class OperandFetcher(wiring.Component):
             "mem": Out(MemoryPortSignature(addr_width=addr_width, data_width=8 * word_bytes)),
             "beats": Out(stream.Signature(OperandBeat.of(count, lanes))),
             "status": Out(stream.Signature(8)),
-            "counters": Out(FetchCounters),
+            "counters": Out(FetchCounters), "counters_clear": In(1),
         })
 
     count = property(lambda self: self._count)
@@ -490,4 +490,6 @@ class OperandFetcher(wiring.Component):
                 m.d.sync += cnt.poisoned.eq(cnt.poisoned + 1)
         with m.If(req.valid & req.ready):
             m.d.sync += cnt.reads.eq(cnt.reads + 1)
+        with m.If(self.counters_clear):
+            m.d.sync += self.counters.eq(0)
         return m

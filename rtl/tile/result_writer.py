@@ -59,7 +59,7 @@ class ResultWriter(wiring.Component):
     place : In(stream of ResultAddress)
     mem : Out(MemoryPortSignature(addr_width=addr_width, data_width=8 * word_bytes))
     done : Out(stream of 1)       one token (payload 0) per op
-    counters : Out(WriterCounters)
+    counters : Out(WriterCounters), counters_clear : In(1)
     """
 
     def __init__(self, *, cols, word_bytes, addr_width, faults=frozenset()):
@@ -81,7 +81,7 @@ class ResultWriter(wiring.Component):
             "place": In(stream.Signature(ResultAddress)),
             "mem": Out(MemoryPortSignature(addr_width=addr_width, data_width=8 * word_bytes)),
             "done": Out(stream.Signature(1)),
-            "counters": Out(WriterCounters),
+            "counters": Out(WriterCounters), "counters_clear": In(1),
         })
 
     cols = property(lambda self: self._cols)
@@ -159,4 +159,6 @@ class ResultWriter(wiring.Component):
             m.d.sync += cnt.busy.eq(cnt.busy + 1)
         with m.If(req.valid & ~req.ready):
             m.d.sync += cnt.stall_output.eq(cnt.stall_output + 1)
+        with m.If(self.counters_clear):
+            m.d.sync += self.counters.eq(0)
         return m

@@ -105,11 +105,11 @@ class TcpStatus(data.Struct):
     outstanding:    1
 
 
-#: The counters (32 bits each, from reset; a restart does not clear them). Every cycle is
-#: exactly one of ``input_stall`` (running, no command held), ``busy`` (running, a command
-#: held) or ``stopped`` (halted, error, draining); a busy cycle retires a command, or waits on
-#: a semaphore, a fence, an engine (``output_stall``: engine register / outstanding limit, or
-#: a pending interrupt), or finds the held command illegal.
+#: The counters (32 bits each, from reset or ``counters_clear``; a restart does not clear them).
+#: Every cycle is exactly one of ``input_stall`` (running, no command held), ``busy`` (running,
+#: a command held) or ``stopped`` (halted, error, draining); a busy cycle retires a command, or
+#: waits on a semaphore, a fence, an engine (``output_stall``: engine register / outstanding
+#: limit, or a pending interrupt), or finds the held command illegal.
 COUNTERS = ("issued_dma", "issued_ttu", "issued_tvp", "retired", "wait_cycles", "fence_cycles",
             "output_stall_cycles", "input_stall_cycles", "busy_cycles", "stopped_cycles",
             "unexpected_events")
@@ -223,7 +223,8 @@ class TileControlProcessor(wiring.Component):
     restart, irq_ack : In(1)
     irq : Out(1), irq_code : Out(16)
     semaphores : Out(array of ``semaphores`` x 16 bits)
-    status : Out(:class:`TcpStatus`), counters : Out(:class:`TcpCounters`)
+    status : Out(:class:`TcpStatus`), counters : Out(:class:`TcpCounters`),
+    counters_clear : In(1) (zeroes every counter)
     """
 
     def __init__(self, *, semaphores, dma_queues, hbm_addr_bits, outstanding,
@@ -260,7 +261,7 @@ class TileControlProcessor(wiring.Component):
             "irq_ack": In(1),
             "semaphores": Out(data.ArrayLayout(SEM_BITS, semaphores)),
             "status": Out(TcpStatus),
-            "counters": Out(TcpCounters),
+            "counters": Out(TcpCounters), "counters_clear": In(1),
         })
 
     @classmethod
@@ -517,4 +518,6 @@ class TileControlProcessor(wiring.Component):
             with m.If(inc):
                 m.d.sync += cnt[name].eq(cnt[name] + 1)
         m.d.sync += cnt.unexpected_events.eq(cnt.unexpected_events + sum(unexpected))
+        with m.If(self.counters_clear):
+            m.d.sync += self.counters.eq(0)
         return m

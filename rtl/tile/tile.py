@@ -195,7 +195,7 @@ class Tile(wiring.Component):
             regs.tsram_counters.eq(sram.counters),
             regs.fetch_counters.eq(fetcher.counters),
             regs.tvp_counters.eq(tvp.counters),
-            fetcher.counters_clear.eq(regs.counters_clear),
-            tvp.counters_clear.eq(regs.counters_clear),
         ]
+        m.d.comb += [unit.counters_clear.eq(regs.counters_clear)
+                     for unit in (tcp, dma, ttu, sram, fetcher, tvp)]
         return m

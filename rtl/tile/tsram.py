@@ -54,7 +54,8 @@ FAULTS = {
 LATENCY = 2
 
 #: Member names a port cannot take.
-RESERVED_NAMES = frozenset({"inject", "err", "err_sticky", "err_clear", "counters"})
+RESERVED_NAMES = frozenset({"inject", "err", "err_sticky", "err_clear", "counters",
+                            "counters_clear"})
 
 
 def tile_ports(config) -> dict:
@@ -137,7 +138,7 @@ class TileSram(wiring.Component):
         are counted.
     err_sticky : ``Out(1)``
         Set by any error event, cleared by ``err_clear`` (In(1)).
-    counters : ``Out(...)``
+    counters : ``Out(...)``, zeroed by ``counters_clear`` (In(1))
         Per port (arrays by port index): ``accepted`` requests, ``conflict`` cycles (valid,
         eligible, but a bank was taken), ``rsp_stall`` cycles (a read waiting for response room),
         ``deferred`` writes (accepted while a bank was taken, written the next cycle);
@@ -191,7 +192,7 @@ class TileSram(wiring.Component):
         members.update({
             "inject": In(stream.Signature(self.inject_layout)),
             "err": Out(self.err_layout), "err_sticky": Out(1), "err_clear": In(1),
-            "counters": Out(self.counters_layout)})
+            "counters": Out(self.counters_layout), "counters_clear": In(1)})
         super().__init__(members)
 
     def _check_ports(self, ports) -> dict:
@@ -557,4 +558,6 @@ class TileSram(wiring.Component):
             cnt.bank_cycles.eq(cnt.bank_cycles + _popcount(list(in_use))),
             cnt.busy.eq(cnt.busy + in_use.any()),
             cnt.cycles.eq(cnt.cycles + 1)]
+        with m.If(self.counters_clear):
+            m.d.sync += self.counters.eq(0)
         return m

@@ -26,7 +26,8 @@ COUNTER_BITS = 48
 
 
 class TtuCounters(data.Struct):
-    """Performance counters (all count up from reset, never wrap in practice at 48 bits).
+    """Performance counters (count up from reset or ``counters_clear``; at 48 bits they never
+    wrap in practice).
 
     ``macs``: useful multiply-accumulates (rows < M, columns < N); ``beats``: B beats issued to
     the array; ``busy``: cycles with any operation in the unit; ``stall_input``: busy cycles in
@@ -90,7 +91,7 @@ class TileTensorUnit(wiring.Component):
     b : In(stream of OperandBeat.of(cols, lanes))   the streaming operand, schedule order
     c : Out(stream of CRow.of(cols))                 result rows
     event : Out(stream of TtuEvent)                  one per command, in command order
-    counters : Out(TtuCounters)
+    counters : Out(TtuCounters), counters_clear : In(1)
     """
 
     def __init__(self, *, formats, rows, cols, lanes, slots, panel_blocks,
@@ -124,7 +125,7 @@ class TileTensorUnit(wiring.Component):
             "b": In(stream.Signature(OperandBeat.of(cols, lanes))),
             "c": Out(stream.Signature(CRow.of(cols))),
             "event": Out(stream.Signature(TtuEvent)),
-            "counters": Out(TtuCounters),
+            "counters": Out(TtuCounters), "counters_clear": In(1),
         })
 
     @classmethod
@@ -447,6 +448,8 @@ class TileTensorUnit(wiring.Component):
                 m.d.sync += cnt.ops.eq(cnt.ops + 1)
             with m.Else():
                 m.d.sync += cnt.rejected.eq(cnt.rejected + 1)
+        with m.If(self.counters_clear):
+            m.d.sync += self.counters.eq(0)
         return m
 
 

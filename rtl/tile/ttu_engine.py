@@ -66,7 +66,7 @@ class TileTensorEngine(wiring.Component):
     event : Out(stream of TtuEvent)
     mem_a, mem_b : Out(MemoryPortSignature)  operand reads (``port_bytes``)
     mem_c : Out(MemoryPortSignature)         result writes (:attr:`result_bytes`)
-    counters : Out(EngineCounters)
+    counters : Out(EngineCounters), counters_clear : In(1)
     """
 
     def __init__(self, *, formats, rows, cols, lanes, slots, panel_blocks, tsram_bytes,
@@ -100,7 +100,7 @@ class TileTensorEngine(wiring.Component):
             "mem_a": Out(self.fetch_a.mem.signature),
             "mem_b": Out(self.fetch_b.mem.signature),
             "mem_c": Out(self.writer.mem.signature),
-            "counters": Out(EngineCounters),
+            "counters": Out(EngineCounters), "counters_clear": In(1),
         })
 
     @classmethod
@@ -310,4 +310,7 @@ class TileTensorEngine(wiring.Component):
                 m.d.sync += ops.eq(ops + 1)
             with m.Else():
                 m.d.sync += rejected.eq(rejected + 1)
+        m.d.comb += [unit.counters_clear.eq(self.counters_clear) for unit in (ttu, fa, fb, wr)]
+        with m.If(self.counters_clear):
+            m.d.sync += [ops.eq(0), rejected.eq(0)]
         return m

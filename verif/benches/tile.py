@@ -11,7 +11,8 @@ cleared).
 Testcase ``serve``: connects to the ``socket`` parameter (a ``multiprocessing.connection``
 listener of :class:`~openmaia.sdk.rtl.RtlBackend`) and executes its requests until ``close``:
 ``("load", addr, bytes)``, ``("read", addr, n)``, ``("run", program_bytes, max_cycles)``,
-``("reset",)``, ``("peek", register_name)``, ``("poke", register_name, value)``. Replies are
+``("reset",)``, ``("counters",)`` (every counter's value, ``tile.cycles`` read last),
+``("peek", register_name)``, ``("poke", register_name, value)``. Replies are
 ``("ok", value)`` or ``("error", text)``; a run also sends ``("progress", retired, total)``
 messages while it goes.
 
@@ -244,6 +245,8 @@ async def serve(dut):
                     value = None
                 elif kind == "peek":
                     value = await host.peek(request[1])
+                elif kind == "counters":
+                    value = await host.counters()
                 elif kind == "poke":
                     value = await host.poke(request[1], request[2])
                 elif kind == "window":

@@ -104,6 +104,10 @@ def test_roundtrip():
     run("roundtrip")
 
 
+def test_overlap():
+    run("overlap")
+
+
 @pytest.mark.slow
 def test_roundtrip_real_tsram():
     run("roundtrip", top=DmaWithTileSram(SMALL), tsram_model=False, count=10)
@@ -140,7 +144,7 @@ def test_other_shapes(preset, testcase):
 def test_fault_is_caught(fault):
     testcase = {"no_4k_split": "strided", "window_off_by_one": "protection",
                 "full_strobes": "contiguous", "unstable_wdata": "strided",
-                "decerr_as_slverr": "errors"}[fault]
+                "decerr_as_slverr": "errors", "read_status_at_finish": "overlap"}[fault]
     result = run(testcase, faults={fault}, check=False, lengths=SHORT_LENGTHS,
                  offsets=SHORT_OFFSETS)
     assert result.tests == 1 and result.failed == 1, f"fault {fault} not caught"

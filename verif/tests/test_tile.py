@@ -109,6 +109,21 @@ def test_sdk_programs_on_the_tile(seed, config_name):
         assert result.ok
         assert np.array_equal(out["C"].view(np.uint32), mx_matmul(qa, qb).view(np.uint32))
 
+        # CONTROL.counters_clear zeroes every group: with the tile idle, events stay at zero and
+        # no counter exceeds the cycles since the clear
+        events = ("tcp.issued_dma", "tcp.issued_ttu", "tcp.issued_tvp", "tcp.retired",
+                  "dma.bytes_read", "dma.bytes_written", "dma.descs_done",
+                  "dma.descs_rejected", "ttu.ttu.macs", "ttu.ttu.ops", "ttu.a.reads",
+                  "ttu.c.writes", "ttu.ops", "tsram.accepted.0", "tsram.accepted.2",
+                  "tsram.bank_cycles", "tile.dma_read_bytes", "fetch.commands", "tvp.ops")
+        before = tile.read_counters()
+        assert all(before[name] > 0 for name in events), \
+            {name: before[name] for name in events if not before[name]}
+        tile.poke("CONTROL", 1 << 2)
+        after = tile.read_counters()
+        assert {name: after[name] for name in events} == dict.fromkeys(events, 0)
+        assert max(after.values()) <= after["tile.cycles"] < before["tile.cycles"], after
+
 
 def test_dropped_wait_is_caught(seed):
     """The tile runs engines concurrently, so a program missing one of its WAITs computes or
