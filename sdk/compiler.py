@@ -32,6 +32,12 @@ so the n-th completion is that command's). Per step the order is: tile op ``s``;
 (TVP ops and store) of a chunk finished by op ``s - 1``; the loads of step ``s + 1`` into the
 slots op ``s - 1`` used. So op ``s`` is queued in the TTU while op ``s - 1`` runs, and the next
 tiles' DMA overlaps op ``s``. The program ends by waiting for every command, then HALT.
+
+Prologue: nothing overlaps the first chunk's loads, so with one K piece the first chunk is
+computed by up to :data:`PROLOGUE_PIECES` tile ops, each over a slice of rows of the operand
+with the larger tile (whole array tiles a slice), and that operand's tile is loaded slice by
+slice after the other operand's tile: the first op waits for the smaller tile and one slice, and
+each later slice loads while the op before it runs.
 """
 
 import dataclasses
@@ -64,6 +70,8 @@ HBM_ALIGN = 64
 #: Activations a layer may have (TVP ops).
 ACTIVATIONS = {None: None, "relu": TvpOp.RELU, "gelu": TvpOp.GELU}
 _MAX_DIM = (1 << DIM_BITS) - 1
+#: The first output chunk is computed in this many pieces (module docstring, "Prologue").
+PROLOGUE_PIECES = 4
 _MAX_COUNT = (1 << COUNT_BITS) - 1
 
 
@@ -387,6 +395,22 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
                 for li in range(len(rows_blocks)):
                     steps.append((ci, sub, li))
 
+    # Prologue (module docstring): the first chunk in slices of the larger operand tile.
+    split_kind, slices = None, []
+    if plan.chain == 1:
+        _, mc, _, nc = chunks[0]
+        a_bytes = mc * packed_row_bytes(plan.k, plan.fmt_a)
+        b_bytes = nc * packed_row_bytes(plan.k, plan.fmt_b)
+        split_kind, extent, unit = ("a", mc, config.array_rows) if a_bytes >= b_bytes \
+            else ("b", nc, config.array_cols)
+        size = _up(_cdiv(extent, PROLOGUE_PIECES), unit)
+        slices = [(o, min(size, extent - o)) for o in range(0, extent, size)]
+        if len(slices) > 1:
+            steps[:1] = [(0, (o, n, 0, nc) if split_kind == "a" else (0, mc, o, n), 0)
+                         for o, n in slices]
+        else:
+            split_kind, slices = None, []
+
     def tile_keys(step):
         ci, (ms, sm, ns, sn), li = step
         m0, mc, n0, nc = chunks[ci]
@@ -417,7 +441,8 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
     def load(s):
         keys = tile_keys(steps[s])
         where = {}
-        for kind in ("a", "b", "bias"):
+        order = ("b", "a", "bias") if split_kind == "a" else ("a", "b", "bias")
+        for kind in order:
             key = keys[kind]
             if key is None:
                 continue
@@ -439,14 +464,19 @@ def _emit_gemm(em: _Emitter, config, plan: GemmPlan, ts: TsramMap, *, a_hbm, b_h
             stride = ts.a_stride if kind == "a" else ts.b_stride
             cbase = ts.slots[f"{kind}_codes"][i][0]
             sbase = ts.slots[f"{kind}_scales"][i][0]
-            em.issue(DmaCmd(em.queues["load"], _copy(
-                DmaDirection.HBM_TO_TSRAM, hbm.codes_base + r0 * hbm.codes_row_stride + kb0 * bpb,
-                cbase, kbn * bpb, nr, hbm.codes_row_stride, stride)),
-                f"L{layer_id} load {kind.upper()} rows {r0}+{nr} blocks {kb0}+{kbn} codes")
-            em.issue(DmaCmd(em.queues["load"], _copy(
-                DmaDirection.HBM_TO_TSRAM, hbm.scales_base + r0 * hbm.scales_row_stride + kb0,
-                sbase, kbn, nr, hbm.scales_row_stride, ts.a_kb if kind == "a" else ts.kc)),
-                f"L{layer_id} load {kind.upper()} scales")
+            sstride = ts.a_kb if kind == "a" else ts.kc
+            for o, n in slices if s == 0 and kind == split_kind else [(0, nr)]:
+                em.issue(DmaCmd(em.queues["load"], _copy(
+                    DmaDirection.HBM_TO_TSRAM,
+                    hbm.codes_base + (r0 + o) * hbm.codes_row_stride + kb0 * bpb,
+                    cbase + o * stride, kbn * bpb, n, hbm.codes_row_stride, stride)),
+                    f"L{layer_id} load {kind.upper()} rows {r0 + o}+{n} blocks {kb0}+{kbn} "
+                    f"codes")
+                em.issue(DmaCmd(em.queues["load"], _copy(
+                    DmaDirection.HBM_TO_TSRAM,
+                    hbm.scales_base + (r0 + o) * hbm.scales_row_stride + kb0,
+                    sbase + o * sstride, kbn, n, hbm.scales_row_stride, sstride)),
+                    f"L{layer_id} load {kind.upper()} scales")
         placed[s] = where
 
     def tile_op(s):

@@ -10,7 +10,13 @@ from openmaia.config import get_config
 from openmaia.errors import ErrorCode
 from openmaia.numerics import Format, mx_matmul, quantize_mx, vector
 from openmaia.sdk.backend import run_compiled
-from openmaia.sdk.compiler import Layer, compile_gemm, compile_layers, plan_gemm
+from openmaia.sdk.compiler import (
+    PROLOGUE_PIECES,
+    Layer,
+    compile_gemm,
+    compile_layers,
+    plan_gemm,
+)
 from openmaia.sdk.golden import GoldenBackend
 from openmaia.sdk.protocol import ProtocolError, check_protocol
 from openmaia.tile.dma_descriptor import check_descriptor
@@ -125,13 +131,36 @@ def test_gemm_tiling_overlaps_dma_and_compute():
     plan = compiled.plans[0]
     assert plan.chain == 1 and -(-256 // plan.nc) > 1
     cmds = compiled.program.commands
-    loads_a = sum(1 for c in cmds if isinstance(c, DmaCmd) and c.desc.direction == 0
-                  and c.desc.hbm_addr < compiled.inputs["B"].codes_base)
-    assert loads_a == 2 * -(-24 // plan.mc)                # codes + scales once per M chunk
+    a_code_rows = sum(c.desc.count1 for c in cmds if isinstance(c, DmaCmd)
+                      and c.desc.direction == 0
+                      and c.desc.hbm_addr < compiled.inputs["A"].scales_base)
+    assert a_code_rows == 24                               # each A row loaded once
     ops = [i for i, c in enumerate(cmds) if isinstance(c, TileOpCmd)]
     overlapped = any(any(isinstance(c, DmaCmd) and c.desc.direction == 0 for c in cmds[i:j])
                      for i, j in itertools.pairwise(ops))
     assert overlapped
+    _check_commands(SMALL, compiled)
+
+
+@pytest.mark.parametrize("m, n", [(64, 8), (8, 64), (1, 128)])
+def test_gemm_prologue_in_slices(m, n):
+    """The first chunk is computed in slices of the larger operand tile, loaded slice by slice
+    after the other tile: the first tile op waits for fewer loads than precede it, the first
+    chunk's ops cover it exactly, and the result is bit-exact."""
+    compiled, _ = _run_gemm(SMALL, m, n, 256, "e4m3", "e2m1", np.random.default_rng(m + n))
+    plan = compiled.plans[0]
+    cmds = compiled.program.commands
+    first = next(i for i, c in enumerate(cmds) if isinstance(c, TileOpCmd))
+    loads = sum(isinstance(c, DmaCmd) for c in cmds[:first])
+    assert type(cmds[first - 1]).__name__ == "WaitCmd" and cmds[first - 1].count < loads
+    mc0, nc0 = min(plan.mc, m), min(plan.nc, n)
+    ops = [c.op.op for c in cmds if isinstance(c, TileOpCmd)]
+    covered = [count for count in range(2, PROLOGUE_PIECES + 1)
+               if (all(op.n == nc0 for op in ops[:count])
+                   and sum(op.m for op in ops[:count]) == mc0)
+               or (all(op.m == mc0 for op in ops[:count])
+                   and sum(op.n for op in ops[:count]) == nc0)]
+    assert covered, [(op.m, op.n) for op in ops[:PROLOGUE_PIECES]]
     _check_commands(SMALL, compiled)
 
 
