@@ -110,7 +110,8 @@ class HostBridge(wiring.Component):
     divisor`` cycles, a beat a few). The write beat is issued when its last byte (or the
     request's last byte) arrives; a read beat is fetched when the previous one has been sent.
     A break (the receiver's framing error) abandons the current frame: an AXI transaction in
-    flight finishes, the receive FIFO is emptied, a response stops after the byte being sent.
+    flight finishes, the receive FIFO is emptied, a response stops after at most two more
+    bytes (the one on the wire and the one already offered to the transmitter).
     """
 
     def __init__(self, *, divisor, reg_addr_bits=12, mem_addr_bits, mem_data_bits,

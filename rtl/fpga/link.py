@@ -18,16 +18,8 @@ bytes that follow; it is 0 when the request was rejected before it ran. ``status
 byte of every response: an :class:`~openmaia.errors.ErrorCode` (``OK``, ``AXI_SLVERR``,
 ``AXI_DECERR``, ``ILLEGAL_OPCODE``, ``ILLEGAL_FIELD``).
 
-==========  ====  ==================================  =====================================
-opcode      code  request fields (after the opcode)   response payload (when accepted)
-==========  ====  ==================================  =====================================
-PING        0x00  -                                   4 bytes: ``LINK_MAGIC`` (u16), version,
-                                                      memory bytes per bus beat
-REG_READ    0x01  addr (u16)                          value (u32)
-REG_WRITE   0x02  addr (u16), value (u32)             -
-MEM_WRITE   0x03  addr (u64), length (u16), data      -
-MEM_READ    0x04  addr (u64), length (u16)            data (``length`` bytes)
-==========  ====  ==================================  =====================================
+The opcodes, their fields and their payloads are :data:`REQUEST_FIELDS` and
+:data:`RESPONSE_PAYLOAD`; :func:`protocol_table` writes them as the table of docs/fpga.md.
 
 Rules
 -----
@@ -49,8 +41,9 @@ Resynchronisation
 -----------------
 The host holds its TX line low for at least ``BREAK_BITS`` bit times (a break). The receiver
 sees a framing error; the bridge abandons the frame it is receiving or sending (a bus access in
-flight completes first; a response is cut after the byte on the wire), forgets the bytes it
-buffered, and hunts for ``REQ_SYNC``. The host then waits ``RESYNC_QUIET_BYTES`` byte times,
+flight completes first; a response stops after at most two more bytes: the one on the wire and
+the one already offered to the transmitter), forgets the bytes it buffered, and hunts for
+``REQ_SYNC``. The host then waits ``RESYNC_QUIET_BYTES`` byte times,
 discards what it received and sends ``PING`` until it gets the PING response.
 """
 
@@ -65,7 +58,8 @@ __all__ = ["Opcode", "REQ_SYNC", "RSP_SYNC", "LINK_MAGIC", "LINK_VERSION", "MAX_
            "RSP_HEADER_BYTES", "BITS_PER_BYTE", "Response", "LinkError",
            "encode_ping", "encode_reg_read", "encode_reg_write", "encode_mem_write",
            "encode_mem_read", "encode_response", "decode_request", "decode_response",
-           "response_bytes", "bytes_per_second"]
+           "response_bytes", "bytes_per_second", "protocol_table", "REQUEST_FIELDS",
+           "RESPONSE_PAYLOAD", "PING_PAYLOAD_BYTES"]
 
 REQ_SYNC = 0x5A
 RSP_SYNC = 0xA5
@@ -94,9 +88,27 @@ class Opcode(enum.IntEnum):
     MEM_READ = 0x04
 
 
+#: The fields after the opcode byte, in order: (name, bytes), little-endian unsigned.
+#: MEM_WRITE's ``length`` data bytes follow its fields.
+REQUEST_FIELDS = {
+    Opcode.PING: (),
+    Opcode.REG_READ: (("addr", 2),),
+    Opcode.REG_WRITE: (("addr", 2), ("value", 4)),
+    Opcode.MEM_WRITE: (("addr", 8), ("length", 2)),
+    Opcode.MEM_READ: (("addr", 8), ("length", 2)),
+}
 #: Bytes of fields after the opcode byte (not counting MEM_WRITE's data).
-REQUEST_FIELD_BYTES = {Opcode.PING: 0, Opcode.REG_READ: 2, Opcode.REG_WRITE: 6,
-                       Opcode.MEM_WRITE: 10, Opcode.MEM_READ: 10}
+REQUEST_FIELD_BYTES = {op: sum(n for _, n in f) for op, f in REQUEST_FIELDS.items()}
+#: The payload of a response to an accepted request.
+RESPONSE_PAYLOAD = {
+    Opcode.PING: "4 bytes: `LINK_MAGIC` 0x4D4F (u16), `LINK_VERSION` (u8), bytes a memory "
+                 "bus beat (u8)",
+    Opcode.REG_READ: "value (u32)",
+    Opcode.REG_WRITE: "-",
+    Opcode.MEM_WRITE: "-",
+    Opcode.MEM_READ: "`length` bytes",
+}
+_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 class LinkError(ValueError):
@@ -158,18 +170,11 @@ def decode_request(frame: bytes) -> tuple[Opcode, dict]:
     need = REQUEST_FIELD_BYTES[op]
     if len(body) < need:
         raise LinkError(f"{op.name}: {len(body)} field bytes, {need} needed")
-    if op in (Opcode.REG_READ, Opcode.REG_WRITE):
-        fields = {"addr": struct.unpack_from("<H", body)[0]}
-        if op == Opcode.REG_WRITE:
-            fields["value"] = struct.unpack_from("<I", body, 2)[0]
-    elif op in (Opcode.MEM_WRITE, Opcode.MEM_READ):
-        addr, length = struct.unpack_from("<QH", body)
-        fields = {"addr": addr, "length": length}
-        if op == Opcode.MEM_WRITE:
-            fields["data"] = bytes(body[need:need + length])
-            need += length
-    else:
-        fields = {}
+    fmt = "<" + "".join(_FORMATS[n] for _, n in REQUEST_FIELDS[op])
+    fields = dict(zip((name for name, _ in REQUEST_FIELDS[op]), struct.unpack_from(fmt, body)))
+    if op == Opcode.MEM_WRITE:
+        fields["data"] = bytes(body[need:need + fields["length"]])
+        need += fields["length"]
     if len(body) != need:
         raise LinkError(f"{op.name}: frame of {len(frame)} bytes, {need + 2} expected")
     return op, fields
@@ -207,3 +212,16 @@ def bytes_per_second(baud: float, op: Opcode, length: int) -> float:
     received = RSP_HEADER_BYTES + payload + 1
     moved = length if op in (Opcode.MEM_WRITE, Opcode.MEM_READ) else REG_VALUE_BYTES
     return moved * baud / BITS_PER_BYTE / (sent + received)
+
+
+def protocol_table() -> str:
+    """The opcode table of docs/fpga.md, in markdown, from :data:`REQUEST_FIELDS` and
+    :data:`RESPONSE_PAYLOAD`."""
+    lines = ["| opcode | code | request after `REQ_SYNC`, opcode | response payload (accepted) |",
+             "|---|---|---|---|"]
+    for op in Opcode:
+        fields = ", ".join(f"{name} (u{8 * n})" for name, n in REQUEST_FIELDS[op]) or "-"
+        if op == Opcode.MEM_WRITE:
+            fields += ", `length` data bytes"
+        lines.append(f"| {op.name} | {op.value:#04x} | {fields} | {RESPONSE_PAYLOAD[op]} |")
+    return "\n".join(lines) + "\n"

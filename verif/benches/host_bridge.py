@@ -26,12 +26,14 @@ Parameters (:func:`openmaia.harness.bench_params`): ``divisor``, ``reg_addr_bits
 ``counter_bits``, ``ident``.
 """
 
+import json
 import logging
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiResp
 from cocotbext.axi.axi_ram import AxiRamRead, AxiRamWrite
 from cocotbext.axi.axil_ram import AxiLiteRamRead, AxiLiteRamWrite
@@ -478,6 +480,49 @@ class Bench:
         dut._log.info("host bridge: %d requests, %d AW, %d AR, ops %s", self.host.requests,
                       self.ports.count["aw"], self.ports.count["ar"], dict(sorted(self.ops.items())))
         dut._log.info("stats: %s", s)
+
+
+@cocotb.test()
+async def timing(dut):
+    """No pauses, no gaps: for each kind of request, the cycles from the first start bit of the
+    request to the end of the response's last stop bit, against the bytes' own line time
+    (``10 x divisor`` cycles a byte). The difference (the bridge's turnaround, AXI accesses
+    included) must stay within 16 cycles; every figure is logged and, with
+    the ``timing_out`` parameter, written as JSON for scripts/host_link_bench.py."""
+    prm = bench_params() | {"pause": 0.0, "gap": 0.0}
+    bench = Bench(dut, prm, random.Random(cocotb.RANDOM_SEED))
+    await bench.start()
+    D, host = bench.D, bench.host
+    byte_cycles = link.BITS_PER_BYTE * prm["divisor"]
+    a = bench.good_addr(1024)
+    a -= a % 64
+    cases = [("PING", link.encode_ping()), ("REG_READ", link.encode_reg_read(0)),
+             ("REG_WRITE", link.encode_reg_write(4, 0x1234))]
+    for n in sorted({1, D, 64, 256}):
+        data = bench.rng.randbytes(n)
+        cases += [(f"MEM_WRITE {n}", link.encode_mem_write(a, data)),
+                  (f"MEM_WRITE {n} +1", link.encode_mem_write(a + 1, data)),
+                  (f"MEM_READ {n}", link.encode_mem_read(a, n)),
+                  (f"MEM_READ {n} +1", link.encode_mem_read(a + 1, n))]
+    rows = []
+    for name, request in cases:
+        await RisingEdge(dut.clk)
+        start = get_sim_time("ns")
+        reply = await host.transact(request)
+        assert reply.ok, f"{name}: {reply}"
+        cycles = round((bench.monitor.last_stop_ns - start) / CLOCK_NS)
+        wire = len(request) + link.RSP_HEADER_BYTES + len(reply.payload) + 1
+        rows.append({"op": name, "request_bytes": len(request),
+                     "response_bytes": wire - len(request), "cycles": cycles,
+                     "line_cycles": wire * byte_cycles, "overhead": cycles - wire * byte_cycles})
+        dut._log.info("%-16s %5d + %5d bytes  %8d cycles  (line %8d, overhead %+d)", name,
+                      len(request), wire - len(request), cycles, wire * byte_cycles,
+                      cycles - wire * byte_cycles)
+    for row in rows:
+        assert row["overhead"] <= 16, f"{row['op']}: overhead {row['overhead']} cycles"
+    if prm.get("timing_out"):
+        with open(prm["timing_out"], "w") as f:
+            json.dump({"divisor": prm["divisor"], "data_bytes": D, "rows": rows}, f, indent=1)
 
 
 @cocotb.test()

@@ -16,6 +16,7 @@ import random
 import cocotb
 from cocotb.queue import Queue
 from cocotb.triggers import FallingEdge, Timer, with_timeout
+from cocotb.utils import get_sim_time
 
 from openmaia.fpga import link
 
@@ -65,6 +66,7 @@ class UartMonitor:
         self.queue = Queue()
         self.framing_errors = []
         self.bytes_received = 0
+        self.last_stop_ns = None        # when the last byte's stop bit ended
         self._task = None
 
     def start(self):
@@ -86,6 +88,7 @@ class UartMonitor:
             if not int(self.pin.value):
                 self.framing_errors.append(("stop bit low", self.bytes_received))
             self.bytes_received += 1
+            self.last_stop_ns = get_sim_time("ns") + self.bit_ns / 2
             self.queue.put_nowait(byte)
 
     def byte_ns(self):

@@ -4,6 +4,7 @@ Amaranth simulator, and the UART host bridge (rtl/fpga/host_bridge.py) under coc
 """
 
 import random
+from pathlib import Path
 
 import pytest
 from amaranth.hdl import Module
@@ -60,6 +61,12 @@ def test_link_rejects_malformed():
     for n in (0, link.MAX_LENGTH + 1):
         with pytest.raises(ValueError):
             link.encode_mem_read(0, n)
+
+
+def test_link_table_in_docs():
+    """docs/fpga.md carries the table :func:`link.protocol_table` writes from link.py."""
+    docs = (Path(__file__).parents[2] / "docs" / "fpga.md").read_text()
+    assert link.protocol_table() in docs
 
 
 def test_link_rates():
@@ -120,9 +127,10 @@ def test_uart_loopback(divisor, seed):
                                        gap=0.3, stall=0.3, seed=seed,
                                        budget=12 * divisor * len(payloads) + 200)
     assert outputs == payloads
-    full, _, _ = run_stream(_Loopback(divisor), payloads[:20], count=20, seed=seed,
-                            budget=10 * divisor * 20 + 50)
+    full, in_cycles, _ = run_stream(_Loopback(divisor), payloads[:20], count=20, seed=seed,
+                                    budget=10 * divisor * 20 + 50)
     assert full == payloads[:20]
+    assert {b - a for a, b in zip(in_cycles, in_cycles[1:])} == {10 * divisor}
 
 
 def _run(dut, bench, cycles_limit=100_000):
@@ -269,14 +277,15 @@ def test_lint_uart(cls):
     lint(cls(divisor=104), name=cls.__name__.lower())
 
 
-def _bench(preset, seed, *, faults=frozenset(), check=True, ops=60, divisor=4, **extra):
+def _bench(preset, seed, *, faults=frozenset(), check=True, ops=60, divisor=4,
+           testcase="random_ops", **extra):
     hb = HostBridge.from_config(PRESETS[preset], divisor=divisor, faults=faults)
     params = {"divisor": divisor, "reg_addr_bits": hb.reg_sig.addr_width,
               "mem_addr_bits": hb.mem_sig.addr_width, "data_bytes": hb.mem_sig.data_bytes,
               "mem_bytes": 8192, "ops": ops, "max_len": 4 * hb.mem_sig.data_bytes + 7,
               "pause": 0.3, "gap": 0.1, "counter_bits": hb.counter_bits, "ident": hb.ident}
     params.update(extra)
-    result = simulate(hb, bench=BENCH, name="host_bridge", testcase="random_ops",
+    result = simulate(hb, bench=BENCH, name="host_bridge", testcase=testcase,
                       params=params, seed=seed, check=check)
     print(f"{preset} {sorted(faults)}: build {result.build_seconds:.1f} s "
           f"(cached {result.build_cached}), run {result.run_seconds:.1f} s, log {result.log_file}")
@@ -287,6 +296,13 @@ def _bench(preset, seed, *, faults=frozenset(), check=True, ops=60, divisor=4, *
 @pytest.mark.parametrize("preset", ["small", "ice40"])
 def test_bridge_random_ops(preset, seed):
     _bench(preset, seed)
+
+
+@pytest.mark.sim
+def test_bridge_timing(seed):
+    """Line-rate streaming and a bounded turnaround (the ``timing`` bench) on the ice40
+    shape (its build is shared with test_bridge_random_ops[ice40])."""
+    _bench("ice40", seed, testcase="timing")
 
 
 @pytest.mark.sim
