@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from openmaia.benches.host_bridge import bench_params_for
 from openmaia.config import PRESETS
 from openmaia.fpga import link
 from openmaia.fpga.host_bridge import HostBridge
@@ -30,12 +31,9 @@ def measure(preset, divisor, seed):
     hb = HostBridge.from_config(PRESETS[preset], divisor=divisor)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "timing.json"
-        params = {"divisor": divisor, "reg_addr_bits": hb.reg_sig.addr_width,
-                  "mem_addr_bits": hb.mem_sig.addr_width, "data_bytes": hb.mem_sig.data_bytes,
-                  "mem_bytes": 8192, "ops": 0, "max_len": 1, "pause": 0.0, "gap": 0.0,
-                  "counter_bits": hb.counter_bits, "ident": hb.ident, "timing_out": str(out)}
+        params = bench_params_for(hb, ops=0, pause=0.0, gap=0.0, timing_out=str(out))
         simulate(hb, bench="openmaia.benches.host_bridge", name="host_bridge",
-                 testcase="timing", params=params, seed=seed)
+                 testcase="timing", params=params, seed=seed, array=True)
         return json.loads(out.read_text())
 
 

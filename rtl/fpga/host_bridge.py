@@ -15,7 +15,7 @@ from ..bus.axi import Axi4Signature, AxiBurst, AxiLiteSignature, AxiResp
 from ..errors import ErrorCode
 from . import link
 from .link import Opcode
-from .uart import UartRx, UartTx, _check_counter_bits
+from .uart import UartRx, UartTx, _check_counter_bits, _check_divisor
 
 __all__ = ["HostBridge", "HOST_BRIDGE_FAULTS", "HOST_BRIDGE_STAT_NAMES", "host_bridge_stats_layout"]
 
@@ -124,8 +124,7 @@ class HostBridge(wiring.Component):
         if faults - HOST_BRIDGE_FAULTS:
             raise ValueError(f"unknown faults {sorted(faults - HOST_BRIDGE_FAULTS)}; known: "
                              f"{sorted(HOST_BRIDGE_FAULTS)}")
-        self.rx_uart = UartRx(divisor=divisor, counter_bits=counter_bits)
-        self.tx_uart = UartTx(divisor=divisor, counter_bits=counter_bits)
+        _check_divisor(divisor)
         self.divisor = divisor
         self.reg_sig = AxiLiteSignature(addr_width=reg_addr_bits, data_width=32)
         self.mem_sig = Axi4Signature(addr_width=mem_addr_bits, data_width=mem_data_bits,
@@ -161,8 +160,10 @@ class HostBridge(wiring.Component):
         ra = self.reg_sig.addr_width
         faults = self.faults
 
-        m.submodules.rx_uart = rx_uart = self.rx_uart
-        m.submodules.tx_uart = tx_uart = self.tx_uart
+        m.submodules.rx_uart = rx_uart = UartRx(divisor=self.divisor,
+                                                counter_bits=self.counter_bits)
+        m.submodules.tx_uart = tx_uart = UartTx(divisor=self.divisor,
+                                                counter_bits=self.counter_bits)
         fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
         m.submodules.rx_fifo = ResetInserter({"sync": rx_uart.framing_error})(fifo)
         m.d.comb += [rx_uart.rx.eq(self.rx), self.tx.eq(tx_uart.tx),
@@ -186,7 +187,7 @@ class HostBridge(wiring.Component):
         rdata = Signal(8 * D)
         aw_pending = Signal()
         w_pending = Signal()
-        abort = Signal()
+        abandon = Signal()
         S = _State
         state = Signal(S)
 
@@ -247,11 +248,11 @@ class HostBridge(wiring.Component):
         dropped = Signal()
 
         got = Signal()           # a byte taken in an input state
-        m.d.comb += got.eq(rx_valid & ~abort)
+        m.d.comb += got.eq(rx_valid & ~abandon)
 
         def input_state():
-            m.d.comb += [want_in.eq(1), rx_take.eq(~abort)]
-            with m.If(abort):
+            m.d.comb += [want_in.eq(1), rx_take.eq(~abandon)]
+            with m.If(abandon):
                 m.d.comb += aborted.eq(1)
                 goto(S.IDLE)
 
@@ -259,7 +260,7 @@ class HostBridge(wiring.Component):
             m.d.comb += [want_out.eq(1), tx.valid.eq(1), tx.payload.eq(byte)]
 
         def after_output():
-            with m.If(abort & tx.ready):
+            with m.If(abandon & tx.ready):
                 m.d.comb += aborted.eq(1)
                 goto(S.IDLE)
 
@@ -279,7 +280,7 @@ class HostBridge(wiring.Component):
 
         with m.If(state == S.IDLE):
             m.d.comb += rx_take.eq(1)
-            m.d.sync += [abort.eq(0), wstrb.eq(0), idx.eq(0), status.eq(ErrorCode.OK)]
+            m.d.sync += [abandon.eq(0), wstrb.eq(0), idx.eq(0), status.eq(ErrorCode.OK)]
             with m.If(rx_valid):
                 with m.If(rx_byte == link.REQ_SYNC):
                     goto(S.OPCODE)
@@ -335,7 +336,7 @@ class HostBridge(wiring.Component):
                 m.d.sync += [*reject(ErrorCode.ILLEGAL_FIELD), aw_pending.eq(0),
                              w_pending.eq(0)]
                 goto(S.RSP_HEADER)
-            with m.If(abort):
+            with m.If(abandon):
                 m.d.comb += aborted.eq(1)
                 m.d.sync += [aw_pending.eq(0), w_pending.eq(0)]
                 goto(S.IDLE)
@@ -454,7 +455,7 @@ class HostBridge(wiring.Component):
             after_output()
 
         with m.If(rx_uart.framing_error & inside):
-            m.d.sync += abort.eq(1)
+            m.d.sync += abandon.eq(1)
 
         rx_stats = rx_uart.stats
         m.d.comb += [self.stats.rx_bytes.eq(rx_stats.bytes),

@@ -236,6 +236,17 @@ class PortMonitor:
                         self.bad.append((ch, hex(addr), fields))
 
 
+def bench_params_for(bridge, **overrides) -> dict:
+    """The bench's parameters for a :class:`~openmaia.fpga.host_bridge.HostBridge` (its ports,
+    divisor, PING word), with the stimulus defaults of the default test tier; ``overrides``
+    change any of them."""
+    return {"divisor": bridge.divisor, "reg_addr_bits": bridge.reg_sig.addr_width,
+            "mem_addr_bits": bridge.mem_sig.addr_width, "data_bytes": bridge.mem_sig.data_bytes,
+            "mem_bytes": 8192, "ops": 30, "max_len": 4 * bridge.mem_sig.data_bytes + 7,
+            "pause": 0.3, "gap": 0.1, "counter_bits": bridge.counter_bits,
+            "ident": bridge.ident} | overrides
+
+
 def stats(dut, counter_bits):
     v = dut.stats.value.to_unsigned()
     mask = (1 << counter_bits) - 1

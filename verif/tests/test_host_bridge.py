@@ -12,6 +12,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from openmaia.benches.host_bridge import bench_params_for
 from openmaia.config import PRESETS
 from openmaia.errors import ErrorCode
 from openmaia.fpga import link
@@ -277,16 +278,12 @@ def test_lint_uart(cls):
     lint(cls(divisor=104), name=cls.__name__.lower())
 
 
-def _bench(preset, seed, *, faults=frozenset(), check=True, ops=60, divisor=4,
-           testcase="random_ops", **extra):
+def _bench(preset, seed, *, faults=frozenset(), check=True, divisor=4, testcase="random_ops",
+           **overrides):
     hb = HostBridge.from_config(PRESETS[preset], divisor=divisor, faults=faults)
-    params = {"divisor": divisor, "reg_addr_bits": hb.reg_sig.addr_width,
-              "mem_addr_bits": hb.mem_sig.addr_width, "data_bytes": hb.mem_sig.data_bytes,
-              "mem_bytes": 8192, "ops": ops, "max_len": 4 * hb.mem_sig.data_bytes + 7,
-              "pause": 0.3, "gap": 0.1, "counter_bits": hb.counter_bits, "ident": hb.ident}
-    params.update(extra)
+    params = bench_params_for(hb, **overrides)
     result = simulate(hb, bench=BENCH, name="host_bridge", testcase=testcase,
-                      params=params, seed=seed, check=check)
+                      params=params, seed=seed, check=check, array=True)
     print(f"{preset} {sorted(faults)}: build {result.build_seconds:.1f} s "
           f"(cached {result.build_cached}), run {result.run_seconds:.1f} s, log {result.log_file}")
     return result
@@ -307,7 +304,14 @@ def test_bridge_timing(seed):
 
 @pytest.mark.sim
 @pytest.mark.slow
+def test_bridge_random_ops_long(seed):
+    """The ulx3s shape (64-bit beats, 28-bit addresses), 400 random requests, 50 % pauses."""
+    _bench("ulx3s", seed, ops=400, pause=0.5, divisor=5)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(HOST_BRIDGE_FAULTS))
 def test_bridge_catches_fault(fault, seed):
-    result = _bench("ice40", seed, faults={fault}, check=False, ops=30)
+    result = _bench("ice40", seed, faults={fault}, check=False)
     assert result.tests and not result.passed, f"{fault} went unnoticed by the bench"
