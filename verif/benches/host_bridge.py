@@ -488,8 +488,13 @@ class Bench:
             s["tx_bytes"], self.monitor.bytes_received)
         assert s["overruns"] == 0, f"{s['overruns']} bytes lost to receive FIFO overruns"
         assert s["busy"] >= s["stall_in"] + s["stall_out"] + s["stall_axi"] > 0, s
+        want = {"ping:OK", "opcode:ILLEGAL_OPCODE"} | {
+            f"{op}:{code}" for op in ("reg_read", "reg_write", "mem_read", "mem_write")
+            for code in ("OK", "ILLEGAL_FIELD", "AXI_SLVERR", "AXI_DECERR")}
+        assert want <= set(self.ops), f"never answered: {sorted(want - set(self.ops))}"
         dut._log.info("host bridge: %d requests, %d AW, %d AR, ops %s", self.host.requests,
-                      self.ports.count["aw"], self.ports.count["ar"], dict(sorted(self.ops.items())))
+                      self.ports.count["aw"], self.ports.count["ar"],
+                      dict(sorted(self.ops.items())))
         dut._log.info("stats: %s", s)
 
 
