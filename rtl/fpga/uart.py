@@ -1,7 +1,9 @@
 """8N1 UART receiver and transmitter with ``lib.stream`` byte ports (the boards' USB serial).
 
-Both count time in clock cycles: ``divisor`` cycles a bit (``clock_hz / baud``, rounded; the
-receiver tolerates the rounding error of any divisor >= 4 at 10-bit frames). docs/fpga.md
+Both count time in clock cycles: ``divisor`` cycles a bit (:func:`uart_divisor` rounds
+``clock_hz / baud`` and refuses a rate more than 2 % off). The receiver finds a start edge to
+within one cycle, so its tolerance of a host's rate error grows with the divisor: about 2 %
+(host fast) / 5 % (host slow) at 4 cycles a bit, 4 % both ways tested at 16. docs/fpga.md
 ("Host link") has the contract.
 """
 
