@@ -22,8 +22,9 @@ class ErrorCode(enum.IntEnum):
         return member
 
     OK = 0x00, "no error"
-    ILLEGAL_OPCODE = 0x01, "Command stream: the opcode is not defined."
-    ILLEGAL_FIELD = 0x02, "Command stream: a field holds a value the command does not accept."
+    ILLEGAL_OPCODE = 0x01, "Command stream or host link: the opcode is not defined."
+    ILLEGAL_FIELD = 0x02, ("Command stream or host link: a field holds a value the command "
+                           "does not accept.")
     FORMAT_NOT_BUILT = 0x03, ("A format selector names a format this configuration does not "
                                "build in.")
     ILLEGAL_SHAPE = 0x04, "A tile operation's M, N or K is zero or larger than the hardware holds."

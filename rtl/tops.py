@@ -143,6 +143,16 @@ def _onchip(config: Config):
     return OnChipMemory.from_config(config, capacity_bytes=8192)
 
 
+def _host_bridge(config: Config):
+    from .fpga.host_bridge import HostBridge
+    return HostBridge.from_config(config, divisor=4)
+
+
+def _host_bridge_params(config: Config, bridge) -> dict:
+    from .benches.host_bridge import bench_params_for
+    return bench_params_for(bridge)
+
+
 def _onchip_params(config: Config, mem) -> dict:
     return {"capacity": mem.capacity_bytes, "data_bytes": mem.axi.data_bytes,
             "addr_width": mem.axi.addr_width, "id_width": mem.axi.id_width,
@@ -226,6 +236,11 @@ TOPS: dict[str, Top] = {top.name: top for top in [
                     "random programs vs the golden ordering model",
         build=_tcp, bench="openmaia.benches.tcp", bench_params=_tcp_params,
         testcase="random_programs"),
+    Top(name="host-bridge",
+        description="UART host bridge (FPGA host link): serial pins to AXI4-Lite registers and "
+                    "AXI4 memory; random requests, bus errors, breaks vs a reference",
+        build=_host_bridge, bench="openmaia.benches.host_bridge",
+        bench_params=_host_bridge_params, testcase="random_ops"),
     Top(name="host-registers",
         description="Host registers: AXI4-Lite subordinate, map generated into docs/registers.md "
                     "and openmaia.sdk.registers; every register vs the model",

@@ -8,7 +8,7 @@ wall second of the run, build excluded). Every result is checked bit-exact again
 ``mx_matmul``.
 
 Usage: .venv/bin/python scripts/tile_bench.py [--config small] [--suite gemm|gemv|all|target]
-       [--shapes N] [--hbm-mib MIB] [--json OUT.json]
+       [--shapes N] [--kind gemm|gemv] [--hbm-mib MIB] [--json OUT.json]
 
 ``--suite target`` (not part of ``all``) is the end-to-end 90 % target of issue 6 on a tile whose
 balance B is large (``default``): one GEMM of 64 x 64 array tiles and K = 1,024 (512 x 512 x 1024
@@ -83,6 +83,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--shapes", type=int, default=None,
                         help="run only the first N shapes of each suite")
+    parser.add_argument("--kind", choices=("gemm", "gemv"), default=None,
+                        help="run only this kind of workload of the chosen suite")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     config = get_config(args.config)
@@ -90,7 +92,7 @@ def main(argv=None):
     chosen = suites(config)
     shapes = [s for name, rows in chosen.items()
               if args.suite == name or (args.suite == "all" and name != "target")
-              for s in rows[:args.shapes]]
+              for s in rows[:args.shapes] if args.kind in (None, s[0])]
     rows = []
     # --hbm-mib is the tile's modelled HBM; the command ring takes its top.
     hbm_bytes = None if args.hbm_mib is None else \
