@@ -31,10 +31,12 @@ from .rtl import RING_BYTES_PER_ENTRY, config_to_params
 from .tile_host import TileDriver, TilePort, run_result
 
 __all__ = ["FpgaBackend", "LinkPort", "LinkStatusError", "SerialTransport", "SimulatedBoard",
-           "Transport", "BOARD_MODULE"]
+           "Transport", "BOARD_MODULE", "SIM_DIVISOR", "make_fpga_backend"]
 
 #: The Verilog module name of the simulated board top.
 BOARD_MODULE = "board_tile"
+#: Clock cycles a bit of the simulated board's UART (:func:`make_fpga_backend`).
+SIM_DIVISOR = 4
 
 
 class LinkStatusError(RuntimeError):
@@ -449,3 +451,25 @@ class FpgaBackend(Backend):
     def poke(self, register, value):
         """Write a host register by name."""
         self.driver.poke(register, value)
+
+
+def make_fpga_backend(config, *, hbm_bytes, seed=0, progress=None, environ=None):
+    """The ``fpga`` backend for a workload of ``hbm_bytes`` (what ``make_backend("fpga", ...)``
+    returns). A board when ``OPENMAIA_FPGA_PORT`` is set (with ``OPENMAIA_FPGA_BAUD`` and
+    ``OPENMAIA_FPGA_MEMORY``, the board build's baud rate and memory bytes), otherwise a
+    :class:`SimulatedBoard` with the smallest memory holding ``hbm_bytes`` and a 16-entry ring
+    (divisor :data:`SIM_DIVISOR`)."""
+    env = os.environ if environ is None else environ
+    ring = 16
+    if env.get("OPENMAIA_FPGA_PORT"):
+        missing = [v for v in ("OPENMAIA_FPGA_BAUD", "OPENMAIA_FPGA_MEMORY") if not env.get(v)]
+        if missing:
+            raise ValueError(f"OPENMAIA_FPGA_PORT is set; {' and '.join(missing)} must be too")
+        return FpgaBackend(config, port=env["OPENMAIA_FPGA_PORT"],
+                           baudrate=int(env["OPENMAIA_FPGA_BAUD"]),
+                           memory_bytes=int(env["OPENMAIA_FPGA_MEMORY"], 0),
+                           ring_entries=ring, hbm_bytes=hbm_bytes, progress=progress)
+    channels = config.hbm_pseudo_channels
+    memory = max(4096 * channels, 1 << (hbm_bytes + ring * RING_BYTES_PER_ENTRY - 1).bit_length())
+    return FpgaBackend.simulated(config, memory_bytes=memory, divisor=SIM_DIVISOR, seed=seed,
+                                 ring_entries=ring, hbm_bytes=hbm_bytes, progress=progress)

@@ -85,6 +85,27 @@ class Line:
         return bytes(out)
 
 
+async def serve_requests(conn, handlers):
+    """Answer the requests arriving on ``conn`` (a ``multiprocessing.connection``) until
+    ``("close",)``: ``handlers[kind](*args)`` (awaited when it returns an awaitable), replied
+    as ``("ok", value)``, or ``("error", traceback)`` when it raises (the client raises it)."""
+    import inspect
+    while True:
+        kind, *args = conn.recv()
+        if kind == "close":
+            conn.send(("ok", None))
+            return
+        try:
+            if kind not in handlers:
+                raise ValueError(f"unknown request {kind!r}")
+            value = handlers[kind](*args)
+            if inspect.isawaitable(value):
+                value = await value
+            conn.send(("ok", value))
+        except Exception:  # noqa: BLE001 - the client raises it on its side
+            conn.send(("error", traceback.format_exc()))
+
+
 @cocotb.test()
 async def serve(dut):
     """The SimulatedBoard's server (module docstring)."""
@@ -100,28 +121,10 @@ async def serve(dut):
                 seed=cocotb.RANDOM_SEED)
     conn = Client(params["socket"], family="AF_UNIX")
     try:
-        while True:
-            request = conn.recv()
-            kind = request[0]
-            if kind == "close":
-                conn.send(("ok", None))
-                break
-            try:
-                if kind == "write":
-                    value = line.write(request[1])
-                elif kind == "read":
-                    value = await line.read(request[1], request[2])
-                elif kind == "break":
-                    value = await line.send_break()
-                elif kind == "discard":
-                    value = line.monitor.drain()
-                elif kind == "cycles":
-                    value = int(get_sim_time("ns") // CLOCK_NS)
-                else:
-                    raise ValueError(f"unknown request {kind!r}")
-                conn.send(("ok", value))
-            except Exception:  # noqa: BLE001 - the transport raises it on its side
-                conn.send(("error", traceback.format_exc()))
+        await serve_requests(conn, {
+            "write": line.write, "read": line.read, "break": line.send_break,
+            "discard": line.monitor.drain,
+            "cycles": lambda: int(get_sim_time("ns") // CLOCK_NS)})
     finally:
         conn.close()
     line.monitor.check()

@@ -16,7 +16,13 @@ from openmaia.numerics import mx_matmul, quantize_mx
 from openmaia.sdk.assembler import Program
 from openmaia.sdk.backend import run_compiled
 from openmaia.sdk.compiler import compile_gemm
-from openmaia.sdk.fpga import FpgaBackend, LinkPort, LinkStatusError, Transport
+from openmaia.sdk.fpga import (
+    FpgaBackend,
+    LinkPort,
+    LinkStatusError,
+    Transport,
+    make_fpga_backend,
+)
 from openmaia.sdk.tile_host import TileDriver, TilePort
 from openmaia.tile.isa import InterruptCmd, encode
 
@@ -162,6 +168,12 @@ def test_backend_parameters():
         be.load(be.hbm_bytes - 1, b"ab")
     with pytest.raises(RuntimeError, match="ID register"):       # the model is no tile
         be.peek("ID")
+
+    sim = make_fpga_backend(ICE40, hbm_bytes=3072, environ={})
+    assert (sim.memory_bytes, sim.hbm_bytes, sim.transport.divisor) == (4096, 3072, 4)
+    assert make_fpga_backend(ICE40, hbm_bytes=3073, environ={}).memory_bytes == 8192
+    with pytest.raises(ValueError, match="OPENMAIA_FPGA_BAUD"):
+        make_fpga_backend(ICE40, hbm_bytes=3000, environ={"OPENMAIA_FPGA_PORT": "/dev/null"})
 
     class NotAPort:
         pass
