@@ -24,7 +24,6 @@ import time
 import warnings
 
 import numpy as np
-
 from openmaia.config import PRESETS
 from openmaia.fpga import link
 from openmaia.numerics import mx_matmul, quantize_mx
@@ -38,7 +37,7 @@ BAUDS = (115_200, 3_000_000)
 def measure(preset, divisor, seed, m, n, k):
     config = PRESETS[preset]
     rng = np.random.default_rng(seed)
-    fa, fb = sorted(config.format_names)[0], sorted(config.format_names)[-1]
+    fa, fb = min(config.format_names), max(config.format_names)
     compiled = compile_gemm(config, m=m, n=n, k=k, fmt_a=fa, fmt_b=fb)
     ring = max(16, len(compiled.program.commands) + 1)     # the program goes in at once
     memory = 1 << max(12, (compiled.hbm_bytes + ring * 64 - 1).bit_length())

@@ -30,8 +30,17 @@ from .backend import Backend, RunResult
 from .rtl import RING_BYTES_PER_ENTRY, config_to_params
 from .tile_host import TileDriver, TilePort, run_result
 
-__all__ = ["FpgaBackend", "LinkPort", "LinkStatusError", "SerialTransport", "SimulatedBoard",
-           "Transport", "BOARD_MODULE", "SIM_DIVISOR", "make_fpga_backend"]
+__all__ = [
+    "BOARD_MODULE",
+    "SIM_DIVISOR",
+    "FpgaBackend",
+    "LinkPort",
+    "LinkStatusError",
+    "SerialTransport",
+    "SimulatedBoard",
+    "Transport",
+    "make_fpga_backend",
+]
 
 #: The Verilog module name of the simulated board top.
 BOARD_MODULE = "board_tile"

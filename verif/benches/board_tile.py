@@ -28,7 +28,6 @@ from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.triggers import ClockCycles, Timer
 from cocotb.utils import get_sim_time
-
 from openmaia.benches.uart_model import UartDriver, UartMonitor
 from openmaia.harness import bench_params
 

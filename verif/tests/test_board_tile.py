@@ -6,7 +6,6 @@ Contract: docs/fpga.md, "Board top and the ``fpga`` backend"."""
 
 import numpy as np
 import pytest
-
 from openmaia.config import get_config
 from openmaia.errors import ErrorCode
 from openmaia.fpga import link
