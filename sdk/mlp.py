@@ -27,6 +27,7 @@ from ..config import get_config
 from ..numerics import Format, mx_matmul, quantize_mx, vector
 from .backend import run_compiled
 from .compiler import Layer, compile_layers
+from .report import dma_bytes
 
 __all__ = [
     "HIDDEN",
@@ -294,8 +295,7 @@ def run_mlp(config="small", *, backend: str = "golden", recipes=("fp8", "fp8xfp4
 def _run_record(config, recipe, layers, logits, y, exact, states, errors, counters, commands,
                 batches, programs):
     macs = counters.get("macs", 0)
-    bytes_in = counters.get("dma_bytes_in", counters.get("dma_bytes_read", 0))
-    bytes_out = counters.get("dma_bytes_out", counters.get("dma_bytes_written", 0))
+    bytes_in, bytes_out = dma_bytes(counters)
     moved = bytes_in + bytes_out
     cycles = counters.get("cycles")
     peak = config.macs_per_cycle(recipe.fmt_act, recipe.fmt_w)

@@ -33,6 +33,7 @@ __all__ = [
     "balance",
     "balance_table",
     "breakdown",
+    "dma_bytes",
     "load_runs",
     "peak_hbm_bytes_per_cycle",
     "render_text",
@@ -125,6 +126,15 @@ def load_runs(data) -> list:
     return records
 
 
+def dma_bytes(counters, *, default=0):
+    """HBM bytes the DMA read and wrote in a run, ``(read, written)``: the ``rtl`` and ``fpga``
+    backends' bus bytes (``dma_bytes_read`` / ``dma_bytes_written``), else the ``golden``
+    backend's descriptor bytes (``dma_bytes_in`` / ``dma_bytes_out``), else ``default``."""
+    read = _counter(counters, "dma_bytes_read", "dma_bytes_in")
+    written = _counter(counters, "dma_bytes_written", "dma_bytes_out")
+    return (default if read is None else read, default if written is None else written)
+
+
 def _counter(counters, *names):
     for name in names:
         if name in counters:
@@ -139,9 +149,7 @@ def breakdown(record: dict, config: Config | None = None) -> dict:
     counters = dict(record.get("counters") or {})
     macs = _counter(counters, "macs")
     macs = record.get("macs", 0) if macs is None else macs
-    # HBM bytes: the rtl names (bytes read from / written to HBM), else the golden ones
-    read = _counter(counters, "dma_bytes_read", "dma_bytes_in")
-    written = _counter(counters, "dma_bytes_written", "dma_bytes_out")
+    read, written = dma_bytes(counters, default=None)
     read = record.get("bytes_in", 0) if read is None else read
     written = record.get("bytes_out", 0) if written is None else written
     moved = read + written

@@ -4,8 +4,9 @@ Verilator, driven through cocotb as a host driver would drive the chip (docs/sdk
 :class:`RtlBackend` starts one simulation on first use (in a thread; the simulator is a child
 process) whose cocotb test (:mod:`openmaia.benches.tile`, testcase ``serve``) connects back over
 a Unix socket and executes ``load`` / ``read`` (AXI4 bursts on the tile's host memory port),
-``run`` (the program written into a command ring at the top of HBM, the doorbell rung, STATUS
-polled until the stream stops) and ``reset``. The simulation, and so the tile's state, lives
+register reads and writes, and ``wait`` (the simulation runs a number of cycles); the command
+ring, the doorbell and the STATUS polling are :class:`~.tile_host.TileDriver` on this side, the
+code the ``fpga`` backend runs over the UART. The simulation, and so the tile's state, lives
 until :meth:`RtlBackend.close` (or the end of a ``with`` block).
 
 HBM: the tile models :data:`TILE_HBM_BYTES` (256 KiB; more, the next power of two, when the
@@ -17,14 +18,18 @@ DMA queue's window is ``[0, ring base)``, so no program can overwrite its own co
 import dataclasses
 import hashlib
 import os
-import tempfile
-import threading
-from multiprocessing.connection import Listener
 from pathlib import Path
 
 from ..config import Config
-from ..errors import ErrorCode
 from .backend import Backend, RunResult
+from .tile_host import (
+    COUNTER_ALIASES,
+    RING_BYTES_PER_ENTRY,
+    TileDriver,
+    TilePort,
+    ring_base,
+    run_result,
+)
 
 __all__ = [
     "COUNTER_ALIASES",
@@ -38,23 +43,8 @@ __all__ = [
     "tile_hbm_bytes",
 ]
 
-RING_BYTES_PER_ENTRY = 64
 #: The HBM the tile models unless a caller needs more (the ``tile`` top's size too).
 TILE_HBM_BYTES = 1 << 18
-#: Short names of the counters :mod:`.report` reads (docs/sdk.md), from the register map's.
-COUNTER_ALIASES = {
-    "cycles": "tile.cycles", "macs": "ttu.ttu.macs",
-    "ttu_busy": "ttu.ttu.busy", "ttu_stall_input": "ttu.ttu.stall_input",
-    "ttu_stall_output": "ttu.ttu.stall_output",
-    "dma_busy": "dma.busy_cycles", "dma_axi_stall": "dma.axi_stall_cycles",
-    "dma_tsram_stall": "dma.tsram_stall_cycles", "dma_bytes_read": "tile.dma_read_bytes",
-    "dma_bytes_written": "tile.dma_write_bytes",
-    "tvp_busy": "tvp.busy", "tvp_stall_input": "tvp.stall_input",
-    "tvp_stall_output": "tvp.stall_output",
-    "tcp_busy": "tcp.busy_cycles", "tcp_wait_cycles": "tcp.wait_cycles",
-    "tcp_input_stall": "tcp.input_stall_cycles",
-}
-
 
 def config_to_params(config: Config) -> dict:
     """A :class:`Config` as JSON-ready data (for the bench)."""
@@ -76,11 +66,6 @@ def tile_hbm_bytes(hbm_bytes: int, ring_entries: int, pseudo_channels: int = 1) 
     ``hbm_bytes`` and the ring when that is more."""
     need = max(hbm_bytes + ring_entries * RING_BYTES_PER_ENTRY, 4096 * pseudo_channels)
     return max(TILE_HBM_BYTES, 1 << (need - 1).bit_length())
-
-
-def ring_base(tile_hbm: int, ring_entries: int) -> int:
-    """The command ring's base address: the top of the modelled HBM."""
-    return tile_hbm - ring_entries * RING_BYTES_PER_ENTRY
 
 
 def _rtl_digest() -> str:
@@ -111,6 +96,29 @@ def _verilog(tile, name: str, key: str) -> str:
     return text
 
 
+class _BenchPort(TilePort):
+    """The tile's registers and memory through the bench's AXI masters (requests over the
+    socket); ``wait`` lets the simulation run."""
+
+    def __init__(self, call):
+        self._call = call
+
+    def peek(self, address):
+        return self._call("reg_read", address)
+
+    def poke(self, address, value):
+        self._call("reg_write", address, value)
+
+    def load(self, addr, data):
+        self._call("load", addr, data)
+
+    def read(self, addr, nbytes):
+        return self._call("read", addr, nbytes)
+
+    def wait(self, cycles):
+        self._call("wait", cycles)
+
+
 class RtlBackend(Backend):
     """The tile top under Verilator (module docstring). ``hbm_bytes``: the HBM the caller uses
     (addresses ``[0, hbm_bytes)``; default: all of :data:`TILE_HBM_BYTES` below the ring); ``ring_entries``: the command ring; ``pause``: probability
@@ -134,60 +142,36 @@ class RtlBackend(Backend):
         self.progress = progress
         self._conn = None
         self._thread = None
-        self._result = None
+        self._outcome = {}
+        self._driver = None
         self._last_counters = {}
 
     # -- the simulation ---------------------------------------------------------------------
 
     def _start(self):
-        from ..harness.sim import simulate
         from ..tile.tile import Tile
+        from .fpga import serve_simulation
         tile = Tile(self.config, hbm_bytes=self.tile_hbm)
         name = TILE_MODULE
         params_key = hashlib.sha256(repr((config_to_params(self.config),
                                           self.tile_hbm)).encode()).hexdigest()[:12]
         verilog = _verilog(tile, name, params_key)
-        self._dir = tempfile.mkdtemp(prefix="openmaia-rtl-")
-        address = os.path.join(self._dir, "tile.sock")
-        listener = Listener(address, family="AF_UNIX")
         params = {"config": config_to_params(self.config), "hbm_bytes": self.tile_hbm,
-                  "ring_entries": self.ring_entries, "pause": self.pause, "socket": address}
+                  "ring_entries": self.ring_entries, "pause": self.pause}
+        self._conn, self._thread, self._outcome = serve_simulation(
+            tile, bench="openmaia.benches.tile", name=name, params=params, seed=self.seed,
+            verilog=verilog)
+        self._driver = TileDriver(_BenchPort(self._call), tile.register_map,
+                                  memory_bytes=self.tile_hbm, ring_entries=self.ring_entries,
+                                  dma_queues=self.config.dma_queues, poll_cycles=64)
+        self._driver.start()
 
-        def target():
-            try:
-                self._result = simulate(tile, bench="openmaia.benches.tile", name=name,
-                                        params=params, testcase="serve", seed=self.seed,
-                                        verilog=verilog, check=False)
-            except BaseException as exc:  # noqa: BLE001 - reported by _call
-                self._result = exc
-            finally:
-                listener.close()
-
-        self._thread = threading.Thread(target=target, daemon=True)
-        self._thread.start()
-        # accept() blocks until the bench connects (after the Verilator build)
-        self._conn = self._accept(listener)
-
-    def _accept(self, listener):
-        box = {}
-
-        def accept():
-            try:
-                box["conn"] = listener.accept()
-            except OSError as exc:
-                box["error"] = exc
-        t = threading.Thread(target=accept, daemon=True)
-        t.start()
-        while t.is_alive():
-            t.join(1.0)
-            if not self._thread.is_alive() and "conn" not in box:
-                listener.close()
-                t.join(5.0)
-                raise RuntimeError(f"the tile simulation ended before it connected: "
-                                   f"{self._result!r}")
-        if "conn" not in box:
-            raise RuntimeError(f"the tile simulation did not connect: {box.get('error')!r}")
-        return box["conn"]
+    @property
+    def driver(self) -> TileDriver:
+        """The connected :class:`~.tile_host.TileDriver` (the simulation starts on first use)."""
+        if self._conn is None:
+            self._start()
+        return self._driver
 
     def _call(self, *request):
         if self._conn is None:
@@ -197,11 +181,8 @@ class RtlBackend(Backend):
             try:
                 reply = self._conn.recv()
             except EOFError:
-                raise RuntimeError(f"the tile simulation stopped: {self._result!r}") from None
-            if reply[0] == "progress":
-                if self.progress is not None:
-                    self.progress(reply[1], reply[2])
-                continue
+                raise RuntimeError(f"the tile simulation stopped: "
+                                   f"{self._outcome.get('result')!r}") from None
             if reply[0] == "error":
                 raise RuntimeError(f"tile bench error:\n{reply[1]}")
             return reply[1]
@@ -214,6 +195,7 @@ class RtlBackend(Backend):
             finally:
                 self._conn.close()
                 self._conn = None
+                self._driver = None
                 self._thread.join(60)
 
     def __enter__(self):
@@ -237,22 +219,17 @@ class RtlBackend(Backend):
     def load(self, addr, data):
         data = bytes(data)
         self._check_range(addr, len(data))
-        self._call("load", addr, data)
+        self.driver.load(addr, data)
 
     def read(self, addr, nbytes):
         self._check_range(addr, nbytes)
-        return self._call("read", addr, nbytes)
+        return self.driver.read(addr, nbytes)
 
     def run(self, program) -> RunResult:
         blob = program.to_bytes() if hasattr(program, "to_bytes") else bytes(program)
-        st = self._call("run", blob, self.max_cycles)
+        st = self.driver.run(blob, max_cycles=self.max_cycles, progress=self.progress)
         self._last_counters = dict(st["counters"])
-        state = st["state"]
-        stopped = state == "ERROR"
-        return RunResult(state=state, error=ErrorCode(st["error"]) if stopped else ErrorCode.OK,
-                         source=st["source"] if stopped else None, position=st["position"],
-                         error_position=st["error_position"] if stopped else None,
-                         counters=dict(self._last_counters))
+        return run_result(st)
 
     def counters(self):
         return dict(self._last_counters)
@@ -260,24 +237,24 @@ class RtlBackend(Backend):
     def reset(self):
         """Restart the stream (semaphores cleared) and drop queued commands. The tile SRAM is
         not cleared (the host has no port into it); HBM is kept."""
-        if self._conn is not None:
-            self._call("reset")
+        if self._driver is not None:
+            self._driver.restart()
         self._last_counters = {}
 
     def set_window(self, queue, base, limit):
         """Restrict DMA queue ``queue`` to HBM bytes ``[base, limit]`` (inclusive)."""
-        self._call("window", queue, base, limit)
+        self.driver.set_window(queue, base, limit)
 
     def read_counters(self):
         """Every counter's present value by its dotted name (``tile.cycles`` read last), as
         opposed to :meth:`counters`, the last run's differences."""
-        return self._call("counters")
+        return self.driver.counters()
 
     def peek(self, register):
         """Read a host register by name (docs/registers.md)."""
-        return self._call("peek", register)
+        return self.driver.peek(register)
 
     def poke(self, register, value):
         """Write a host register by name, e.g. ``poke("HBM_PAUSE", 77)``: random pauses on the
         HBM side of the tile with probability 77 / 256 a cycle per channel."""
-        self._call("poke", register, value)
+        self.driver.poke(register, value)

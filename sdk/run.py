@@ -19,11 +19,12 @@ from .backend import run_compiled
 from .compiler import compile_gemm
 from .golden import GoldenBackend
 from .mlp import run_mlp
+from .report import dma_bytes
 
 __all__ = ["BACKENDS", "close_backend", "make_backend", "program_dma_bytes", "run_gemm",
            "run_mlp"]
 
-#: Backend names the runtime knows; only ``golden`` exists so far.
+#: Backend names the runtime knows.
 BACKENDS = ("golden", "rtl", "fpga")
 
 
@@ -31,15 +32,16 @@ def make_backend(name: str, config: Config, *, hbm_bytes: int, seed: int = 0, pr
     """A backend by name. ``progress``: ``f(retired, total)`` during a run, for backends that
     take time (the golden one runs at once and ignores it). ``rtl`` is the tile top under
     Verilator (:class:`~.rtl.RtlBackend`; close it after use, :func:`close_backend`); ``fpga``
-    raises NotImplementedError naming what it waits for (docs/sdk.md, "What is left")."""
+    a board over its serial line, or the simulated board top (:func:`~.fpga.make_fpga_backend`,
+    docs/fpga.md; close it after use)."""
     if name == "golden":
         return GoldenBackend(config, hbm_bytes=hbm_bytes, seed=seed)
     if name == "rtl":
         from .rtl import RtlBackend
         return RtlBackend(config, hbm_bytes=hbm_bytes, seed=seed, progress=progress)
     if name == "fpga":
-        raise NotImplementedError("the fpga backend needs a board build of the tile and its "
-                                  "host link")
+        from .fpga import make_fpga_backend
+        return make_fpga_backend(config, hbm_bytes=hbm_bytes, seed=seed, progress=progress)
     raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
 
 
@@ -87,7 +89,8 @@ def run_gemm(config, *, m: int, n: int, k: int, a_fmt, b_fmt, a=None, b=None, se
     exact = bool(result.ok and np.array_equal(c.view(np.uint32), want.view(np.uint32)))
     counters = result.counters
     plan = compiled.plans[0]
-    moved = counters.get("dma_bytes_in", 0) + counters.get("dma_bytes_out", 0)
+    bytes_in, bytes_out = dma_bytes(counters)
+    moved = bytes_in + bytes_out
     cycles = counters.get("cycles")
     peak = config.macs_per_cycle(a_fmt, b_fmt)
     report = {
@@ -96,7 +99,7 @@ def run_gemm(config, *, m: int, n: int, k: int, a_fmt, b_fmt, a=None, b=None, se
         "passed": exact, "state": result.state, "error": result.error.name,
         "commands": compiled.program.counts(),
         "macs": counters.get("macs", 0),
-        "bytes_in": counters.get("dma_bytes_in", 0), "bytes_out": counters.get("dma_bytes_out", 0),
+        "bytes_in": bytes_in, "bytes_out": bytes_out,
         "arithmetic_intensity": counters.get("macs", 0) / moved if moved else None,
         "plan": {"chunk": [plan.mc, plan.nc], "sub_chunk": [plan.sm, plan.sn],
                  "k_pieces": plan.chain, "a_full_k": plan.a_full_k,

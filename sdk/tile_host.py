@@ -14,9 +14,24 @@ from abc import ABC, abstractmethod
 
 from ..errors import ErrorCode
 from .backend import RunResult
-from .rtl import COUNTER_ALIASES, RING_BYTES_PER_ENTRY, ring_base
 
-__all__ = ["SOURCES", "STATES", "TileDriver", "TilePort", "run_result"]
+__all__ = ["COUNTER_ALIASES", "RING_BYTES_PER_ENTRY", "SOURCES", "STATES", "TileDriver",
+           "TilePort", "ring_base", "run_result"]
+
+RING_BYTES_PER_ENTRY = 64
+#: Short names of the counters :mod:`.report` reads (docs/sdk.md), from the register map's.
+COUNTER_ALIASES = {
+    "cycles": "tile.cycles", "macs": "ttu.ttu.macs",
+    "ttu_busy": "ttu.ttu.busy", "ttu_stall_input": "ttu.ttu.stall_input",
+    "ttu_stall_output": "ttu.ttu.stall_output",
+    "dma_busy": "dma.busy_cycles", "dma_axi_stall": "dma.axi_stall_cycles",
+    "dma_tsram_stall": "dma.tsram_stall_cycles", "dma_bytes_read": "tile.dma_read_bytes",
+    "dma_bytes_written": "tile.dma_write_bytes",
+    "tvp_busy": "tvp.busy", "tvp_stall_input": "tvp.stall_input",
+    "tvp_stall_output": "tvp.stall_output",
+    "tcp_busy": "tcp.busy_cycles", "tcp_wait_cycles": "tcp.wait_cycles",
+    "tcp_input_stall": "tcp.input_stall_cycles",
+}
 
 STATES = ("RUNNING", "HALTED", "ERROR", "DRAINING")
 SOURCES = ("NONE", "COMMAND", "DMA", "TTU", "TVP", "COMPLETION")
@@ -43,6 +58,11 @@ class TilePort(ABC):
     def wait(self, cycles: int) -> None:
         """Let the tile run about ``cycles`` clock cycles before the next access (a port whose
         every access takes that long anyway may do nothing)."""
+
+
+def ring_base(memory_bytes: int, ring_entries: int) -> int:
+    """The command ring's base address: the top of the tile's memory."""
+    return memory_bytes - ring_entries * RING_BYTES_PER_ENTRY
 
 
 def _field(register, name, value):
@@ -180,7 +200,7 @@ class TileDriver:
     def run(self, program, *, max_cycles=10_000_000, progress=None):
         """Run ``program`` (bytes of 64-byte commands) until it stops; return its status (as
         :meth:`status`), ``counters`` (the differences, with the short names of
-        :data:`~openmaia.sdk.rtl.COUNTER_ALIASES`). ``state`` BLOCKED / RUNNING: see the class;
+        :data:`COUNTER_ALIASES`). ``state`` BLOCKED / RUNNING: see the class;
         TIMEOUT: ``max_cycles`` passed."""
         self.restart()
         program = bytes(program)

@@ -10,11 +10,11 @@ cleared).
 
 Testcase ``serve``: connects to the ``socket`` parameter (a ``multiprocessing.connection``
 listener of :class:`~openmaia.sdk.rtl.RtlBackend`) and executes its requests until ``close``:
-``("load", addr, bytes)``, ``("read", addr, n)``, ``("run", program_bytes, max_cycles)``,
-``("reset",)``, ``("counters",)`` (every counter's value, ``tile.cycles`` read last),
-``("peek", register_name)``, ``("poke", register_name, value)``. Replies are
-``("ok", value)`` or ``("error", text)``; a run also sends ``("progress", retired, total)``
-messages while it goes.
+``("reg_read", address)``, ``("reg_write", address, value)`` (the AxiLiteMaster),
+``("load", addr, bytes)``, ``("read", addr, n)`` (the AxiMaster), ``("wait", cycles)``.
+Replies are ``("ok", value)`` or ``("error", text)``. The ring, the doorbell and the polling
+are the SDK's :class:`~openmaia.sdk.tile_host.TileDriver` on the backend's side;
+:class:`TileHost` keeps its own for the standalone ``smoke`` test.
 
 Parameters (:func:`openmaia.harness.bench_params`): ``config`` (the Config's fields),
 ``hbm_bytes``, ``ring_entries``, ``pause`` (probability a channel pauses a cycle),
@@ -24,7 +24,6 @@ Parameters (:func:`openmaia.harness.bench_params`): ``config`` (the Config's fie
 from __future__ import annotations
 
 import random
-import traceback
 
 import cocotb
 from cocotb.clock import Clock
@@ -67,12 +66,16 @@ class TileHost:
                        self.mem.read_if.ar_channel, self.mem.read_if.r_channel):
                 ch.set_pause_generator(random_pauses(random.Random(self.rng.random()), pause))
 
-    async def start(self):
+    async def reset(self):
+        """Start the clock and reset the tile."""
         cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 5)
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 5)
+
+    async def start(self):
+        await self.reset()
         ident = await self.peek("ID")
         assert ident & 0xFFFF == 0x4D41, f"ID register reads {ident:#x}"
         await self.poke("CQ_BASE_LO", self.ring_base & 0xFFFF_FFFF)
@@ -84,12 +87,17 @@ class TileHost:
 
     # -- registers and memory -------------------------------------------------------------
 
+    async def reg_read(self, address):
+        return int.from_bytes((await self.regs.read(address, 4)).data, "little")
+
+    async def reg_write(self, address, value):
+        await self.regs.write(address, int(value).to_bytes(4, "little"))
+
     async def peek(self, name):
-        r = self.map[name]
-        return int.from_bytes((await self.regs.read(r.address, 4)).data, "little")
+        return await self.reg_read(self.map[name].address)
 
     async def poke(self, name, value):
-        await self.regs.write(self.map[name].address, int(value).to_bytes(4, "little"))
+        await self.reg_write(self.map[name].address, value)
 
     async def set_window(self, queue, base, limit):
         for end, value in (("BASE", base), ("LIMIT", limit)):
@@ -221,41 +229,21 @@ async def _started_host(dut, params):
 async def serve(dut):
     """The rtl backend's server (module docstring)."""
     from multiprocessing.connection import Client
+
+    from openmaia.benches.board_tile import serve_requests
     params = bench_params()
-    host = await _started_host(dut, params)
+    host = TileHost(dut, config=config_from_params(params["config"]),
+                    hbm_bytes=params["hbm_bytes"], ring_entries=params["ring_entries"],
+                    pause=params.get("pause", 0.0), seed=cocotb.RANDOM_SEED)
+    await host.reset()
     conn = Client(params["socket"], family="AF_UNIX")
+
+    async def wait(cycles):
+        await ClockCycles(dut.clk, cycles)
     try:
-        while True:
-            request = conn.recv()
-            kind = request[0]
-            if kind == "close":
-                conn.send(("ok", None))
-                break
-            try:
-                if kind == "load":
-                    value = await host.load(request[1], request[2])
-                elif kind == "read":
-                    value = await host.read(request[1], request[2])
-                elif kind == "run":
-                    value = await host.run(
-                        request[1], max_cycles=request[2],
-                        progress=lambda done, total: conn.send(("progress", done, total)))
-                elif kind == "reset":
-                    await host._restart()
-                    value = None
-                elif kind == "peek":
-                    value = await host.peek(request[1])
-                elif kind == "counters":
-                    value = await host.counters()
-                elif kind == "poke":
-                    value = await host.poke(request[1], request[2])
-                elif kind == "window":
-                    value = await host.set_window(*request[1:])
-                else:
-                    raise ValueError(f"unknown request {kind!r}")
-                conn.send(("ok", value))
-            except Exception:  # noqa: BLE001 - the backend raises it on its side
-                conn.send(("error", traceback.format_exc()))
+        await serve_requests(conn, {
+            "reg_read": host.reg_read, "reg_write": host.reg_write, "load": host.load,
+            "read": host.read, "wait": wait})
     finally:
         conn.close()
 
