@@ -290,8 +290,10 @@ def _bench(preset, seed, *, faults=frozenset(), check=True, divisor=4, testcase=
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("preset", ["small", "ice40"])
+@pytest.mark.parametrize("preset", ["ice40", pytest.param("small", marks=pytest.mark.slow)])
 def test_bridge_random_ops(preset, seed):
+    """The boards' shape in the default tier; the 128-bit ``small`` shape (one more Verilator
+    build) in the slow tier, next to the long ulx3s run."""
     _bench(preset, seed)
 
 
