@@ -26,9 +26,8 @@ from multiprocessing.connection import Listener
 from ..config import Config
 from ..errors import ErrorCode
 from ..fpga import link
-from .backend import Backend, RunResult
 from .rtl import RING_BYTES_PER_ENTRY, config_to_params
-from .tile_host import TileDriver, TilePort, run_result
+from .tile_host import DriverBackend, TileDriver, TilePort
 
 __all__ = [
     "BOARD_MODULE",
@@ -321,7 +320,7 @@ class LinkPort(TilePort):
         """Nothing: every request takes tens of bit times of the line."""
 
 
-class FpgaBackend(Backend):
+class FpgaBackend(DriverBackend):
     """A tile on a board over its serial line (module docstring), with the interface and
     behaviour of :class:`~openmaia.sdk.rtl.RtlBackend`: ``load`` / ``read`` (memory below the
     command ring), ``run``, ``counters`` (the last run's differences), ``reset``,
@@ -413,53 +412,6 @@ class FpgaBackend(Backend):
 
     def __exit__(self, *exc):
         self.close()
-
-    # -- the Backend interface --------------------------------------------------------------
-
-    def _check_range(self, addr, nbytes):
-        if addr < 0 or addr + nbytes > self.hbm_bytes:
-            raise ValueError(f"memory access {addr:#x}+{nbytes} outside {self.hbm_bytes} bytes")
-
-    def load(self, addr, data):
-        data = bytes(data)
-        self._check_range(addr, len(data))
-        self.driver.load(addr, data)
-
-    def read(self, addr, nbytes):
-        self._check_range(addr, nbytes)
-        return self.driver.read(addr, nbytes)
-
-    def run(self, program) -> RunResult:
-        blob = program.to_bytes() if hasattr(program, "to_bytes") else bytes(program)
-        st = self.driver.run(blob, max_cycles=self.max_cycles, progress=self.progress)
-        self._last_counters = dict(st["counters"])
-        return run_result(st)
-
-    def counters(self):
-        return dict(self._last_counters)
-
-    def reset(self):
-        """Restart the stream (semaphores cleared) and drop queued commands. The tile SRAM is
-        not cleared (the host has no port into it); memory is kept."""
-        if self._driver is not None:
-            self._driver.restart()
-        self._last_counters = {}
-
-    def set_window(self, queue, base, limit):
-        """Restrict DMA queue ``queue`` to memory bytes ``[base, limit]`` (inclusive)."""
-        self.driver.set_window(queue, base, limit)
-
-    def read_counters(self):
-        """Every counter's present value by its dotted name (``tile.cycles`` read last)."""
-        return self.driver.counters()
-
-    def peek(self, register):
-        """Read a host register by name (docs/registers.md)."""
-        return self.driver.peek(register)
-
-    def poke(self, register, value):
-        """Write a host register by name."""
-        self.driver.poke(register, value)
 
 
 def make_fpga_backend(config, *, hbm_bytes, seed=0, progress=None, environ=None):

@@ -21,14 +21,13 @@ import os
 from pathlib import Path
 
 from ..config import Config
-from .backend import Backend, RunResult
 from .tile_host import (
     COUNTER_ALIASES,
     RING_BYTES_PER_ENTRY,
+    DriverBackend,
     TileDriver,
     TilePort,
     ring_base,
-    run_result,
 )
 
 __all__ = [
@@ -119,7 +118,7 @@ class _BenchPort(TilePort):
         self._call("wait", cycles)
 
 
-class RtlBackend(Backend):
+class RtlBackend(DriverBackend):
     """The tile top under Verilator (module docstring). ``hbm_bytes``: the HBM the caller uses
     (addresses ``[0, hbm_bytes)``; default: all of :data:`TILE_HBM_BYTES` below the ring); ``ring_entries``: the command ring; ``pause``: probability
     that a host-side AXI channel pauses a cycle (backpressure tests); ``seed``: the bench's;
@@ -210,51 +209,3 @@ class RtlBackend(Backend):
         except Exception:  # noqa: BLE001, S110 - nothing to report to at interpreter exit
             pass
 
-    # -- the Backend interface --------------------------------------------------------------
-
-    def _check_range(self, addr, nbytes):
-        if addr < 0 or addr + nbytes > self.hbm_bytes:
-            raise ValueError(f"HBM access {addr:#x}+{nbytes} outside {self.hbm_bytes} bytes")
-
-    def load(self, addr, data):
-        data = bytes(data)
-        self._check_range(addr, len(data))
-        self.driver.load(addr, data)
-
-    def read(self, addr, nbytes):
-        self._check_range(addr, nbytes)
-        return self.driver.read(addr, nbytes)
-
-    def run(self, program) -> RunResult:
-        blob = program.to_bytes() if hasattr(program, "to_bytes") else bytes(program)
-        st = self.driver.run(blob, max_cycles=self.max_cycles, progress=self.progress)
-        self._last_counters = dict(st["counters"])
-        return run_result(st)
-
-    def counters(self):
-        return dict(self._last_counters)
-
-    def reset(self):
-        """Restart the stream (semaphores cleared) and drop queued commands. The tile SRAM is
-        not cleared (the host has no port into it); HBM is kept."""
-        if self._driver is not None:
-            self._driver.restart()
-        self._last_counters = {}
-
-    def set_window(self, queue, base, limit):
-        """Restrict DMA queue ``queue`` to HBM bytes ``[base, limit]`` (inclusive)."""
-        self.driver.set_window(queue, base, limit)
-
-    def read_counters(self):
-        """Every counter's present value by its dotted name (``tile.cycles`` read last), as
-        opposed to :meth:`counters`, the last run's differences."""
-        return self.driver.counters()
-
-    def peek(self, register):
-        """Read a host register by name (docs/registers.md)."""
-        return self.driver.peek(register)
-
-    def poke(self, register, value):
-        """Write a host register by name, e.g. ``poke("HBM_PAUSE", 77)``: random pauses on the
-        HBM side of the tile with probability 77 / 256 a cycle per channel."""
-        self.driver.poke(register, value)

@@ -13,10 +13,19 @@ means the same on every port.
 from abc import ABC, abstractmethod
 
 from ..errors import ErrorCode
-from .backend import RunResult
+from .backend import Backend, RunResult
 
-__all__ = ["COUNTER_ALIASES", "RING_BYTES_PER_ENTRY", "SOURCES", "STATES", "TileDriver",
-           "TilePort", "ring_base", "run_result"]
+__all__ = [
+    "COUNTER_ALIASES",
+    "RING_BYTES_PER_ENTRY",
+    "SOURCES",
+    "STATES",
+    "DriverBackend",
+    "TileDriver",
+    "TilePort",
+    "ring_base",
+    "run_result",
+]
 
 RING_BYTES_PER_ENTRY = 64
 #: Short names of the counters :mod:`.report` reads (docs/sdk.md), from the register map's.
@@ -256,3 +265,59 @@ def run_result(st) -> RunResult:
                      source=st["source"] if stopped else None, position=st["position"],
                      error_position=st["error_position"] if stopped else None,
                      counters=dict(st["counters"]))
+
+
+class DriverBackend(Backend):
+    """The :class:`~openmaia.sdk.backend.Backend` calls of a tile reached through a
+    :class:`TileDriver` (the ``rtl`` and ``fpga`` backends): a subclass provides ``driver`` (the
+    connected driver, made on first use), ``_driver`` (None until then), ``hbm_bytes`` (the
+    memory the caller uses), ``max_cycles``, ``progress`` and ``_last_counters``."""
+
+    def _check_range(self, addr, nbytes):
+        if addr < 0 or addr + nbytes > self.hbm_bytes:
+            raise ValueError(f"memory access {addr:#x}+{nbytes} outside the {self.hbm_bytes} "
+                             f"bytes in use")
+
+    def load(self, addr, data):
+        data = bytes(data)
+        self._check_range(addr, len(data))
+        self.driver.load(addr, data)
+
+    def read(self, addr, nbytes):
+        self._check_range(addr, nbytes)
+        return self.driver.read(addr, nbytes)
+
+    def run(self, program) -> RunResult:
+        blob = program.to_bytes() if hasattr(program, "to_bytes") else bytes(program)
+        st = self.driver.run(blob, max_cycles=self.max_cycles, progress=self.progress)
+        self._last_counters = dict(st["counters"])
+        return run_result(st)
+
+    def counters(self):
+        return dict(self._last_counters)
+
+    def reset(self):
+        """Restart the stream (semaphores cleared) and drop queued commands. The tile SRAM is
+        not cleared (the host has no port into it); memory is kept."""
+        if self._driver is not None:
+            self._driver.restart()
+        self._last_counters = {}
+
+    def set_window(self, queue, base, limit):
+        """Restrict DMA queue ``queue`` to memory bytes ``[base, limit]`` (inclusive)."""
+        self.driver.set_window(queue, base, limit)
+
+    def read_counters(self):
+        """Every counter's present value by its dotted name (``tile.cycles`` read last), as
+        opposed to :meth:`counters`, the last run's differences."""
+        return self.driver.counters()
+
+    def peek(self, register):
+        """Read a host register by name (docs/registers.md)."""
+        return self.driver.peek(register)
+
+    def poke(self, register, value):
+        """Write a host register by name, e.g. ``poke("HBM_PAUSE", 77)`` on the ``rtl`` backend:
+        random pauses on the HBM side of the tile with probability 77 / 256 a cycle per
+        channel."""
+        self.driver.poke(register, value)
