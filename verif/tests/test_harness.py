@@ -189,12 +189,13 @@ def test_cli_config_and_elaborate(tmp_path, capsys):
 
 
 def test_cli_selfcheck_of_chosen_tops(capsys):
-    """The default tier: the whole tile (its bench runs SDK GEMMs) and a small block; every top
-    has its own tests besides."""
-    assert main(["selfcheck", "--config", "small", "--top", "tile", "--top", "tcp",
+    """The default tier: two small blocks through `selfcheck --top` (every top has its own tests
+    besides; the tile's in test_tile.py, the self-check of all tops in the slow tier)."""
+    assert main(["selfcheck", "--config", "small", "--top", "onchip-memory", "--top", "tcp",
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["passed"] and [row["top"] for row in report["tops"]] == ["tcp", "tile"]
+    assert report["passed"] and [row["top"] for row in report["tops"]] == ["tcp",
+                                                                           "onchip-memory"]
     with pytest.raises(SystemExit, match="unknown top"):
         main(["selfcheck", "--config", "small", "--top", "no-such-top"])
 
