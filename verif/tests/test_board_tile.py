@@ -68,6 +68,7 @@ def test_board_tile_parameters():
 
 
 @pytest.mark.sim
+@pytest.mark.slow          # CI budget: the bridge and the tile are linted on their own
 def test_lint():
     lint(BoardTile(ICE40, hbm_bytes=MEMORY, divisor=DIVISOR), name="board_tile")
 
