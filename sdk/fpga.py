@@ -17,16 +17,14 @@ docs/fpga.md ("Board top and the ``fpga`` backend") describes how each call maps
 """
 
 import os
-import tempfile
-import threading
 import time
 from abc import ABC, abstractmethod
-from multiprocessing.connection import Listener
 
 from ..config import Config
 from ..errors import ErrorCode
 from ..fpga import link
 from .rtl import RING_BYTES_PER_ENTRY, config_to_params
+from .simulation import SimulationSession, serve_simulation
 from .tile_host import DriverBackend, TileDriver, TilePort
 
 __all__ = [
@@ -115,50 +113,6 @@ class SerialTransport(Transport):
         self.serial.close()
 
 
-def serve_simulation(component, *, bench, name, params, seed, verilog=None):
-    """Start the cocotb testcase ``serve`` of ``bench`` on ``component`` in a thread (the
-    simulator is a child process) and return ``(connection, thread, outcome)`` once the bench
-    has connected back to the Unix socket it gets as parameter ``socket``. ``outcome`` is a
-    dict that receives ``result`` (the :class:`~openmaia.harness.sim.SimResult` or the
-    exception) when the simulation ends."""
-    from ..harness.sim import simulate
-    address = os.path.join(tempfile.mkdtemp(prefix=f"openmaia-{name}-"), "bench.sock")
-    listener = Listener(address, family="AF_UNIX")
-    outcome = {}
-
-    def target():
-        try:
-            outcome["result"] = simulate(component, bench=bench, name=name,
-                                         params=dict(params, socket=address), testcase="serve",
-                                         seed=seed, verilog=verilog, check=False)
-        except BaseException as exc:  # noqa: BLE001 - reported when the connection fails
-            outcome["result"] = exc
-        finally:
-            listener.close()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    box = {}
-
-    def accept():
-        try:
-            box["conn"] = listener.accept()
-        except OSError as exc:
-            box["error"] = exc
-    waiter = threading.Thread(target=accept, daemon=True)
-    waiter.start()
-    while waiter.is_alive():        # the Verilator build comes first
-        waiter.join(1.0)
-        if not thread.is_alive() and "conn" not in box:
-            listener.close()
-            waiter.join(5.0)
-            raise RuntimeError(f"the {name} simulation ended before it connected: "
-                               f"{outcome.get('result')!r}")
-    if "conn" not in box:
-        raise RuntimeError(f"the {name} simulation did not connect: {box.get('error')!r}")
-    return box["conn"], thread, outcome
-
-
 class SimulatedBoard(Transport):
     """The board top (:class:`~openmaia.fpga.board_tile.BoardTile` of ``config``,
     ``hbm_bytes`` of on-chip memory, ``divisor`` clock cycles a bit) under Verilator: the
@@ -171,9 +125,7 @@ class SimulatedBoard(Transport):
     def __init__(self, config, *, hbm_bytes, divisor, gap=0.0, seed=0, faults=()):
         self.config, self.hbm_bytes, self.divisor = config, hbm_bytes, divisor
         self.gap, self.seed, self.faults = gap, seed, tuple(sorted(faults))
-        self._conn = None
-        self._thread = None
-        self._outcome = {}
+        self._sim = SimulationSession(self._start, label="board")
 
     def _start(self):
         from ..fpga.board_tile import BoardTile
@@ -181,22 +133,11 @@ class SimulatedBoard(Transport):
                           faults=self.faults)
         params = {"config": config_to_params(self.config), "hbm_bytes": self.hbm_bytes,
                   "divisor": self.divisor, "gap": self.gap}
-        self._conn, self._thread, self._outcome = serve_simulation(
-            board, bench="openmaia.benches.board_tile", name=BOARD_MODULE, params=params,
-            seed=self.seed)
+        return serve_simulation(board, bench="openmaia.benches.board_tile", name=BOARD_MODULE,
+                                params=params, seed=self.seed)
 
     def _call(self, *request):
-        if self._conn is None:
-            self._start()
-        self._conn.send(request)
-        try:
-            reply = self._conn.recv()
-        except EOFError:
-            raise RuntimeError(f"the board simulation stopped: "
-                               f"{self._outcome.get('result')!r}") from None
-        if reply[0] == "error":
-            raise RuntimeError(f"board bench error:\n{reply[1]}")
-        return reply[1]
+        return self._sim.call(*request)
 
     def write(self, data):
         self._call("write", bytes(data))
@@ -217,14 +158,7 @@ class SimulatedBoard(Transport):
     def close(self):
         """End the simulation (its cocotb test passes when it ends this way and the bench saw
         no framing error on ``tx``); returns the simulation's result."""
-        if self._conn is not None:
-            try:
-                self._call("close")
-            finally:
-                self._conn.close()
-                self._conn = None
-                self._thread.join(60)
-        return self._outcome.get("result")
+        return self._sim.close()
 
 
 class LinkPort(TilePort):

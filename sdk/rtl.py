@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from ..config import Config
+from .simulation import SimulationSession, serve_simulation
 from .tile_host import (
     COUNTER_ALIASES,
     RING_BYTES_PER_ENTRY,
@@ -139,63 +140,42 @@ class RtlBackend(DriverBackend):
         self.tile_hbm = tile_hbm_bytes(hbm_bytes, ring_entries, config.hbm_pseudo_channels)
         self.pause, self.seed, self.max_cycles = pause, seed, max_cycles
         self.progress = progress
-        self._conn = None
-        self._thread = None
-        self._outcome = {}
+        self._sim = SimulationSession(self._serve, label="tile")
         self._driver = None
         self._last_counters = {}
 
     # -- the simulation ---------------------------------------------------------------------
 
-    def _start(self):
+    def _serve(self):
         from ..tile.tile import Tile
-        from .fpga import serve_simulation
-        tile = Tile(self.config, hbm_bytes=self.tile_hbm)
-        name = TILE_MODULE
+        self._tile = tile = Tile(self.config, hbm_bytes=self.tile_hbm)
         params_key = hashlib.sha256(repr((config_to_params(self.config),
                                           self.tile_hbm)).encode()).hexdigest()[:12]
-        verilog = _verilog(tile, name, params_key)
         params = {"config": config_to_params(self.config), "hbm_bytes": self.tile_hbm,
                   "ring_entries": self.ring_entries, "pause": self.pause}
-        self._conn, self._thread, self._outcome = serve_simulation(
-            tile, bench="openmaia.benches.tile", name=name, params=params, seed=self.seed,
-            verilog=verilog)
-        self._driver = TileDriver(_BenchPort(self._call), tile.register_map,
-                                  memory_bytes=self.tile_hbm, ring_entries=self.ring_entries,
-                                  dma_queues=self.config.dma_queues, poll_cycles=64)
-        self._driver.start()
+        return serve_simulation(tile, bench="openmaia.benches.tile", name=TILE_MODULE,
+                                params=params, seed=self.seed,
+                                verilog=_verilog(tile, TILE_MODULE, params_key))
 
     @property
     def driver(self) -> TileDriver:
         """The connected :class:`~.tile_host.TileDriver` (the simulation starts on first use)."""
-        if self._conn is None:
-            self._start()
+        if self._driver is None:
+            self._sim.start()
+            self._driver = TileDriver(_BenchPort(self._sim.call), self._tile.register_map,
+                                      memory_bytes=self.tile_hbm,
+                                      ring_entries=self.ring_entries,
+                                      dma_queues=self.config.dma_queues, poll_cycles=64)
+            self._driver.start()
         return self._driver
 
     def _call(self, *request):
-        if self._conn is None:
-            self._start()
-        self._conn.send(request)
-        while True:
-            try:
-                reply = self._conn.recv()
-            except EOFError:
-                raise RuntimeError(f"the tile simulation stopped: "
-                                   f"{self._outcome.get('result')!r}") from None
-            if reply[0] == "error":
-                raise RuntimeError(f"tile bench error:\n{reply[1]}")
-            return reply[1]
+        return self._sim.call(*request)
 
     def close(self):
         """End the simulation (its cocotb test passes when it ends this way)."""
-        if self._conn is not None:
-            try:
-                self._call("close")
-            finally:
-                self._conn.close()
-                self._conn = None
-                self._driver = None
-                self._thread.join(60)
+        self._driver = None
+        self._sim.close()
 
     def __enter__(self):
         return self
