@@ -41,12 +41,18 @@ class BoardTile(wiring.Component):
         Passed to the bridge (:data:`~openmaia.fpga.host_bridge.HOST_BRIDGE_FAULTS`), for the
         mutation tests of the end-to-end bench only.
 
+    hbm_init : bytes-like or None
+        Initial contents of the tile's on-chip memory (:class:`~openmaia.tile.tile.Tile`).
+
     Members: ``rx`` (``In(1)``, idle high, from the host's TX), ``tx`` (``Out(1)``, idle high,
-    to the host's RX), ``irq`` (``Out(1)``, the tile's interrupt line). ``bridge`` and ``tile``
+    to the host's RX), ``irq`` (``Out(1)``, the tile's interrupt line), ``self_test_done`` and
+    ``self_test_pass`` (``Out(1)`` each: the power-up self-test has finished / has finished and
+    passed; both stay 0 in a build without a self-test). ``bridge`` and ``tile``
     are the two parts (the host driver takes the register map from ``tile.register_map``).
     """
 
-    def __init__(self, config, *, hbm_bytes, divisor, rx_fifo_depth=32, faults=frozenset()):
+    def __init__(self, config, *, hbm_bytes, divisor, rx_fifo_depth=32, hbm_init=None,
+                 faults=frozenset()):
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {type(config).__name__}")
         faults = frozenset(faults)
@@ -54,7 +60,7 @@ class BoardTile(wiring.Component):
             raise ValueError(f"unknown faults {sorted(faults - HOST_BRIDGE_FAULTS)}; known: "
                              f"{sorted(HOST_BRIDGE_FAULTS)}")
         self.config, self.hbm_bytes, self.divisor = config, hbm_bytes, divisor
-        self.tile = Tile(config, hbm_bytes=hbm_bytes)
+        self.tile = Tile(config, hbm_bytes=hbm_bytes, hbm_init=hbm_init)
         self.bridge = HostBridge.from_config(config, divisor=divisor,
                                              reg_addr_bits=self.tile.s_axil.signature.addr_width,
                                              rx_fifo_depth=rx_fifo_depth, faults=faults)
@@ -62,6 +68,8 @@ class BoardTile(wiring.Component):
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
             "irq": Out(1),
+            "self_test_done": Out(1),
+            "self_test_pass": Out(1),
         })
 
     @property

@@ -59,6 +59,10 @@ class Tile(wiring.Component):
         Modelled HBM capacity in bytes (a power of two, at least 4 KiB per pseudo-channel).
     register_addr_bits : int
         Byte-address bits of the register port.
+    hbm_init : bytes-like or None
+        Initial contents of the memory from address 0 (only with an ``ONCHIP`` HBM preset, whose
+        memories are initialised at configuration time; the HBM timing model starts zeroed).
+        Interleaved over the pseudo-channels as :class:`HbmInterleaver` maps addresses.
 
     Ports
     -----
@@ -71,14 +75,22 @@ class Tile(wiring.Component):
         The register block's interrupt line.
     """
 
-    def __init__(self, config, *, hbm_bytes=1 << 18, register_addr_bits=12):
+    def __init__(self, config, *, hbm_bytes=1 << 18, register_addr_bits=12, hbm_init=None):
         P = config.hbm_pseudo_channels
         if (not isinstance(hbm_bytes, int) or hbm_bytes & (hbm_bytes - 1)
                 or hbm_bytes < 4096 * P or hbm_bytes > 1 << config.axi_addr_bits):
             raise ValueError(f"hbm_bytes must be a power of two of at least {4096 * P} (4 KiB a "
                              f"pseudo-channel) within the {config.axi_addr_bits}-bit address "
                              f"space, not {hbm_bytes!r}")
-        self.config, self.hbm_bytes = config, hbm_bytes
+        if hbm_init is not None:
+            hbm_init = bytes(hbm_init)
+            if config.hbm_preset != "ONCHIP":
+                raise ValueError(f"hbm_init needs an ONCHIP HBM preset, not "
+                                 f"{config.hbm_preset!r} (the HBM model starts zeroed)")
+            if len(hbm_init) > hbm_bytes:
+                raise ValueError(f"hbm_init has {len(hbm_init)} bytes, more than hbm_bytes "
+                                 f"({hbm_bytes})")
+        self.config, self.hbm_bytes, self.hbm_init = config, hbm_bytes, hbm_init
         self.host_sig = Axi4Signature(addr_width=config.axi_addr_bits,
                                       data_width=config.axi_data_bits,
                                       id_width=config.axi_id_bits)
@@ -112,9 +124,15 @@ class Tile(wiring.Component):
             data_width=cfg.axi_data_bits, id_width=id_bits)
         per_channel = self.hbm_bytes // cfg.hbm_pseudo_channels
         if cfg.hbm_preset == "ONCHIP":
+            inits = [None] * cfg.hbm_pseudo_channels
+            if self.hbm_init:
+                inits = [bytearray(per_channel) for _ in range(cfg.hbm_pseudo_channels)]
+                for addr, byte in enumerate(self.hbm_init):
+                    channel, channel_addr = interleaver.map.map(addr)
+                    inits[channel][channel_addr] = byte
             memories = [OnChipMemory(capacity_bytes=per_channel, addr_width=cfg.axi_addr_bits,
-                                     data_width=cfg.axi_data_bits, id_width=id_bits)
-                        for _ in range(cfg.hbm_pseudo_channels)]
+                                     data_width=cfg.axi_data_bits, id_width=id_bits, init=init)
+                        for init in inits]
             for p, mem in enumerate(memories):
                 m.submodules[f"mem{p}"] = mem
             ports = [mem.s_axi for mem in memories]
