@@ -41,7 +41,9 @@ class Config:
     ``tsram_banks``, at least 8 bytes).
 
     Tile SRAM: ``tsram_banks`` banks of ``tsram_bank_depth`` words of ``tsram_bank_bytes`` bytes,
-    SECDED-protected when ``tsram_ecc``.
+    SECDED-protected when ``tsram_ecc``. ``tsram_single_port``: each bank is a single-ported
+    memory (one access, read or write, through one address a cycle), as the iCE40 UP5K's SPRAM
+    (``SB_SPRAM256KA``); otherwise a bank has a read port and a separate write port.
 
     Memory: ``hbm_preset`` (one of :data:`HBM_PRESETS`) with ``hbm_pseudo_channels``
     pseudo-channels, each behind an AXI4 port of ``axi_data_bits`` data, ``axi_addr_bits``
@@ -58,6 +60,8 @@ class Config:
 
     Tile Vector Processor: ``tvp_lanes`` FP32 lanes (one element each a cycle); its tile SRAM
     read and write ports are ``tvp_port_words`` words wide (4 x ``tvp_lanes`` bytes).
+    ``tvp_lanes=0``: the tile has no vector unit (:attr:`vector_unit` is False); the TCP refuses
+    every TVP command with ``ENGINE_NOT_BUILT`` and the TVP counters read 0.
     """
     name: str
     array_rows: int
@@ -71,6 +75,7 @@ class Config:
     tsram_bank_bytes: int
     tsram_bank_depth: int
     tsram_ecc: bool = True
+    tsram_single_port: bool = False
     hbm_preset: str = "HBM3_6400"
     hbm_pseudo_channels: int = 1
     axi_data_bits: int = 128
@@ -124,13 +129,17 @@ class Config:
                              f"not {self.axi_data_bits}")
         if not 16 <= self.axi_addr_bits <= 64:
             raise ValueError(f"axi_addr_bits must be in 16..64, not {self.axi_addr_bits}")
-        if (not _is_pow2(self.tvp_lanes) or self.tvp_lanes > 32
-                or not self.tsram_bank_bytes <= 4 * self.tvp_lanes
+        if self.tvp_lanes != 0 and (
+                not isinstance(self.tvp_lanes, int) or not _is_pow2(self.tvp_lanes)
+                or self.tvp_lanes > 32 or not self.tsram_bank_bytes <= 4 * self.tvp_lanes
                 <= self.tsram_banks * self.tsram_bank_bytes):
-            raise ValueError(f"tvp_lanes must be a power of two <= 32 (a beat within one MX "
-                             f"block) whose 4 x lanes bytes are "
+            raise ValueError(f"tvp_lanes must be 0 (no vector unit) or a power of two <= 32 (a "
+                             f"beat within one MX block) whose 4 x lanes bytes are "
                              f"1 to {self.tsram_banks} tile SRAM words of "
                              f"{self.tsram_bank_bytes} bytes, not {self.tvp_lanes!r}")
+        for name in ("tsram_ecc", "tsram_single_port"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
         if self.tcp_semaphores > 256:
             raise ValueError(f"tcp_semaphores must be at most 256 (8-bit index), "
                              f"not {self.tcp_semaphores}")
@@ -185,8 +194,14 @@ class Config:
         return max(1, 4 * self.array_cols // self.tsram_bank_bytes)
 
     @property
+    def vector_unit(self) -> bool:
+        """The tile builds the Tile Vector Processor (``tvp_lanes > 0``)."""
+        return self.tvp_lanes > 0
+
+    @property
     def tvp_port_words(self) -> int:
-        """Tile SRAM words of each TVP port: one beat of ``tvp_lanes`` FP32 values."""
+        """Tile SRAM words of each TVP port: one beat of ``tvp_lanes`` FP32 values (0 without
+        the vector unit)."""
         return 4 * self.tvp_lanes // self.tsram_bank_bytes
 
     @property
@@ -226,9 +241,10 @@ PRESETS: dict[str, Config] = {
                       tsram_banks=16, tsram_bank_bytes=32, tsram_bank_depth=2048,
                       hbm_preset="HBM3_6400", hbm_pseudo_channels=2, axi_data_bits=256,
                       dma_outstanding_reads=32, clock_mhz=1600.0),
-    # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, SPRAM-sized TSRAM.
+    # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, no vector unit,
+    # SPRAM-sized TSRAM.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
-                    ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=1,
+                    ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=0,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=4096, tsram_ecc=False,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,

@@ -28,6 +28,8 @@ class ErrorCode(enum.IntEnum):
     FORMAT_NOT_BUILT = 0x03, ("A format selector names a format this configuration does not "
                                "build in.")
     ILLEGAL_SHAPE = 0x04, "A tile operation's M, N or K is zero or larger than the hardware holds."
+    ENGINE_NOT_BUILT = 0x05, ("Command stream: the command names an engine this configuration "
+                              "does not build (a TVP command on a tile without the vector unit).")
     DESC_ZERO_COUNT = 0x10, "DMA descriptor: a count is zero."
     DESC_STRIDE_OVERFLOW = 0x11, "DMA descriptor: an address from base, counts, strides overflows."
     DESC_OUT_OF_WINDOW = 0x12, "DMA descriptor: the transfer reaches outside the allowed window."

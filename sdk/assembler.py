@@ -177,12 +177,14 @@ class Program:
         """The commands' 512-bit encodings."""
         return [encode(c) for c in self.commands]
 
-    def check(self, *, semaphores: int, dma_queues: int, hbm_addr_bits: int) -> list:
-        """``(index, ErrorCode)`` of every command breaking the static rules of docs/isa.md."""
+    def check(self, *, semaphores: int, dma_queues: int, hbm_addr_bits: int,
+              vector_unit: bool = True) -> list:
+        """``(index, ErrorCode)`` of every command breaking the static rules of docs/isa.md
+        (``vector_unit=False``: a tile without the TVP)."""
         out = []
         for i, bits in enumerate(self.words()):
             status = check_command(bits, semaphores=semaphores, dma_queues=dma_queues,
-                                   hbm_addr_bits=hbm_addr_bits)
+                                   hbm_addr_bits=hbm_addr_bits, vector_unit=vector_unit)
             if status != 0:
                 out.append((i, status))
         return out

@@ -276,7 +276,8 @@ class _Emitter:
         self.config = config
         self.program = Program()
         self.queues = {"load": 0, "store": min(1, config.dma_queues - 1)}
-        targets = ["ttu", "tvp"] + sorted({("dma", q) for q in self.queues.values()})
+        targets = (["ttu"] + (["tvp"] if config.vector_unit else [])
+                   + sorted({("dma", q) for q in self.queues.values()}))
         if len(targets) > config.tcp_semaphores:
             raise ValueError(f"the compiler needs {len(targets)} semaphores, the configuration "
                              f"has {config.tcp_semaphores}")
@@ -570,6 +571,19 @@ def compile_layers(config: Config, *, m: int, k: int, fmt_in, layers, hbm_base: 
     for i, layer in enumerate(layers[:-1]):
         if layer.out_fmt is None:
             raise ValueError(f"layer {i} feeds another layer: it needs out_fmt")
+    if not config.vector_unit:
+        for i, layer in enumerate(layers):
+            needs = [what for what, used in (("bias", layer.bias),
+                                             (f"activation {layer.activation!r}",
+                                              layer.activation is not None),
+                                             ("MX re-quantization (out_fmt)",
+                                              layer.out_fmt is not None)) if used]
+            if needs:
+                raise ValueError(f"layer {i} needs the vector unit (TVP) for its "
+                                 f"{', '.join(needs)}, and configuration {config.name!r} has "
+                                 f"none (tvp_lanes=0): only plain GEMMs (compile_gemm, or "
+                                 f"layers with bias=False, activation=None, out_fmt=None) run "
+                                 f"on it")
     hbm = _HbmAllocator(hbm_base)
     x = hbm.operand("X", m, k, Format.of(fmt_in))
     inputs, outputs, plans = {"X": x}, {}, []

@@ -119,11 +119,14 @@ def execute_tvp(mem: np.ndarray, c: TvpCmd, *, formats) -> ErrorCode:
     return ErrorCode.OK
 
 
-def static_status(cmd, *, semaphores, dma_queues, hbm_addr_bits) -> ErrorCode:
+def static_status(cmd, *, semaphores, dma_queues, hbm_addr_bits,
+                  vector_unit=True) -> ErrorCode:
     """:func:`~openmaia.tile.isa.check_command` on a command *object* whose fields fit their
-    widths (rules 2-3 that such an object can break), without building its bits: a DMA queue or
-    HBM address / stride out of range, a semaphore index out of range. A test checks it equals
-    ``check_command(encode(cmd))``."""
+    widths (rules 1-3 that such an object can break), without building its bits: a TVP command
+    without the vector unit, a DMA queue or HBM address / stride out of range, a semaphore
+    index out of range. A test checks it equals ``check_command(encode(cmd))``."""
+    if isinstance(cmd, TvpCmd) and not vector_unit:
+        return ErrorCode.ENGINE_NOT_BUILT
     if isinstance(cmd, DmaCmd):
         d = cmd.desc
         if cmd.queue >= dma_queues or any(v >> hbm_addr_bits for v in
@@ -222,9 +225,10 @@ class GoldenBackend(Backend):
         if self.check == "full" or isinstance(cmd, int):
             bits = cmd if isinstance(cmd, int) else encode(cmd)
             return check_command(bits, semaphores=cfg.tcp_semaphores,
-                                 dma_queues=cfg.dma_queues, hbm_addr_bits=cfg.axi_addr_bits)
+                                 dma_queues=cfg.dma_queues, hbm_addr_bits=cfg.axi_addr_bits,
+                                 vector_unit=cfg.vector_unit)
         return static_status(cmd, semaphores=cfg.tcp_semaphores, dma_queues=cfg.dma_queues,
-                             hbm_addr_bits=cfg.axi_addr_bits)
+                             hbm_addr_bits=cfg.axi_addr_bits, vector_unit=cfg.vector_unit)
 
     def run(self, program) -> RunResult:
         cfg = self.config

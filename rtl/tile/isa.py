@@ -15,7 +15,8 @@ Rules (checked in this order by :func:`check_command` and by the Tile Control Pr
 it issues anything; the first that fails is the command's error and the command does nothing):
 
 1. ``ILLEGAL_OPCODE``: the opcode is not one of :class:`Opcode` (0 is illegal, so zeroed memory
-   traps).
+   traps). ``ENGINE_NOT_BUILT``: a TVP command on a tile built without the vector unit
+   (``Config.tvp_lanes == 0``), whatever its fields.
 2. ``ILLEGAL_FIELD``: a bit outside the opcode's fields is set (reserved bits are zero); the
    header's ``signal`` / ``sem`` on a command that is not an engine command, or ``sem`` non-zero
    with ``signal`` clear; a DMA queue number >= the number of queues; a DMA HBM address or stride
@@ -445,14 +446,17 @@ _TVP_OPS = frozenset(op.value for op in TvpOp)
 
 
 def check_command(bits: int, *, semaphores: int, dma_queues: int,
-                  hbm_addr_bits: int) -> ErrorCode:
-    """The static status of a command's bits (module docstring, rules 1-3)."""
+                  hbm_addr_bits: int, vector_unit: bool = True) -> ErrorCode:
+    """The static status of a command's bits (module docstring, rules 1-3); ``vector_unit``:
+    the tile builds the TVP (``Config.tvp_lanes > 0``)."""
     if not 0 <= bits < 1 << COMMAND_BITS:
         raise ValueError("a command is 512 bits")
     try:
         opcode = Opcode(bits & 0xFF)
     except ValueError:
         return ErrorCode.ILLEGAL_OPCODE
+    if opcode is Opcode.TVP and not vector_unit:
+        return ErrorCode.ENGINE_NOT_BUILT
     signal, reserved0 = bits >> 8 & 1, bits >> 9 & 0x7F
     sem, reserved1 = bits >> 16 & 0xFF, bits >> 24 & 0xFF
     body = bits >> HEADER_BITS

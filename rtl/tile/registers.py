@@ -503,9 +503,12 @@ class HostRegisters(wiring.Component):
         """The registers of the tile of a :class:`~openmaia.config.Config` (its TSRAM has the
         tile's ports, as the ``tsram`` top)."""
         from .command_fetcher import FetchCounters
-        from .tsram import TileSram, tile_ports
+        from .tsram import TILE_PORT_NAMES, TileSram, tile_ports
         from .tvp import TvpCounters
-        sram = TileSram.from_config(config, ports=tile_ports(config))
+        # Every tile port has its counters in the map, also a port this tile does not build
+        # (they read 0), so one register map serves every configuration.
+        ports = tile_ports(config)
+        sram = TileSram.from_config(config, ports={n: ports.get(n, 1) for n in TILE_PORT_NAMES})
         sram._MustUse__silence = True      # only its counter layout is wanted
         kwargs.setdefault("extra_counters", {"tile": TileCounters, "fetch": FetchCounters,
                                              "tvp": TvpCounters})

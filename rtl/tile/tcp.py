@@ -24,6 +24,8 @@ Contract (docs/tcp.md):
   is issued (a blocked WAIT or FENCE is abandoned). A completion signal that would take a
   semaphore past its maximum saturates it and stops the stream (``SEMAPHORE_OVERFLOW``, source
   ``COMPLETION``). While stopped, ``cmd.ready`` is low.
+* Without the vector unit (``vector_unit=False``: no ``tvp`` / ``tvp_event`` ports), every TVP
+  command is a command error ``ENGINE_NOT_BUILT`` (rule 1 of :mod:`.isa`); ``issued_tvp`` stays 0.
 * ``restart`` (one cycle, any state): drops the command held (if any), clears the semaphores,
   the interrupt, the error status and the position, and waits (state ``DRAINING``) until every
   issued engine command has completed (their events signal nothing); then ``RUNNING``.
@@ -139,10 +141,11 @@ class CommandCheck(wiring.Component):
     Ports: ``command`` (:class:`~.isa.Command`), ``status`` (``ErrorCode``; ``OK`` = legal).
     """
 
-    def __init__(self, *, semaphores, dma_queues, hbm_addr_bits):
+    def __init__(self, *, semaphores, dma_queues, hbm_addr_bits, vector_unit=True):
         self.n_semaphores = semaphores
         self.dma_queues = dma_queues
         self.hbm_addr_bits = hbm_addr_bits
+        self.vector_unit = vector_unit
         super().__init__({"command": In(Command), "status": Out(ERROR_CODE_BITS)})
 
     def elaborate(self, platform):
@@ -185,6 +188,8 @@ class CommandCheck(wiring.Component):
         code = Signal(ERROR_CODE_BITS)
         with m.If(~legal):
             m.d.comb += code.eq(ErrorCode.ILLEGAL_OPCODE)
+        with m.Elif(is_op[Opcode.TVP] & (not self.vector_unit)):
+            m.d.comb += code.eq(ErrorCode.ENGINE_NOT_BUILT)
         with m.Elif(reserved | bad_header | dma_bad | tvp_bad):
             m.d.comb += code.eq(ErrorCode.ILLEGAL_FIELD)
         with m.Elif(sem_bad):
@@ -210,6 +215,9 @@ class TileControlProcessor(wiring.Component):
         illegal.
     outstanding : int
         Incomplete commands allowed per engine (per DMA queue), >= 1.
+    vector_unit : bool
+        The tile has a TVP; without it there are no ``tvp`` / ``tvp_event`` ports and TVP
+        commands are refused (``ENGINE_NOT_BUILT``).
     faults : collection of str
         Deliberate bugs from :data:`FAULTS`; empty for the real design.
 
@@ -220,6 +228,7 @@ class TileControlProcessor(wiring.Component):
     dma_event : In(stream of ``DmaEventLayout``)
     ttu : Out(stream of :class:`~.tile_op.TileOpCommand`), ttu_event : In(stream of TtuEvent)
     tvp : Out(stream of :class:`~.isa.TvpCommand`), tvp_event : In(stream of TvpEvent)
+        (only with ``vector_unit``)
     restart, irq_ack : In(1)
     irq : Out(1), irq_code : Out(16)
     semaphores : Out(array of ``semaphores`` x 16 bits)
@@ -227,13 +236,15 @@ class TileControlProcessor(wiring.Component):
     counters_clear : In(1) (zeroes every counter)
     """
 
-    def __init__(self, *, semaphores, dma_queues, hbm_addr_bits, outstanding,
+    def __init__(self, *, semaphores, dma_queues, hbm_addr_bits, outstanding, vector_unit=True,
                  faults=frozenset()):
         for name, value, hi in (("semaphores", semaphores, 256), ("dma_queues", dma_queues, 256),
                                 ("hbm_addr_bits", hbm_addr_bits, 64),
                                 ("outstanding", outstanding, 1 << 16)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
                 raise ValueError(f"{name} must be an integer in 1..{hi}, not {value!r}")
+        if not isinstance(vector_unit, bool):
+            raise TypeError(f"vector_unit must be a bool, not {vector_unit!r}")
         if isinstance(faults, str) or not isinstance(faults, Iterable):
             raise TypeError(f"faults must be a collection of fault names, not {faults!r}")
         faults = frozenset(faults)
@@ -244,17 +255,19 @@ class TileControlProcessor(wiring.Component):
         self.dma_queues = dma_queues
         self.hbm_addr_bits = hbm_addr_bits
         self.outstanding = outstanding
+        self.vector_unit = vector_unit
         self.faults = faults
         self.desc_layout = DmaDescriptorLayout.of(hbm_addr_bits)
         self.event_layout = DmaEventLayout.of(_bits_for(dma_queues))
+        tvp_members = {"tvp": Out(stream.Signature(TvpCommand)),
+                       "tvp_event": In(stream.Signature(TvpEvent))} if vector_unit else {}
         super().__init__({
             "cmd": In(stream.Signature(Command)),
             "dma": Out(stream.Signature(self.desc_layout)).array(dma_queues),
             "dma_event": In(stream.Signature(self.event_layout)),
             "ttu": Out(stream.Signature(TileOpCommand)),
             "ttu_event": In(stream.Signature(TtuEvent)),
-            "tvp": Out(stream.Signature(TvpCommand)),
-            "tvp_event": In(stream.Signature(TvpEvent)),
+            **tvp_members,
             "restart": In(1),
             "irq": Out(1),
             "irq_code": Out(IRQ_CODE_BITS),
@@ -269,15 +282,17 @@ class TileControlProcessor(wiring.Component):
         """The TCP of a :class:`~openmaia.config.Config`."""
         return cls(semaphores=config.tcp_semaphores, dma_queues=config.dma_queues,
                    hbm_addr_bits=config.axi_addr_bits, outstanding=config.tcp_outstanding,
-                   **kwargs)
+                   vector_unit=config.vector_unit, **kwargs)
 
     def elaborate(self, platform):
         m = Module()
         nq, S = self.dma_queues, self.n_semaphores
         sbits = _bits_for(S)
         TTU, TVP = nq, nq + 1
-        targets = nq + 2
-        outs = [self.dma[q] for q in range(nq)] + [self.ttu, self.tvp]
+        targets = nq + 2 if self.vector_unit else nq + 1
+        outs = [self.dma[q] for q in range(nq)] + [self.ttu]
+        if self.vector_unit:
+            outs.append(self.tvp)
         status = self.status
         cnt = self.counters
 
@@ -290,7 +305,8 @@ class TileControlProcessor(wiring.Component):
 
         # ---- stage 1: the held command and its static check ------------------------------------
         m.submodules.check = check = CommandCheck(semaphores=S, dma_queues=nq,
-                                                  hbm_addr_bits=self.hbm_addr_bits)
+                                                  hbm_addr_bits=self.hbm_addr_bits,
+                                                  vector_unit=self.vector_unit)
         fault_in = check.status
         m.d.comb += check.command.eq(self.cmd.payload)
         cur = Signal(Command)
@@ -339,8 +355,9 @@ class TileControlProcessor(wiring.Component):
                              for name, _ in self.desc_layout]
         with m.If(issue[TTU]):
             m.d.sync += self.ttu.payload.eq(cur.body.tile_op)
-        with m.If(issue[TVP]):
-            m.d.sync += self.tvp.payload.eq(cur.body.tvp)
+        if self.vector_unit:
+            with m.If(issue[TVP]):
+                m.d.sync += self.tvp.payload.eq(cur.body.tvp)
 
         # ---- stage 2: retire or block ----------------------------------------------------------
         active = Signal()
@@ -362,7 +379,7 @@ class TileControlProcessor(wiring.Component):
         can_issue = Signal()
         m.d.comb += can_issue.eq((is_op[Opcode.DMA] & dma_room)
                                  | (is_op[Opcode.TILE_OP] & room[TTU])
-                                 | (is_op[Opcode.TVP] & room[TVP]))
+                                 | (is_op[Opcode.TVP] & room[TVP] if self.vector_unit else 0))
         wait_ok = Signal()
         m.d.comb += wait_ok.eq(1 if "drop_wait" in self.faults else sem_sel >= count)
         fence_ok = Signal()
@@ -394,18 +411,20 @@ class TileControlProcessor(wiring.Component):
                      retire.eq(ok & ready)]
         for q in range(nq):
             m.d.comb += issue[q].eq(retire & is_op[Opcode.DMA] & (dma_queue == q))
-        m.d.comb += [issue[TTU].eq(retire & is_op[Opcode.TILE_OP]),
-                     issue[TVP].eq(retire & is_op[Opcode.TVP])]
+        m.d.comb += issue[TTU].eq(retire & is_op[Opcode.TILE_OP])
+        if self.vector_unit:
+            m.d.comb += issue[TVP].eq(retire & is_op[Opcode.TVP])
 
         # ---- completion events -----------------------------------------------------------------
-        events = [self.dma_event, self.ttu_event, self.tvp_event]
-        for ev in events:
+        sources = [(self.dma_event, range(nq)), (self.ttu_event, [TTU])]
+        if self.vector_unit:
+            sources.append((self.tvp_event, [TVP]))
+        for ev, _ in sources:
             m.d.comb += ev.ready.eq(1)
         ev_q = self.dma_event.payload.queue
         hits, signals, fails, codes = [], [], [], []
         unexpected = []
-        for e, (ev, ks) in enumerate(((self.dma_event, range(nq)), (self.ttu_event, [TTU]),
-                                      (self.tvp_event, [TVP]))):
+        for e, (ev, ks) in enumerate(sources):
             present = Signal(name=f"ev{e}_present")
             head = Signal(sem_entry, name=f"ev{e}_head")
             for k in ks:
@@ -465,8 +484,9 @@ class TileControlProcessor(wiring.Component):
             m.d.comb += [first_code.eq(codes[0]), first_source.eq(ErrorSource.DMA)]
         with m.Elif(fails[1]):
             m.d.comb += [first_code.eq(codes[1]), first_source.eq(ErrorSource.TTU)]
-        with m.Elif(fails[2]):
-            m.d.comb += [first_code.eq(codes[2]), first_source.eq(ErrorSource.TVP)]
+        if self.vector_unit:
+            with m.Elif(fails[2]):
+                m.d.comb += [first_code.eq(codes[2]), first_source.eq(ErrorSource.TVP)]
         with m.If(any_fail):
             m.d.sync += status.engine_errors.eq(status.engine_errors + sum(fails))
             with m.If(status.engine_error == 0):
@@ -505,7 +525,7 @@ class TileControlProcessor(wiring.Component):
         increments = {
             "issued_dma": Cat(*issue[:nq]).any(),
             "issued_ttu": issue[TTU],
-            "issued_tvp": issue[TVP],
+            "issued_tvp": issue[TVP] if self.vector_unit else 0,
             "retired": retire,
             "wait_cycles": blocked & is_op[Opcode.WAIT],
             "fence_cycles": blocked & is_op[Opcode.FENCE],
@@ -515,6 +535,8 @@ class TileControlProcessor(wiring.Component):
             "stopped_cycles": ~running,
         }
         for name, inc in increments.items():
+            if isinstance(inc, int):
+                continue
             with m.If(inc):
                 m.d.sync += cnt[name].eq(cnt[name] + 1)
         m.d.sync += cnt.unexpected_events.eq(cnt.unexpected_events + sum(unexpected))

@@ -89,9 +89,11 @@ def engine_target(bits, *, dma_queues, hbm_addr_bits):
     return target, body & ((1 << width) - 1), signal
 
 
-def run_model(program, *, semaphores, dma_queues, hbm_addr_bits, limit=None) -> Expected:
+def run_model(program, *, semaphores, dma_queues, hbm_addr_bits, limit=None,
+              vector_unit=True) -> Expected:
     """Execute ``program`` (at most ``limit`` commands retired) as the TCP does, with engines
-    that always complete (module docstring)."""
+    that always complete (module docstring). ``vector_unit=False``: a tile without the TVP (a
+    TVP command is the error ``ENGINE_NOT_BUILT``; the TVP target gets nothing)."""
     targets = dma_queues + 2
     sems = [0] * semaphores
     pending = deque()        # (signal sem) of incomplete commands, in program order
@@ -114,7 +116,7 @@ def run_model(program, *, semaphores, dma_queues, hbm_addr_bits, limit=None) -> 
         if limit is not None and len(items) >= limit:
             break
         status = check_command(bits, semaphores=semaphores, dma_queues=dma_queues,
-                               hbm_addr_bits=hbm_addr_bits)
+                               hbm_addr_bits=hbm_addr_bits, vector_unit=vector_unit)
         if status is ErrorCode.OK and (bits & 0xFF) == Opcode.SIGNAL.value:
             s, count = bits >> 32 & 0xFF, bits >> 40 & 0xFFFF
             if sems[s] + count > SEM_MAX:
@@ -162,7 +164,8 @@ def run_model(program, *, semaphores, dma_queues, hbm_addr_bits, limit=None) -> 
                     position=len(items), blocked=blocked, semaphores=sems)
 
 
-def check_trace(program, trace, *, semaphores, dma_queues, hbm_addr_bits, final=True):
+def check_trace(program, trace, *, semaphores, dma_queues, hbm_addr_bits, final=True,
+                vector_unit=True):
     """Check one program's ``trace`` (a :class:`Trace` of :class:`TcpWorld`). Returns the
     :class:`Expected` it was checked against; raises ``AssertionError`` naming the first
     violation. ``final``: the trace ran to quiescence (check semaphores and completions)."""
@@ -170,7 +173,7 @@ def check_trace(program, trace, *, semaphores, dma_queues, hbm_addr_bits, final=
     position = status["position"]
     first_fail = trace.first_failure()
     full = run_model(program, semaphores=semaphores, dma_queues=dma_queues,
-                     hbm_addr_bits=hbm_addr_bits)
+                     hbm_addr_bits=hbm_addr_bits, vector_unit=vector_unit)
     if first_fail is None:
         exp = full
         assert position == exp.position, f"position {position}, model {exp.position}"
@@ -182,7 +185,7 @@ def check_trace(program, trace, *, semaphores, dma_queues, hbm_addr_bits, final=
             assert status["error_position"] == exp.position
     else:
         exp = run_model(program, semaphores=semaphores, dma_queues=dma_queues,
-                        hbm_addr_bits=hbm_addr_bits, limit=position)
+                        hbm_addr_bits=hbm_addr_bits, limit=position, vector_unit=vector_unit)
         fail_target, fail_index, fail_code, _ = first_fail
         fail_item = next(i for i, it in enumerate(full.items)
                          if it[1] == fail_target and it[2] == fail_index)
@@ -305,15 +308,19 @@ class TcpWorld:
     program ends (HALT or ERROR seen, or its commands all taken), it waits until the TCP is
     quiet, snapshots status, pulses ``restart`` (when ``restart`` and not the last program) and
     starts the next. Interrupts are acknowledged after a random ``ack_delay``.
+    ``vector_unit=False``: the TCP has no TVP ports (the TVP target exists and stays empty).
     """
 
     def __init__(self, programs, *, semaphores, dma_queues, event_queue_bits, rng, gap=0.3,
                  stall=0.3, latency=(1, 20), ack_delay=(0, 6), fail=None, quiet_cycles=30,
-                 early_restart=False):
+                 early_restart=False, vector_unit=True):
         self.n_sems = semaphores
         self.programs = [[_as_bits(c) for c in p] for p in programs]
         self.nq = dma_queues
         self.targets = dma_queues + 2
+        self.vector_unit = vector_unit
+        self._driven_targets = self.targets if vector_unit else self.targets - 1
+        self._event_ports = ("dma_event", "ttu_event", "tvp_event")[:3 if vector_unit else 2]
         self.qbits = event_queue_bits
         self.rng = rng
         self.gap, self.stall = gap, stall
@@ -373,16 +380,15 @@ class TcpWorld:
 
     def port_names(self):
         names = ["cmd__valid", "cmd__payload", "restart", "irq_ack"]
-        names += [f"dma__{q}__ready" for q in range(self.nq)] + ["ttu__ready", "tvp__ready"]
-        names += [f"{e}__{x}" for e in ("dma_event", "ttu_event", "tvp_event")
-                  for x in ("valid", "payload")]
+        names += [f"{self._out_name(k)}__ready" for k in range(self._driven_targets)]
+        names += [f"{e}__{x}" for e in self._event_ports for x in ("valid", "payload")]
         return names
 
     def sampled_ports(self):
         names = ["cmd__ready", "irq", "irq_code", "status", "semaphores", "counters"]
-        names += [f"{p}__{x}" for p in [f"dma__{q}" for q in range(self.nq)] + ["ttu", "tvp"]
+        names += [f"{self._out_name(k)}__{x}" for k in range(self._driven_targets)
                   for x in ("valid", "payload")]
-        names += [f"{e}__ready" for e in ("dma_event", "ttu_event", "tvp_event")]
+        names += [f"{e}__ready" for e in self._event_ports]
         return names
 
     def _out_name(self, k):
@@ -395,11 +401,11 @@ class TcpWorld:
             self.presenting = True
         v["cmd__valid"] = int(self.presenting)
         v["cmd__payload"] = self.feed[0] if self.presenting else 0
-        for k in range(self.targets):
+        for k in range(self._driven_targets):
             self._ready[k] = self.rng.random() >= self.stall
             v[f"{self._out_name(k)}__ready"] = int(self._ready[k])
         # events: DMA (one port for every queue), TTU, TVP
-        for port in range(3):
+        for port in range(len(self._event_ports)):
             if self._ev_present[port] is None:
                 cands = ([k for k in range(self.nq)] if port == 0 else [self.nq + port - 1])
                 ready = [k for k in cands if self.completions[k]
@@ -426,7 +432,7 @@ class TcpWorld:
         if v["cmd__valid"] and s["cmd__ready"]:
             self.feed.popleft()
             self.presenting = False
-        for k in range(self.targets):
+        for k in range(self._driven_targets):
             name = self._out_name(k)
             if self._ready[k] and s[f"{name}__valid"]:
                 payload = s[f"{name}__payload"]
@@ -439,7 +445,7 @@ class TcpWorld:
                 status = self.fail[self.traces.index(trace)].get((k, index), 0)
                 tag = _tag_of(k, payload, self.nq)
                 self.completions[k].append((at, status, tag, trace))
-        for port, name in enumerate(("dma_event", "ttu_event", "tvp_event")):
+        for port, name in enumerate(self._event_ports):
             p = self._ev_present[port]
             if p is not None and s[f"{name}__ready"]:
                 k = p[0]
@@ -473,7 +479,8 @@ class TcpWorld:
                 self._wait_running = False
                 self.arrival_trace = self.trace
             return
-        outputs_idle = not any(s[f"{self._out_name(k)}__valid"] for k in range(self.targets))
+        outputs_idle = not any(s[f"{self._out_name(k)}__valid"]
+                               for k in range(self._driven_targets))
         engines_idle = (not any(self.completions) and all(p is None for p in self._ev_present)
                         and outputs_idle)
         stopped = state in (1, 2)

@@ -15,6 +15,10 @@ with the host's register port and memory port (docs/tile.md).
                       HbmController
 ```
 
+Without the vector unit (``config.vector_unit`` False, ``tvp_lanes=0``) the tile builds no TVP:
+the TCP refuses TVP commands (``ENGINE_NOT_BUILT``), the SRAM has no TVP ports and the TVP
+counters read 0.
+
 With an ``ONCHIP`` HBM preset (the FPGA presets) the pseudo-channels are :class:`OnChipMemory`
 blocks behind the same AXI4 ports instead of the HBM timing model.
 
@@ -24,7 +28,7 @@ each byte of the model's backing store costs elaboration and simulation time.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..bus.axi import Axi4Signature, AxiLiteSignature
@@ -114,7 +118,9 @@ class Tile(wiring.Component):
         m.submodules.dma = dma = TileDma.from_config(cfg)
         m.submodules.tsram = sram = TileSram.from_config(cfg, ports=tile_ports(cfg))
         m.submodules.ttu = ttu = TileTensorEngine.from_config(cfg)
-        m.submodules.tvp = tvp = TileVectorProcessor.from_config(cfg)
+        tvp = None
+        if cfg.vector_unit:
+            m.submodules.tvp = tvp = TileVectorProcessor.from_config(cfg)
         m.submodules.arbiter = arbiter = AxiArbiter(
             managers=len(HOST_MANAGERS), addr_width=cfg.axi_addr_bits,
             data_width=cfg.axi_data_bits, id_width=cfg.axi_id_bits)
@@ -175,8 +181,9 @@ class Tile(wiring.Component):
         wiring.connect(m, dma.event, tcp.dma_event)
         wiring.connect(m, tcp.ttu, ttu.cmd)
         wiring.connect(m, ttu.event, tcp.ttu_event)
-        wiring.connect(m, tcp.tvp, tvp.cmd)
-        wiring.connect(m, tvp.event, tcp.tvp_event)
+        if tvp is not None:
+            wiring.connect(m, tcp.tvp, tvp.cmd)
+            wiring.connect(m, tvp.event, tcp.tvp_event)
         m.d.comb += [
             tcp.restart.eq(regs.restart), tcp.irq_ack.eq(regs.tcp_irq_ack),
             regs.tcp_status.eq(tcp.status), regs.tcp_semaphores.eq(tcp.semaphores),
@@ -188,8 +195,9 @@ class Tile(wiring.Component):
         wiring.connect(m, ttu.mem_a, sram.ttu_a)
         wiring.connect(m, ttu.mem_b, sram.ttu_b)
         wiring.connect(m, ttu.mem_c, sram.ttu_c)
-        wiring.connect(m, tvp.mem_rd, sram.tvp_rd)
-        wiring.connect(m, tvp.mem_wr, sram.tvp_wr)
+        if tvp is not None:
+            wiring.connect(m, tvp.mem_rd, sram.tvp_rd)
+            wiring.connect(m, tvp.mem_wr, sram.tvp_wr)
         m.d.comb += [sram.inject.valid.eq(0), sram.err_clear.eq(regs.tsram_err_clear),
                      regs.tsram_err_sticky.eq(sram.err_sticky)]
 
@@ -210,10 +218,17 @@ class Tile(wiring.Component):
             regs.tcp_counters.eq(tcp.counters),
             regs.dma_counters.eq(Cat(*(getattr(dma, name) for name in DMA_COUNTERS))),
             regs.ttu_counters.eq(ttu.counters),
-            regs.tsram_counters.eq(sram.counters),
             regs.fetch_counters.eq(fetcher.counters),
-            regs.tvp_counters.eq(tvp.counters),
+            regs.tvp_counters.eq(tvp.counters if tvp is not None else 0),
         ]
+        # The map has counters for every tile SRAM port; a port not built reads 0.
+        for name, layout in regs.tsram_layout:
+            ours = sram.counters[name]
+            if isinstance(layout.shape, data.ArrayLayout):
+                m.d.comb += regs.tsram_counters[name].as_value()[:len(ours.as_value())].eq(
+                    ours.as_value())
+            else:
+                m.d.comb += regs.tsram_counters[name].eq(ours)
         m.d.comb += [unit.counters_clear.eq(regs.counters_clear)
-                     for unit in (tcp, dma, ttu, sram, fetcher, tvp)]
+                     for unit in (tcp, dma, ttu, sram, fetcher, tvp) if unit is not None]
         return m

@@ -40,7 +40,8 @@ from ..bus.memory_port import EccStatus, MemoryPortSignature
 from ..errors import ERROR_CODE_BITS, ErrorCode
 from .secded import DECODER_FAULTS, SecdedCode, SecdedDecoder, SecdedEncoder
 
-__all__ = ["TileSram", "PortSpec", "FAULTS", "LATENCY", "RESERVED_NAMES", "tile_ports"]
+__all__ = ["TileSram", "PortSpec", "FAULTS", "LATENCY", "RESERVED_NAMES", "TILE_PORT_NAMES",
+           "tile_ports"]
 
 #: Deliberate bugs :class:`TileSram` can build in (mutation-testing hooks).
 FAULTS = {
@@ -58,13 +59,21 @@ RESERVED_NAMES = frozenset({"inject", "err", "err_sticky", "err_clear", "counter
                             "counters_clear"})
 
 
+#: Every port a tile's SRAM can have, in port order (a tile without the vector unit leaves out
+#: the last two; the others keep their index).
+TILE_PORT_NAMES = ("dma", "ttu_a", "ttu_b", "ttu_c", "tvp_rd", "tvp_wr")
+
+
 def tile_ports(config) -> dict:
     """The ports of a tile's SRAM (name -> width in words), in port order: the DMA, the TTU's
     two operand fetchers (``ttu_port_words``) and its result writer (``ttu_result_words``), the
-    TVP's read and write ports (``tvp_port_words``)."""
-    return {"dma": 1, "ttu_a": config.ttu_port_words, "ttu_b": config.ttu_port_words,
-            "ttu_c": config.ttu_result_words, "tvp_rd": config.tvp_port_words,
-            "tvp_wr": config.tvp_port_words}
+    TVP's read and write ports (``tvp_port_words``; none when ``config.vector_unit`` is
+    False)."""
+    ports = {"dma": 1, "ttu_a": config.ttu_port_words, "ttu_b": config.ttu_port_words,
+             "ttu_c": config.ttu_result_words}
+    if config.vector_unit:
+        ports.update(tvp_rd=config.tvp_port_words, tvp_wr=config.tvp_port_words)
+    return ports
 
 
 @dataclass(frozen=True)

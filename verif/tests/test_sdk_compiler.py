@@ -20,7 +20,7 @@ from openmaia.sdk.compiler import (
 from openmaia.sdk.golden import GoldenBackend
 from openmaia.sdk.protocol import ProtocolError, check_protocol
 from openmaia.tile.dma_descriptor import check_descriptor
-from openmaia.tile.isa import DmaCmd, TileOpCmd
+from openmaia.tile.isa import DmaCmd, TileOpCmd, TvpCmd
 from openmaia.tile.tcp_model import run_model
 from openmaia.tile.tile_op import CODE_ALIGN, tile_op_status
 
@@ -54,7 +54,8 @@ def _check_commands(config, compiled, *, tcp_model=False):
     if not tcp_model:
         return
     exp = run_model(compiled.program.commands, semaphores=config.tcp_semaphores,
-                    dma_queues=config.dma_queues, hbm_addr_bits=config.axi_addr_bits)
+                    dma_queues=config.dma_queues, hbm_addr_bits=config.axi_addr_bits,
+                    vector_unit=config.vector_unit)
     assert exp.state == "HALTED" and exp.error == ErrorCode.OK
     assert exp.semaphores == [0] * config.tcp_semaphores      # every signal consumed
 
@@ -225,6 +226,31 @@ def test_layers_bias_activation_requantize(seed, timing):
     result, out = run_compiled(backend, compiled, tensors)
     assert result.ok, result
     np.testing.assert_array_equal(out["Y"].view(np.uint32), _mlp_reference(x, tensors, MLP))
+
+
+def test_layers_without_vector_unit_refused_early_plain_ones_run(seed):
+    """On a configuration without the TVP (ice40): a layer that needs it (bias, activation,
+    re-quantization) is refused by the compiler with a clear message; a plain GEMM layer
+    compiles without any TVP command, passes the TCP model of that tile and runs bit-exact."""
+    ice = get_config("ice40")
+    assert not ice.vector_unit
+    for layer, what in ((Layer(n=8, fmt_w="e4m3", activation=None), "bias"),
+                        (Layer(n=8, fmt_w="e4m3", bias=False), "activation 'relu'"),
+                        (Layer(n=8, fmt_w="e2m1", bias=False, activation=None,
+                               out_fmt="e4m3"), "re-quantization")):
+        with pytest.raises(ValueError, match=f"vector unit.*{what}.*'ice40'"):
+            compile_layers(ice, m=4, k=64, fmt_in="e4m3", layers=[layer])
+    nrng = np.random.default_rng(seed)
+    plain = [Layer(n=12, fmt_w="e2m1", bias=False, activation=None)]
+    m, k = int(nrng.integers(1, 9)), int(nrng.integers(1, 100))
+    compiled = compile_layers(ice, m=m, k=k, fmt_in="e4m3", layers=plain)
+    assert not any(isinstance(c, TvpCmd) for c in compiled.program)
+    _check_commands(ice, compiled, tcp_model=True)
+    x, tensors = _mlp_tensors(nrng, m, k, "e4m3", plain)
+    backend = GoldenBackend(ice, hbm_bytes=compiled.hbm_bytes, timing="random", seed=seed)
+    result, out = run_compiled(backend, compiled, tensors)
+    assert result.ok, result
+    np.testing.assert_array_equal(out["Y"].view(np.uint32), _mlp_reference(x, tensors, plain))
 
 
 def test_layers_requantize_across_n_chunks(seed):

@@ -205,6 +205,30 @@ def test_engine_error_stops_the_stream_then_next_run_works():
     assert ok.ok and bytes(be.tsram[:8]) == b"\x11" * 8
 
 
+def test_tvp_command_without_vector_unit_is_refused_then_next_run_works():
+    """ice40 has no TVP: a TVP command (any fields) is the command error ENGINE_NOT_BUILT at
+    its position, after the commands before it completed; the next run works. The fast
+    object check equals check_command on the bits there."""
+    ice = get_config("ice40")
+    be = GoldenBackend(ice, hbm_bytes=4096)
+    be.load(2000, b"\x22" * 8)
+    tvp = TvpCmd(TvpOp.RELU, rows=1, cols=4, signal=1)
+    r = be.run([_load(0, 2000, 8, signal=0), WaitCmd(0, 1), tvp, _load(64, 2000, 8), HaltCmd()])
+    assert (r.state, r.error, r.source, r.position) == ("ERROR", ErrorCode.ENGINE_NOT_BUILT,
+                                                        "COMMAND", 2)
+    assert bytes(be.tsram[:8]) == b"\x22" * 8 and bytes(be.tsram[64:72]) == bytes(8)
+    assert "issued_tvp" not in be.counters()
+    ok = be.run([_load(64, 2000, 8, signal=0), WaitCmd(0, 1), HaltCmd()])
+    assert ok.ok and bytes(be.tsram[64:72]) == b"\x22" * 8
+    for cmd in (tvp, TvpCmd(TvpOp.QUANT_MX, rows=0, cols=1, fmt=7), _load(0, 0, 4)):
+        for check in ("fast", "full"):
+            want = check_command(encode(cmd), semaphores=ice.tcp_semaphores,
+                                 dma_queues=ice.dma_queues, hbm_addr_bits=ice.axi_addr_bits,
+                                 vector_unit=False)
+            assert GoldenBackend(ice, hbm_bytes=64, check=check)._static_status(cmd) == want
+        assert (want == ErrorCode.ENGINE_NOT_BUILT) == isinstance(cmd, TvpCmd)
+
+
 def test_command_errors_and_blocked_wait():
     be = GoldenBackend(SMALL, hbm_bytes=4096)
     r = be.run([SignalCmd(1, 2), WaitCmd(SMALL.tcp_semaphores, 1), HaltCmd()])

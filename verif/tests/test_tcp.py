@@ -65,7 +65,7 @@ def run_world(dut, programs, *, seed, budget=20_000, **world_kw):
     """Run ``programs`` through ``dut`` in the Amaranth simulator; return the world (traces)."""
     world = TcpWorld(programs, semaphores=dut.n_semaphores, dma_queues=dut.dma_queues,
                      event_queue_bits=len(dut.dma_event.payload.queue),
-                     rng=random.Random(seed), **world_kw)
+                     rng=random.Random(seed), vector_unit=dut.vector_unit, **world_kw)
     ins = {n: _port(dut, n) for n in world.port_names()}
     outs = {n: _port(dut, n) for n in world.sampled_ports()}
 
@@ -86,7 +86,8 @@ def run_world(dut, programs, *, seed, budget=20_000, **world_kw):
 
 def check(dut, world, programs, final=True):
     exps = [check_trace(p, t, semaphores=dut.n_semaphores, dma_queues=dut.dma_queues,
-                        hbm_addr_bits=dut.hbm_addr_bits, final=final or i == len(programs) - 1)
+                        hbm_addr_bits=dut.hbm_addr_bits, final=final or i == len(programs) - 1,
+                        vector_unit=dut.vector_unit)
             for i, (p, t) in enumerate(zip(programs, world.traces, strict=True))]
     world.check_counters()
     return exps
@@ -120,11 +121,14 @@ def test_parameter_checks():
         make(faults={"nope"})
     with pytest.raises(TypeError, match="collection"):
         make(faults="drop_wait")
+    with pytest.raises(TypeError, match="vector_unit"):
+        make(vector_unit=0)
 
 
 @pytest.mark.parametrize("params", [P | {"outstanding": 4},
                                     {"semaphores": 16, "dma_queues": 1, "hbm_addr_bits": 64,
-                                         "outstanding": 8}])
+                                         "outstanding": 8},
+                                    P | {"outstanding": 2, "vector_unit": False}])
 def test_lint(params):
     lint(TileControlProcessor(**params), name="tcp")
 
@@ -284,6 +288,52 @@ def test_illegal_commands_stop_cleanly_and_restart_recovers(seed):
         assert (t.status["error"], t.status["error_position"]) == (code, pos), name
         assert len(t.arrivals[TVP]) == 0, name
     assert STATE_NAMES[world.traces[-1].status["state"]] == "HALTED"
+
+
+def test_no_vector_unit_refuses_tvp_and_restart_recovers(seed):
+    """Without the vector unit: no TVP ports; each TVP command (any fields, with or without a
+    completion signal) stops the stream with ENGINE_NOT_BUILT at its position, what came
+    before it completes; after a restart DMA and tile ops run; issued_tvp stays 0. The golden
+    model says the same, and with the vector unit the same commands are legal."""
+    rng = random.Random(seed)
+    dut = make(vector_unit=False)
+    assert not hasattr(dut, "tvp") and not hasattr(dut, "tvp_event")
+    bad = [tvp(), tvp(signal=3, op=TvpOp.QUANT_MX),
+           random_engine_command(rng, kind="tvp", **P),
+           encode(tvp()) | 1 << 9]      # a reserved header bit set too: still the engine
+    programs, positions = [], []
+    for cmd in bad:
+        head = [dma(0, signal=0), WaitCmd(sem=0), ttu(signal=1)]
+        programs.append(head + [cmd, dma(1), HaltCmd()])
+        positions.append(len(head))
+    weights = {"dma": 4, "ttu": 3, "tvp": 0, "wait": 4, "signal": 1, "fence": 1, "interrupt": 1}
+    programs.append(random_program(rng, length=25, weights=weights, **P))
+    world = run_world(dut, programs, seed=seed, budget=60_000)
+    check(dut, world, programs)
+    for pos, prog, t in zip(positions, programs, world.traces, strict=False):
+        assert STATE_NAMES[t.status["state"]] == "ERROR"
+        assert SOURCE_NAMES[t.status["source"]] == "COMMAND"
+        assert (t.status["error"], t.status["error_position"]) == (
+            ErrorCode.ENGINE_NOT_BUILT, pos)
+        assert [len(a) for a in t.arrivals] == [1, 0, 1, 0]
+        model = run_model(prog, vector_unit=False, **P)
+        assert (model.state, model.error, model.position) == ("ERROR",
+                                                              ErrorCode.ENGINE_NOT_BUILT, pos)
+        assert run_model(prog, **P).error != ErrorCode.ENGINE_NOT_BUILT
+    assert STATE_NAMES[world.traces[-1].status["state"]] == "HALTED"
+    assert world.check_counters()["issued_tvp"] == 0
+
+
+def test_no_vector_unit_model_is_checked(seed):
+    """The checker's twin: a trace of the no-TVP TCP checked against the model of a tile with
+    the vector unit fails (the TVP command would have been issued)."""
+    dut = make(vector_unit=False)
+    program = [dma(0), tvp(), HaltCmd()]
+    world = run_world(dut, [program], seed=seed)
+    check(dut, world, [program])
+    with pytest.raises(AssertionError):
+        check_trace(program, world.traces[0], semaphores=dut.n_semaphores,
+                    dma_queues=dut.dma_queues, hbm_addr_bits=dut.hbm_addr_bits)
 
 
 def test_engine_error_stops_stream(seed):
