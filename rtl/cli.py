@@ -264,6 +264,42 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_fpga_build(args) -> int:
+    """Synthesize, place and route and pack a board build (openmaia.fpga.build)."""
+    from rich.console import Console
+
+    from .fpga.build import BuildError, build
+    err = Console(stderr=True)
+    start = time.monotonic()
+    with err.status(f"{args.board}: elaborate") as status:
+        def progress(step, line):
+            status.update(f"{args.board} {step} ({time.monotonic() - start:.0f} s): "
+                          f"{line[:90]}")
+        try:
+            result = build(args.board, args.config, hbm_bytes=args.hbm_bytes, baud=args.baud,
+                           pnr=not args.no_pnr, root=args.build_root, seed=args.seed,
+                           progress=progress)
+        except BuildError as error:
+            err.print(f"[bold red]build failed[/]: {error}")
+            return 1
+    return _print_fpga_result(result, args.json)
+
+
+def _print_fpga_result(result, as_json) -> int:
+    from .fpga.build import render
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        render(result, _console())
+    return 0 if all(result.fits.values()) else 1
+
+
+def _cmd_fpga_report(args) -> int:
+    """Print the table of a finished build again (its result.json)."""
+    from .fpga.build import load_result
+    return _print_fpga_result(load_result(args.build_dir), args.json)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="openmaia", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -336,6 +372,28 @@ def main(argv=None) -> int:
     p.add_argument("--png", help="write the roofline plot to this PNG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("fpga", help="FPGA board builds (YoWASP Yosys / nextpnr)")
+    fpga_sub = p.add_subparsers(dest="fpga_command", required=True)
+    g = fpga_sub.add_parser("build", help="synthesize, place and route, pack; print resources, "
+                                          "Fmax, MAC lanes and peak GFLOPS")
+    g.add_argument("--board", required=True, choices=("icebreaker", "ulx3s"))
+    g.add_argument("--config", default=None, choices=preset_names(),
+                   help="configuration preset (default: ice40 on icebreaker, ulx3s on ulx3s)")
+    g.add_argument("--hbm-bytes", type=int, default=None,
+                   help="the tile's on-chip memory in bytes (default: the board's)")
+    g.add_argument("--baud", type=int, default=115_200, help="UART rate (default 115200)")
+    g.add_argument("--no-pnr", action="store_true",
+                   help="Yosys only: counts against the device (exit 1 if it does not fit)")
+    g.add_argument("--seed", type=int, default=None, help="nextpnr placement seed")
+    g.add_argument("--build-root", default="build/fpga",
+                   help="builds go to <root>/<board>-<config>/ (default build/fpga)")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_cmd_fpga_build)
+    g = fpga_sub.add_parser("report", help="the table of a finished build (its result.json)")
+    g.add_argument("build_dir", help="e.g. build/fpga/icebreaker-ice40")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_cmd_fpga_report)
 
     args = parser.parse_args(argv)
     try:
