@@ -58,6 +58,18 @@ CRC32_POLY = 0xEDB88320
 #: checksum; ``ignore_error`` treats a tile stopped in ERROR as halted (compares anyway).
 SELF_TEST_FAULTS = frozenset({"skip_compare", "ignore_error"})
 
+class _State(enum.IntEnum):
+    WRITE = 0           # a register write: AW and W
+    WRITE_RESP = 1      # its B
+    POLL = 2            # AR of STATUS
+    POLL_RESP = 3       # its R
+    READ = 4            # AR of a result beat
+    READ_RESP = 5       # its R
+    CRC = 6             # the beat through the CRC, crc_bits a cycle
+    CHECK = 7           # the CRC against the stored checksum
+    DONE = 8            # stopped; the ports belong to the host
+
+
 # TCP states in STATUS.state (openmaia.tile.tcp.TcpState; the driver's STATES).
 _HALTED, _ERROR = 1, 2
 
@@ -353,7 +365,7 @@ class SelfTest(wiring.Component):
         super().__init__({
             "m_axil": Out(AxiLiteSignature(addr_width=image.register_addr_bits, data_width=32)),
             "m_axi": Out(self.mem_sig),
-            "active": Out(1, init=1),
+            "active": Out(1),
             "done": Out(1),
             "passed": Out(1),
             "fail": Out(SelfTestFail),
@@ -409,88 +421,78 @@ class SelfTest(wiring.Component):
             crc.data.eq(shift[:self.crc_bits]),
         ]
 
+        state = Signal(_State)
+
         def end_of_transaction(next_state):
-            with m.If(expired):
-                m.next = "DONE"
-            with m.Else():
-                m.next = next_state
+            m.d.sync += state.eq(Mux(expired, _State.DONE, next_state))
 
         def bus_error():
-            m.d.sync += fail.eq(SelfTestFail.BUS_ERROR)
-            m.next = "DONE"
+            m.d.sync += [fail.eq(SelfTestFail.BUS_ERROR), state.eq(_State.DONE)]
 
-        with m.FSM(init="WRITE") as fsm:
-            with m.State("WRITE"):
-                m.d.comb += [reg.awvalid.eq(~aw_done), reg.wvalid.eq(~w_done)]
-                aw_ok = aw_done | reg.awready
-                w_ok = w_done | reg.wready
-                with m.If(aw_ok & w_ok):
-                    m.d.sync += [aw_done.eq(0), w_done.eq(0)]
-                    m.next = "WRITE_RESP"
+        with m.If(state == _State.WRITE):
+            aw_ok = aw_done | reg.awready
+            w_ok = w_done | reg.wready
+            with m.If(aw_ok & w_ok):
+                m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+                m.d.sync += state.eq(_State.WRITE_RESP)
+            with m.Else():
+                m.d.sync += [aw_done.eq(aw_ok), w_done.eq(w_ok)]
+        with m.Elif(state == _State.WRITE_RESP), m.If(reg.bvalid):
+            with m.If(reg.bresp != AxiResp.OKAY):
+                bus_error()
+            with m.Elif(index == len(img.writes) - 1):
+                end_of_transaction(_State.POLL)
+            with m.Else():
+                m.d.sync += index.eq(index + 1)
+                end_of_transaction(_State.WRITE)
+        with m.Elif(state == _State.POLL), m.If(reg.arready):
+            m.d.sync += state.eq(_State.POLL_RESP)
+        with m.Elif(state == _State.POLL_RESP), m.If(reg.rvalid):
+            with m.If(reg.rresp != AxiResp.OKAY):
+                bus_error()
+            with m.Elif(errored):
+                m.d.sync += fail.eq(SelfTestFail.TILE_ERROR)
+                m.d.sync += state.eq(_State.DONE)
+            with m.Elif(halted & ~st_outstanding):
+                end_of_transaction(_State.READ)
+            with m.Else():
+                end_of_transaction(_State.POLL)
+        with m.Elif(state == _State.READ), m.If(mem.arready):
+            m.d.sync += state.eq(_State.READ_RESP)
+        with m.Elif(state == _State.READ_RESP), m.If(mem.rvalid):
+            m.d.sync += [shift.eq(mem.rdata), step.eq(0)]
+            with m.If(mem.rresp != AxiResp.OKAY):
+                bus_error()
+            with m.Else():
+                end_of_transaction(_State.CRC)
+        with m.Elif(state == _State.CRC):
+            m.d.sync += [shift.eq(shift >> self.crc_bits), step.eq(step + 1)]
+            with m.If(step == steps - 1):
+                with m.If(beat == beats - 1):
+                    m.d.sync += state.eq(_State.CHECK)
                 with m.Else():
-                    m.d.sync += [aw_done.eq(aw_ok), w_done.eq(w_ok)]
-            with m.State("WRITE_RESP"):
-                m.d.comb += reg.bready.eq(1)
-                with m.If(reg.bvalid):
-                    with m.If(reg.bresp != AxiResp.OKAY):
-                        bus_error()
-                    with m.Elif(index == len(img.writes) - 1):
-                        end_of_transaction("POLL")
-                    with m.Else():
-                        m.d.sync += index.eq(index + 1)
-                        end_of_transaction("WRITE")
-            with m.State("POLL"):
-                m.d.comb += reg.arvalid.eq(1)
-                with m.If(reg.arready):
-                    m.next = "POLL_RESP"
-            with m.State("POLL_RESP"):
-                m.d.comb += reg.rready.eq(1)
-                with m.If(reg.rvalid):
-                    with m.If(reg.rresp != AxiResp.OKAY):
-                        bus_error()
-                    with m.Elif(errored):
-                        m.d.sync += fail.eq(SelfTestFail.TILE_ERROR)
-                        m.next = "DONE"
-                    with m.Elif(halted & ~st_outstanding):
-                        m.d.comb += crc.clear.eq(1)
-                        end_of_transaction("READ")
-                    with m.Else():
-                        end_of_transaction("POLL")
-            with m.State("READ"):
-                m.d.comb += mem.arvalid.eq(1)
-                with m.If(mem.arready):
-                    m.next = "READ_RESP"
-            with m.State("READ_RESP"):
-                m.d.comb += mem.rready.eq(1)
-                with m.If(mem.rvalid):
-                    m.d.sync += [shift.eq(mem.rdata), step.eq(0)]
-                    with m.If(mem.rresp != AxiResp.OKAY):
-                        bus_error()
-                    with m.Else():
-                        end_of_transaction("CRC")
-            with m.State("CRC"):
-                m.d.comb += crc.valid.eq(1)
-                m.d.sync += [shift.eq(shift >> self.crc_bits), step.eq(step + 1)]
-                with m.If(step == steps - 1):
-                    with m.If(beat == beats - 1):
-                        m.next = "CHECK"
-                    with m.Else():
-                        m.d.sync += [beat.eq(beat + 1), raddr.eq(raddr + beat_bytes)]
-                        end_of_transaction("READ")
-            with m.State("CHECK"):
-                with m.If(expired):
-                    m.next = "DONE"
-                with m.Elif((crc.value == img.checksum) | ("skip_compare" in self.faults)):
-                    m.d.sync += passed.eq(1)
-                    m.next = "DONE"
-                with m.Else():
-                    m.d.sync += fail.eq(SelfTestFail.MISMATCH)
-                    m.next = "DONE"
-            with m.State("DONE"):
-                pass
+                    m.d.sync += [beat.eq(beat + 1), raddr.eq(raddr + beat_bytes)]
+                    end_of_transaction(_State.READ)
+        with m.Elif(state == _State.CHECK):
+            with m.If(expired):
+                m.d.sync += state.eq(_State.DONE)
+            with m.Elif((crc.value == img.checksum) | ("skip_compare" in self.faults)):
+                m.d.sync += passed.eq(1)
+                m.d.sync += state.eq(_State.DONE)
+            with m.Else():
+                m.d.sync += fail.eq(SelfTestFail.MISMATCH)
+                m.d.sync += state.eq(_State.DONE)
 
         finished = Signal()
-        m.d.comb += [finished.eq(fsm.ongoing("DONE")), self.active.eq(~finished)]
+        m.d.comb += [
+            finished.eq(state == _State.DONE), self.active.eq(~finished),
+            reg.awvalid.eq((state == _State.WRITE) & ~aw_done),
+            reg.wvalid.eq((state == _State.WRITE) & ~w_done),
+            reg.bready.eq(state == _State.WRITE_RESP),
+            reg.arvalid.eq(state == _State.POLL), reg.rready.eq(state == _State.POLL_RESP),
+            mem.arvalid.eq(state == _State.READ), mem.rready.eq(state == _State.READ_RESP),
+            crc.clear.eq(state == _State.POLL_RESP), crc.valid.eq(state == _State.CRC),
+        ]
         with m.If(~finished & ~expired):
             with m.If(timer == img.max_cycles - 1):
                 m.d.sync += expired.eq(1)

@@ -41,7 +41,9 @@ def simulate_board(image, *, divisor=4, host_frame=None, faults=(), limit=None):
     run is abandoned (default: the image's budget plus 64 byte times). Returns a dict:
     ``done_cycle`` (first cycle with ``self_test_done``, None if never), ``passed``, ``fail``
     (:class:`SelfTestFail`), ``checksum`` (the hardware's CRC), ``active_at_done``,
-    ``released_cycle`` (first cycle the self-test no longer owns the ports), ``stats``,
+    ``released_cycle`` (first cycle the self-test no longer owns the ports),
+    ``first_poll_cycle`` / ``first_read_cycle`` (first STATUS read / result read requested:
+    the ends of the register-write and the GEMM phases), ``stats``,
     ``response`` (the decoded :class:`~openmaia.fpga.link.Response` or None),
     ``response_cycle`` (cycle of its first start bit), ``cycles`` simulated,
     ``wall_seconds`` (simulation without the start), ``start_seconds``."""
@@ -53,7 +55,7 @@ def simulate_board(image, *, divisor=4, host_frame=None, faults=(), limit=None):
     if limit is None:
         limit = image.max_cycles + 64 * 10 * divisor
     out = {"done_cycle": None, "released_cycle": None, "response": None,
-           "response_cycle": None}
+           "response_cycle": None, "first_poll_cycle": None, "first_read_cycle": None}
 
     async def bench(ctx):
         received, rx_state = bytearray(), None       # rx_state: (cycle of start edge)
@@ -67,6 +69,10 @@ def simulate_board(image, *, divisor=4, host_frame=None, faults=(), limit=None):
             if out["done_cycle"] is None and ctx.get(board.self_test_done):
                 out["done_cycle"] = cycle
                 out["active_at_done"] = ctx.get(st.active)
+            for key, valid in (("first_poll_cycle", st.m_axil.arvalid),
+                               ("first_read_cycle", st.m_axi.arvalid)):
+                if out[key] is None and ctx.get(valid):
+                    out[key] = cycle
             if out["released_cycle"] is None and not ctx.get(st.active):
                 out["released_cycle"] = cycle
             tx = ctx.get(board.tx)
@@ -114,9 +120,11 @@ def main(argv=None):
     parser.add_argument("--config", default="ice40")
     parser.add_argument("--hbm-bytes", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--flip-bit", type=int, default=None)
     args = parser.parse_args(argv)
     config = get_config(args.config)
-    image = SelfTestImage.for_config(config, hbm_bytes=args.hbm_bytes, seed=args.seed)
+    image = SelfTestImage.for_config(config, hbm_bytes=args.hbm_bytes, seed=args.seed,
+                                     flip_bit=args.flip_bit)
     print(image.summary())
     frame = link.encode_reg_read(image.status_address)
     r = simulate_board(image, host_frame=frame)
@@ -124,6 +132,9 @@ def main(argv=None):
     print(f"done at cycle {r['done_cycle']} ({r['done_cycle'] / mhz:.1f} us at {mhz} MHz), "
           f"passed {r['passed']}, fail {r['fail'].name}, checksum {r['checksum']:#010x} "
           f"(stored {image.checksum:#010x})")
+    print(f"phases: register writes cycles 0..{r['first_poll_cycle']}, GEMM (STATUS polled) "
+          f"until {r['first_read_cycle']}, result read and CRC until {r['done_cycle']}; "
+          f"ports released at cycle {r['released_cycle']}")
     print("stats", r["stats"])
     print(f"host REG_READ STATUS sent at reset: answer {r['response']} starting at cycle "
           f"{r['response_cycle']}")

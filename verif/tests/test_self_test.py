@@ -22,6 +22,7 @@ from openmaia.fpga.self_test import (
     SelfTestImage,
 )
 from openmaia.harness.elaborate import lint
+from openmaia.harness.sim import simulate
 from openmaia.numerics import mx_matmul
 from openmaia.sdk.golden import GoldenBackend
 from openmaia.sdk.tile_host import STATES
@@ -33,16 +34,21 @@ MEMORY = 4096
 DIVISOR = 4
 
 
-def golden_checksum(image, memory=None):
-    """CRC-32 of the result region after the golden backend ran the image's program on
-    ``memory`` (default: the image's own), with the DMA windows the driver sets."""
+def golden_result(image, memory=None):
+    """The result region after the golden backend ran the image's program on ``memory``
+    (default: the image's own), with the DMA windows the driver sets."""
     cfg = image.config
     gold = GoldenBackend(cfg, hbm_bytes=image.memory_bytes,
                          windows=[(0, image.ring_base - 1)] * cfg.dma_queues)
     gold.load(0, image.memory if memory is None else memory)
     result = gold.run(image.compiled.program)
     assert result.ok, result
-    return zlib.crc32(gold.read(image.result_base, image.result_bytes))
+    return gold.read(image.result_base, image.result_bytes)
+
+
+def golden_checksum(image, memory=None):
+    """CRC-32 of :func:`golden_result`."""
+    return zlib.crc32(golden_result(image, memory))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +247,25 @@ def test_ignore_error_twin_caught():
     it reports MISMATCH, not TILE_ERROR, so the check above fails on it."""
     r = _run(_tile_error_image(), faults={"ignore_error"})
     assert not r["passed"] and r["fail"] == SelfTestFail.MISMATCH
+
+
+@pytest.mark.sim
+@pytest.mark.slow          # one Verilator build of the ice40 board top each (about 2 min)
+@pytest.mark.parametrize("variant", ["pass", "flipped"])
+def test_board_self_test_verilator(variant, seed):
+    """The same board top under cocotb + Verilator (verif/benches/self_test_board.py): the LED
+    outputs, the held host request, the result region as the tile left it, then the host owns
+    both ports."""
+    flip = _changing_flip(seed) if variant == "flipped" else None
+    image = SelfTestImage.for_config(ICE40, hbm_bytes=MEMORY, flip_bit=flip)
+    board = BoardTile(ICE40, hbm_bytes=MEMORY, divisor=DIVISOR, self_test=image)
+    rmap = board.register_map
+    params = {"divisor": DIVISOR, "limit": image.max_cycles, "expect_pass": flip is None,
+              "status_address": image.status_address, "result_base": image.result_base,
+              "result": golden_result(image).hex(), "scratch": image.compiled.hbm_bytes,
+              "id_address": rmap["ID"].address, "magic": 0x4D41}
+    simulate(board, bench="openmaia.benches.self_test_board", name="board_tile_self_test",
+             params=params, seed=seed)
 
 
 @pytest.mark.sim
