@@ -280,7 +280,10 @@ def _cmd_fpga_build(args) -> int:
                            pnr=not args.no_pnr, root=args.build_root, seed=args.seed,
                            progress=progress)
         except BuildError as error:
-            err.print(f"[bold red]build failed[/]: {error}")
+            if error.result is not None:
+                _print_fpga_result(error.result, args.json)
+            else:
+                err.print(f"[bold red]build failed[/]: {error}")
             return 1
     return _print_fpga_result(result, args.json)
 
@@ -291,7 +294,7 @@ def _print_fpga_result(result, as_json) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         render(result, _console())
-    return 0 if all(result.fits.values()) else 1
+    return 0 if all(result.fits.values()) and not result.error else 1
 
 
 def _cmd_fpga_report(args) -> int:

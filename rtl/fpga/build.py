@@ -30,7 +30,7 @@ from .board import Board, BoardTop, get_board
 
 __all__ = ["STEPS", "TOOL_ENV", "BuildError", "BuildResult", "build", "build_dir_for",
            "load_result", "mac_lanes", "parse_nextpnr_report", "render", "resource_rows",
-           "result_from_files", "yosys_fit"]
+           "result_from_files", "tile_clock", "yosys_fit"]
 
 #: Tool variables Amaranth's build scripts read (docs: ../shared/brief/toolchain.md, 6 and 7).
 TOOL_ENV = {
@@ -62,7 +62,12 @@ _SCRIPT_AFTER_SYNTH = "tee -q -o stat.json stat -json"
 
 
 class BuildError(RuntimeError):
-    """A tool of the build failed or wrote no result."""
+    """A tool of the build failed or wrote no result. ``result``: the figures gathered before
+    the failure (the Yosys counts when place and route failed), or ``None``."""
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -71,8 +76,9 @@ class BuildResult:
 
     ``resources``: rows ``{"name", "used", "available", "source"}`` (``source``: ``nextpnr`` or
     ``yosys``). ``clocks``: ``{"name", "fmax_mhz", "constraint_mhz", "met"}`` per clock domain
-    nextpnr reports. ``run_mhz``: what the bitstream runs at, ``min(Fmax, constraint)`` of the
-    tile's clock (the PLL output is the constraint); ``None`` without place and route.
+    nextpnr reports; ``tile_clock`` names the tile's (:func:`tile_clock`). ``run_mhz``: what the
+    bitstream runs at, ``min(Fmax, constraint)`` of the tile's clock (the PLL output is the
+    constraint); ``None`` without place and route.
     ``yosys``: counts by :func:`openmaia.synth.count_resources` (``counting_rule`` says how).
     ``fits``: for a Yosys-only run, whether each Yosys count fits the device.
     """
@@ -92,6 +98,7 @@ class BuildResult:
     resources: list = field(default_factory=list)
     clocks: list = field(default_factory=list)
     critical_path: "dict | None" = None
+    tile_clock: "str | None" = None
     run_mhz: "float | None" = None
     fp8_lanes: int = 0
     fp4_lanes: int = 0
@@ -100,6 +107,7 @@ class BuildResult:
     counting_rule: str = ""
     fits: dict = field(default_factory=dict)
     date: str = ""
+    error: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,12 +129,13 @@ def build_dir_for(board: "str | Board", config: "str | Config", root="build/fpga
     return Path(root) / f"{get_board(board).name}-{get_config(config).name}"
 
 
-def parse_nextpnr_report(report: dict, *, family: str, clock_net: str = "pll_clk") -> dict:
+def parse_nextpnr_report(report: dict, *, family: str, clock_mhz: "float | None" = None) -> dict:
     """Utilisation rows, clocks and the tile clock's critical path of a nextpnr ``--report``.
 
-    Returns ``{"resources": [...], "clocks": [...], "critical_path": {...} or None}``. Clock
-    names are nextpnr's (the net name, e.g. ``pll_clk$glb_clk`` on iCE40); the tile's clock is
-    the one whose name starts with ``clock_net``.
+    Returns ``{"resources": [...], "clocks": [...], "tile_clock": name or None,
+    "critical_path": {...} or None}``. Clock names are nextpnr's (the clock net's name, which
+    Yosys may have merged with an alias: ``pll_clk`` or the tile's ``clk``); the tile's clock
+    is :func:`tile_clock`'s choice.
     """
     if family not in _BELS:
         raise ValueError(f"family must be one of {', '.join(_BELS)}, not {family!r}")
@@ -143,22 +152,37 @@ def parse_nextpnr_report(report: dict, *, family: str, clock_net: str = "pll_clk
         fmax, constraint = float(data["achieved"]), float(data["constraint"])
         clocks.append({"name": name, "fmax_mhz": round(fmax, 2),
                        "constraint_mhz": round(constraint, 2), "met": fmax >= constraint})
+    clock = tile_clock(clocks, clock_mhz)
     critical = None
     for path in report.get("critical_paths", []):
-        if not str(path.get("from", "")).startswith(clock_net):
-            continue
         steps = path.get("path", [])
-        if not steps:
+        if clock is None or not steps or {path.get("from"), path.get("to")} != {
+                f"posedge {clock}"}:
             continue
         critical = {
-            "clock": path.get("from"),
+            "clock": clock,
             "from": f"{steps[0]['from']['cell']}.{steps[0]['from']['port']}",
             "to": f"{steps[-1]['to']['cell']}.{steps[-1]['to']['port']}",
             "delay_ns": round(sum(float(s.get("delay", 0.0)) for s in steps), 2),
             "logic_levels": sum(1 for s in steps if s.get("type") == "logic"),
+            "nets": [s["net"] for s in steps if s.get("type") == "routing" and "net" in s],
         }
         break
-    return {"resources": resources, "clocks": clocks, "critical_path": critical}
+    return {"resources": resources, "clocks": clocks, "tile_clock": clock,
+            "critical_path": critical}
+
+
+def tile_clock(clocks: list, clock_mhz: "float | None") -> "str | None":
+    """The tile's clock among nextpnr's ``clocks``: the one named ``pll_clk*``, else the one
+    constrained to ``clock_mhz``, else the only one; ``None`` if that leaves no single one."""
+    named = [c["name"] for c in clocks if c["name"].startswith("pll_clk")]
+    if len(named) == 1:
+        return named[0]
+    if clock_mhz is not None:
+        matching = [c["name"] for c in clocks if abs(c["constraint_mhz"] - clock_mhz) < 0.01]
+        if len(matching) == 1:
+            return matching[0]
+    return clocks[0]["name"] if len(clocks) == 1 else None
 
 
 def yosys_fit(family: str, counts: dict, capacity: dict) -> dict:
@@ -259,7 +283,16 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
     for step, line in _plan_commands(plan.files["build_top.sh"]):
         if step != "synth" and not pnr:
             break
-        seconds[step] = round(_run_step(step, line, build_dir, env, progress), 1)
+        try:
+            seconds[step] = round(_run_step(step, line, build_dir, env, progress), 1)
+        except BuildError as error:
+            if step == "synth":
+                raise
+            result = _result(build_dir, board=board, config=config, top=top, pnr=False,
+                             seconds=seconds)
+            result.error = str(error)
+            (build_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
+            raise BuildError(str(error), result) from None
     result = _result(build_dir, board=board, config=config, top=top, pnr=pnr, seconds=seconds)
     (build_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result
@@ -304,7 +337,8 @@ def result_from_files(build_dir: "str | Path", *, board: "str | Board", config: 
     report_file = build_dir / "report.json"
     if not report_file.exists():
         raise BuildError(f"nextpnr wrote no report ({report_file})")
-    parsed = parse_nextpnr_report(json.loads(report_file.read_text()), family=board.family)
+    parsed = parse_nextpnr_report(json.loads(report_file.read_text()), family=board.family,
+                                  clock_mhz=config.clock_mhz)
     result.resources = parsed["resources"]
     if board.family == "ice40":                        # nextpnr's LCs hold LUTs and FFs
         result.resources.insert(1, {"name": "FF (Yosys)", "used": counts["ffs"],
@@ -315,9 +349,10 @@ def result_from_files(build_dir: "str | Path", *, board: "str | Board", config: 
     if not bitstream.exists():
         raise BuildError(f"no bitstream {bitstream}")
     result.bitstream = str(bitstream)
-    tile_clock = [c for c in result.clocks if c["name"].startswith("pll_clk")]
-    if tile_clock:
-        result.run_mhz = round(min(tile_clock[0]["fmax_mhz"], config.clock_mhz), 2)
+    result.tile_clock = parsed["tile_clock"]
+    fmax = [c["fmax_mhz"] for c in result.clocks if c["name"] == result.tile_clock]
+    if fmax:
+        result.run_mhz = round(min(fmax[0], config.clock_mhz), 2)
     result.gflops = _gflops(fp8, fp4, {"constraint": config.clock_mhz,
                                        "achieved": result.run_mhz})
     return result
@@ -362,7 +397,8 @@ def render(result: BuildResult, console) -> None:
         for column in ("clock", "Fmax MHz", "constraint MHz", "timing"):
             clocks.add_column(column, justify="left" if column == "clock" else "right")
         for c in result.clocks:
-            clocks.add_row(c["name"], f"{c['fmax_mhz']:.2f}", f"{c['constraint_mhz']:.2f}",
+            tile = " (tile)" if c["name"] == result.tile_clock else ""
+            clocks.add_row(c["name"] + tile, f"{c['fmax_mhz']:.2f}", f"{c['constraint_mhz']:.2f}",
                            "met" if c["met"] else "[bold red]NOT MET")
         console.print(clocks)
     if result.critical_path:
@@ -396,3 +432,6 @@ def render(result: BuildResult, console) -> None:
                       "above the achieved Fmax (reported, not an error)")
     if result.fits and not all(result.fits.values()):
         console.print("[bold red]the design does NOT fit the device")
+    if result.error:
+        console.print(f"[bold red]build failed after Yosys[/] (the counts above are Yosys'): "
+                      f"{result.error}")
