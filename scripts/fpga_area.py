@@ -4,8 +4,8 @@
 Synthesizes the :class:`~openmaia.fpga.board_tile.BoardTile` of ``openmaia fpga build``
 (the board's preset, memory size and UART divisor) with :func:`openmaia.synth.synthesize`,
 ``flatten=False`` (``-noflatten``: cross-module optimisation is lost, so totals are a little
-above the flat run of the build), DSP inference on (iCE40: ``-dsp -spram``, as the build),
-and prints per module: instances, LUTs / FFs / DSPs / block RAMs of one instance including its
+above the flat run of the build), with :mod:`openmaia.synth`'s defaults (DSPs inferred on ECP5,
+not on iCE40) or, with ``--as-build``, the build's options (iCE40: ``-dsp -spram``), and prints per module: instances, LUTs / FFs / DSPs / block RAMs of one instance including its
 submodules, and LUTs of all its instances as a share of the whole. Modules deeper than
 ``--depth`` are folded into their parents. Counting rule: :mod:`openmaia.synth`. Cached in
 build/synth.
@@ -22,12 +22,14 @@ from openmaia.fpga.board import BoardTop, get_board
 from openmaia.synth import synthesize
 
 
-def breakdown(board_name, config_name=None, hbm_bytes=None, depth=2):
+def breakdown(board_name, config_name=None, hbm_bytes=None, depth=2, as_build=False):
     board = get_board(board_name)
     config = get_config(config_name or board.default_config)
     top = BoardTop(board=board, config=config, hbm_bytes=hbm_bytes)   # for the PLL / divisor
-    result = synthesize(top.tile, name="board_tile", family=board.family, dsp=True,
-                        flatten=False, extra="-spram" if board.family == "ice40" else "")
+    ice40_build = as_build and board.family == "ice40"
+    result = synthesize(top.tile, name="board_tile", family=board.family,
+                        dsp=True if ice40_build else None, flatten=False,
+                        extra="-spram" if ice40_build else "")
     whole = result.modules["board_tile"]["total"]["luts"] or 1
     rows = []
     for name, data in result.modules.items():
@@ -53,9 +55,11 @@ def main(argv=None):
     parser.add_argument("--config", default=None)
     parser.add_argument("--hbm-bytes", type=int, default=None)
     parser.add_argument("--depth", type=int, default=2, help="module levels shown (dots)")
+    parser.add_argument("--as-build", action="store_true",
+                        help="the build's Yosys options (iCE40: -dsp -spram)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    data = breakdown(args.board, args.config, args.hbm_bytes, args.depth)
+    data = breakdown(args.board, args.config, args.hbm_bytes, args.depth, args.as_build)
     if args.json:
         print(json.dumps(data, indent=2))
         return

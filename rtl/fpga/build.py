@@ -187,14 +187,16 @@ def tile_clock(clocks: list, clock_mhz: "float | None") -> "str | None":
 
 def yosys_fit(family: str, counts: dict, capacity: dict) -> dict:
     """Whether each Yosys count fits the device: LUT4s (iCE40: LUT4s are logic cells, a
-    carry sits in its LUT's cell) against the device's LUTs / LCs, FFs, DSPs, block RAMs."""
-    return {key: counts[key] <= capacity[key] for key in ("luts", "ffs", "dsps", "brams")
+    carry sits in its LUT's cell) against the device's LUTs / LCs, FFs, DSPs, block RAMs
+    and (iCE40) SPRAMs."""
+    return {key: counts[key] <= capacity[key] for key in ("luts", "ffs", "dsps", "brams",
+                                                          "sprams")
             if key in counts and key in capacity}
 
 
 def resource_rows(family: str, counts: dict, capacity: dict) -> list:
     names = {"luts": "LUT4 (Yosys)", "ffs": "FF (Yosys)", "dsps": "DSP (Yosys)",
-             "brams": "block RAM (Yosys)"}
+             "brams": "block RAM (Yosys)", "sprams": "SPRAM (Yosys)"}
     return [{"name": names[key], "used": counts[key], "available": capacity[key],
              "source": "yosys"} for key in names if key in counts and key in capacity]
 
@@ -321,6 +323,8 @@ def result_from_files(build_dir: "str | Path", *, board: "str | Board", config: 
         for cell, n in module.get("num_cells_by_type", {}).items():
             cells[cell] = cells.get(cell, 0) + int(n)
     counts = count_resources(board.family, cells)
+    if board.family == "ice40":
+        counts["sprams"] = cells.get("SB_SPRAM256KA", 0) + cells.get("\\SB_SPRAM256KA", 0)
     fp8, fp4 = mac_lanes(config)
     result = BuildResult(
         board=board.name, device=board.device, family=board.family, config=config.name,
@@ -384,7 +388,7 @@ def render(result: BuildResult, console) -> None:
              f"{'place and route' if result.pnr else 'Yosys only'}, {result.date}")
     table = Table(title=title)
     for column, justify in (("resource", "left"), ("used", "right"), ("available", "right"),
-                            ("", "right"), ("from", "left")):
+                            ("use", "right"), ("from", "left")):
         table.add_column(column, justify=justify)
     for row in result.resources:
         fits = "" if result.pnr else (" fits" if row["used"] <= row["available"]
