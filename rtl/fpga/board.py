@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from amaranth.hdl import (
     ClockDomain,
     ClockSignal,
+    DomainRenamer,
     Instance,
     Module,
     Mux,
@@ -28,13 +29,14 @@ from amaranth.hdl import (
 )
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
 
 from ..config import Config
 from .board_tile import BoardTile
 from .uart import uart_divisor
 
 __all__ = ["BOARDS", "PLL_TOLERANCE", "Board", "BoardTop", "Ecp5Pll", "Ice40Pll", "PllError",
-           "board_names", "ecp5_pll", "get_board", "ice40_pll"]
+           "ResetSequencer", "StatusLeds", "board_names", "ecp5_pll", "get_board", "ice40_pll"]
 
 #: Largest relative difference between the PLL's output and the requested clock.
 PLL_TOLERANCE = 0.005
@@ -316,17 +318,9 @@ class BoardTop(wiring.Component):
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
         m.domains.sync = ClockDomain("sync")
         m.d.comb += [ClockSignal("por").eq(pll_clk), ClockSignal("sync").eq(pll_clk)]
-        locked = Signal()
-        m.submodules.lock_sync = FFSynchronizer(pll_lock, locked, o_domain="por")
-        settle = Signal(range(self.settle_cycles + 1))
-        ready = Signal()
-        with m.If(~locked):
-            m.d.por += [settle.eq(0), ready.eq(0)]
-        with m.Elif(settle == self.settle_cycles):
-            m.d.por += ready.eq(1)
-        with m.Else():
-            m.d.por += settle.eq(settle + 1)
-        m.d.comb += ResetSignal("sync").eq(~ready)
+        m.submodules.reset = reset = DomainRenamer("por")(
+            ResetSequencer(settle_cycles=self.settle_cycles))
+        m.d.comb += [reset.lock.eq(pll_lock), ResetSignal("sync").eq(~reset.ready)]
 
         m.submodules.tile = tile = self.tile
         uart = platform.request("uart", 0, dir="-")
@@ -335,14 +329,69 @@ class BoardTop(wiring.Component):
         m.d.comb += [tile.rx.eq(uart_rx.i), uart_tx.o.eq(tile.tx)]
 
         leds = self._leds(m, platform)
-        ticks = Signal(_blink_bit(self.clock_hz, 1.0) + 1)
-        m.d.sync += ticks.eq(ticks + 1)
-        heartbeat, blink = ticks[-1], ticks[_blink_bit(self.clock_hz, 2.0)]
+        m.submodules.status = status = StatusLeds(
+            heartbeat_bit=_blink_bit(self.clock_hz, 1.0), blink_bit=_blink_bit(self.clock_hz, 2.0))
         m.d.comb += [
-            leds["pass"].eq(Mux(tile.self_test_done, tile.self_test_pass, blink)),
-            leds["fail"].eq(tile.self_test_done & ~tile.self_test_pass),
-            leds["heartbeat"].eq(heartbeat),
-            leds["irq"].eq(tile.irq),
+            status.done.eq(tile.self_test_done), status.passed.eq(tile.self_test_pass),
+            status.irq.eq(tile.irq),
+            leds["pass"].eq(status.pass_led), leds["fail"].eq(status.fail_led),
+            leds["heartbeat"].eq(status.heartbeat), leds["irq"].eq(status.irq_led),
         ]
         return m
 
+
+class ResetSequencer(wiring.Component):
+    """Holds ``ready`` low until ``lock`` (asynchronous, e.g. a PLL's LOCK) has been high,
+    through a two-flip-flop synchroniser, for ``settle_cycles`` cycles; ``ready`` drops two
+    cycles after ``lock`` does. Runs in ``sync`` (rename it to a reset-less domain on the
+    PLL's clock: the domain it releases cannot reset it)."""
+
+    def __init__(self, *, settle_cycles):
+        if not (isinstance(settle_cycles, int) and settle_cycles >= 1):
+            raise ValueError(f"settle_cycles must be a positive integer, not {settle_cycles!r}")
+        self.settle_cycles = settle_cycles
+        super().__init__({"lock": In(1), "ready": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        locked = Signal()
+        m.submodules.lock_sync = FFSynchronizer(self.lock, locked)
+        settle = Signal(range(self.settle_cycles + 1))
+        with m.If(~locked):
+            m.d.sync += [settle.eq(0), self.ready.eq(0)]
+        with m.Elif(settle == self.settle_cycles):
+            m.d.sync += self.ready.eq(1)
+        with m.Else():
+            m.d.sync += settle.eq(settle + 1)
+        return m
+
+
+class StatusLeds(wiring.Component):
+    """The board LEDs from the self-test result and the tile's interrupt.
+
+    ``pass_led``: ``passed`` once ``done``, before that the blink (bit ``blink_bit`` of a
+    free-running counter); ``fail_led``: ``done & ~passed``; ``heartbeat``: counter bit
+    ``heartbeat_bit`` (the counter's top bit); ``irq_led``: ``irq``. The counter is in ``sync``
+    and restarts with its reset.
+    """
+
+    def __init__(self, *, heartbeat_bit, blink_bit):
+        if not (isinstance(heartbeat_bit, int) and isinstance(blink_bit, int)
+                and 0 <= blink_bit <= heartbeat_bit):
+            raise ValueError(f"need 0 <= blink_bit <= heartbeat_bit, not {blink_bit!r} / "
+                             f"{heartbeat_bit!r}")
+        self.heartbeat_bit, self.blink_bit = heartbeat_bit, blink_bit
+        super().__init__({"done": In(1), "passed": In(1), "irq": In(1), "pass_led": Out(1),
+                          "fail_led": Out(1), "heartbeat": Out(1), "irq_led": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        ticks = Signal(self.heartbeat_bit + 1)
+        m.d.sync += ticks.eq(ticks + 1)
+        m.d.comb += [
+            self.pass_led.eq(Mux(self.done, self.passed, ticks[self.blink_bit])),
+            self.fail_led.eq(self.done & ~self.passed),
+            self.heartbeat.eq(ticks[self.heartbeat_bit]),
+            self.irq_led.eq(self.irq),
+        ]
+        return m

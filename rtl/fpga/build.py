@@ -233,14 +233,14 @@ def _run_step(step: str, line: str, build_dir: Path, env: dict, progress) -> flo
         log.flush()
         if progress:
             progress(step, "started")
-        proc = subprocess.Popen(["sh", "-c", line], cwd=build_dir, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, bufsize=1)
-        for text in proc.stdout:
-            log.write(text)
-            if progress:
-                progress(step, text.rstrip())
-        code = proc.wait()
+        with subprocess.Popen(["sh", "-c", line], cwd=build_dir, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, bufsize=1) as proc:
+            for text in proc.stdout:
+                log.write(text)
+                if progress:
+                    progress(step, text.rstrip())
+            code = proc.wait()
     if code != 0:
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
         raise BuildError(f"{step} failed (exit code {code}); log {log_file}\n{tail}")

@@ -10,6 +10,7 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
 from openmaia.cli import main
 from openmaia.config import PRESETS, get_config
 from openmaia.fpga import build as fpga_build
@@ -18,6 +19,8 @@ from openmaia.fpga.board import (
     PLL_TOLERANCE,
     BoardTop,
     PllError,
+    ResetSequencer,
+    StatusLeds,
     ecp5_pll,
     get_board,
     ice40_pll,
@@ -152,6 +155,79 @@ def test_board_top_elaborates(board, config, pll, constraint):
     cell, parameter, value = pll
     assert f"cell \\{cell}" in rtlil
     assert f"parameter \\{parameter} {value}" in rtlil
+
+
+def _simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_reset_sequencer():
+    """ready: low without lock, high 2 (synchroniser) + settle + 1 cycles after lock rises,
+    low again 3 cycles after it drops, and the count restarts at the next lock."""
+    dut = ResetSequencer(settle_cycles=5)
+
+    async def cycles_until(ctx, value):
+        n = 0
+        while ctx.get(dut.ready) != value:
+            await ctx.tick()
+            n += 1
+            assert n < 100
+        return n
+
+    async def bench(ctx):
+        await ctx.tick().repeat(6)
+        assert ctx.get(dut.ready) == 0
+        for _ in range(2):
+            ctx.set(dut.lock, 1)
+            assert await cycles_until(ctx, 1) == 2 + 5 + 1
+            await ctx.tick().repeat(20)
+            assert ctx.get(dut.ready) == 1
+            ctx.set(dut.lock, 0)
+            assert await cycles_until(ctx, 0) == 3
+        ctx.set(dut.lock, 1)                     # a short lock pulse does not release reset
+        await ctx.tick().repeat(4)
+        ctx.set(dut.lock, 0)
+        await ctx.tick().repeat(10)
+        assert ctx.get(dut.ready) == 0
+    _simulate(dut, bench)
+    with pytest.raises(ValueError, match="settle_cycles"):
+        ResetSequencer(settle_cycles=0)
+
+
+def test_status_leds():
+    dut = StatusLeds(heartbeat_bit=3, blink_bit=1)
+
+    async def bench(ctx):
+        seen = []
+        for _ in range(32):
+            seen.append((ctx.get(dut.pass_led), ctx.get(dut.fail_led), ctx.get(dut.heartbeat)))
+            await ctx.tick()
+        assert [p for p, _, _ in seen[:8]] == [0, 0, 1, 1, 0, 0, 1, 1]   # blink: running
+        assert [h for _, _, h in seen[:17]] == [0] * 8 + [1] * 8 + [0]   # heartbeat, 16 cycles
+        assert not any(f for _, f, _ in seen)
+        for passed, leds in ((1, (1, 0)), (0, (0, 1))):
+            ctx.set(dut.done, 1)
+            ctx.set(dut.passed, passed)
+            for _ in range(8):
+                assert (ctx.get(dut.pass_led), ctx.get(dut.fail_led)) == leds
+                await ctx.tick()
+        for irq in (1, 0):
+            ctx.set(dut.irq, irq)
+            assert ctx.get(dut.irq_led) == irq
+    _simulate(dut, bench)
+    with pytest.raises(ValueError, match="blink_bit"):
+        StatusLeds(heartbeat_bit=1, blink_bit=2)
+
+
+def test_blink_bits():
+    from openmaia.fpga.board import _blink_bit
+    for clock_hz in (24e6, 75e6):
+        for hz in (1.0, 2.0):
+            period = 2 ** (_blink_bit(clock_hz, hz) + 1) / clock_hz
+            assert 1 / (1.5 * hz) < period < 1.5 / hz
 
 
 # -- nextpnr report and the result -------------------------------------------------------------
