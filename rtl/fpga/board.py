@@ -311,7 +311,8 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pll_clk, pll_lock = Signal(name="pll_clk"), Signal(name="pll_lock")
+        pll_clk = Signal(name="pll_clk", attrs={"keep": 1})    # the constraint names this net
+        pll_lock = Signal(name="pll_lock")
         self._pll_instance(m, platform, pll_clk, pll_lock)
         platform.add_clock_constraint(pll_clk, self.clock_hz)
 
