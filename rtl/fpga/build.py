@@ -29,7 +29,7 @@ from ..synth import COUNTING_RULE, count_resources
 from .board import Board, BoardTop, get_board
 
 __all__ = ["STEPS", "TOOL_ENV", "BuildError", "BuildResult", "build", "build_dir_for",
-           "load_result", "mac_lanes", "parse_nextpnr_report", "render", "resource_rows",
+           "load_result", "mac_lanes", "parse_nextpnr_log_utilisation", "parse_nextpnr_report", "render", "resource_rows",
            "result_from_files", "tile_clock", "yosys_fit"]
 
 #: Tool variables Amaranth's build scripts read (docs: ../shared/brief/toolchain.md, 6 and 7).
@@ -172,6 +172,25 @@ def parse_nextpnr_report(report: dict, *, family: str, clock_mhz: "float | None"
             "critical_path": critical}
 
 
+def parse_nextpnr_log_utilisation(text: str, *, family: str) -> list:
+    """The table rows of nextpnr's "Device utilisation" log lines (``BEL: used/ available``),
+    which nextpnr prints before placing, also for a design that does not fit."""
+    util = {}
+    for line in text.splitlines():
+        parts = line.replace("Info:", "").split()
+        if len(parts) >= 2 and parts[0].endswith(":") and "/" in parts[1:3][0]:
+            try:
+                used, available = "".join(parts[1:3]).split("/")[:2]
+                util[parts[0][:-1]] = {"used": int(used), "available": int(available)}
+            except ValueError:
+                continue
+    rows = []
+    for name, bel in _BELS[family].items():
+        if bel in util:
+            rows.append({"name": name, **util[bel], "source": "nextpnr"})
+    return rows
+
+
 def tile_clock(clocks: list, clock_mhz: "float | None") -> "str | None":
     """The tile's clock among nextpnr's ``clocks``: the one named ``pll_clk*``, else the one
     constrained to ``clock_mhz``, else the only one; ``None`` if that leaves no single one."""
@@ -293,6 +312,11 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
             result = _result(build_dir, board=board, config=config, top=top, pnr=False,
                              seconds=seconds)
             result.error = str(error)
+            log = build_dir / "top.tim"
+            if step == "pnr" and log.exists():
+                rows = parse_nextpnr_log_utilisation(log.read_text(errors="replace"),
+                                                     family=board.family)
+                result.resources = rows + result.resources
             (build_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
             raise BuildError(str(error), result) from None
     result = _result(build_dir, board=board, config=config, top=top, pnr=pnr, seconds=seconds)

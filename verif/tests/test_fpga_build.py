@@ -361,7 +361,8 @@ def _fake_tools(tmp_path, monkeypatch, board, *, pnr_fails=False):
     family = get_board(board).family
     actions = {
         "YOSYS": f"shutil.copy({str(DATA / f'yosys_stat_{board}.json')!r}, 'stat.json')",
-        "NEXTPNR_ICE40": ("sys.exit(1)" if pnr_fails else
+        "NEXTPNR_ICE40": (f"shutil.copy({str(DATA / 'nextpnr_log_icebreaker_overfull.txt')!r}, "
+                          "'top.tim'); sys.exit(1)" if pnr_fails else
                           f"shutil.copy({str(DATA / f'nextpnr_report_{board}.json')!r}, "
                           "'report.json')"),
         "ICEPACK": "open('top.bin', 'wb').write(bytes(100))",
@@ -401,6 +402,9 @@ def test_cli_build_failing_pnr_shows_yosys_counts(tmp_path, monkeypatch, capsys)
                  "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert "pnr failed" in data["error"] and data["yosys"]["luts"] > 0 and not data["pnr"]
+    rows = {r["name"]: r for r in data["resources"]}     # nextpnr's log, then Yosys' counts
+    assert (rows["logic cells"]["used"], rows["logic cells"]["available"]) == (43257, 5280)
+    assert rows["DSP (SB_MAC16)"]["used"] == 22 and rows["LUT4 (Yosys)"]["source"] == "yosys"
     assert main(["fpga", "build", "--board", "icebreaker", "--build-root", str(tmp_path),
                  "--no-pnr"]) == 0
     out = capsys.readouterr().out
