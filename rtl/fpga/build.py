@@ -405,11 +405,17 @@ def _pct(used, available):
     return f"{100 * used / available:.1f} %" if available else "-"
 
 
+def _kind(result: BuildResult) -> str:
+    if result.error:
+        return "place and route FAILED"
+    return "place and route" if result.pnr else "Yosys only"
+
+
 def render(result: BuildResult, console) -> None:
     """Print ``result`` as rich tables on ``console``."""
     from rich.table import Table
     title = (f"{result.board} ({result.device}), configuration {result.config!r}, "
-             f"{'place and route' if result.pnr else 'Yosys only'}, {result.date}")
+             f"{_kind(result)}, {result.date}")
     table = Table(title=title)
     for column, justify in (("resource", "left"), ("used", "right"), ("available", "right"),
                             ("use", "right"), ("from", "left")):
@@ -461,5 +467,5 @@ def render(result: BuildResult, console) -> None:
     if result.fits and not all(result.fits.values()):
         console.print("[bold red]the design does NOT fit the device")
     if result.error:
-        console.print(f"[bold red]build failed after Yosys[/] (the counts above are Yosys'): "
-                      f"{result.error}")
+        console.print(f"[bold red]build failed after Yosys[/] (rows: nextpnr's utilisation "
+                      f"from its log, if it got that far, and Yosys' counts): {result.error}")
