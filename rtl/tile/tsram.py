@@ -25,6 +25,11 @@ counters, costs) is docs/tsram.md; in short:
   partial strobe becomes a read-modify-write that holds its banks for two cycles.
 * Errors (out-of-range address, uncorrectable word) give a defined answer and an ``err`` event.
 * ``inject`` XORs a mask into a stored codeword (fault-injection hook for tests).
+* Each bank does at most one access a cycle (a read, a write, or the read or the write half of
+  a read-modify-write / injection). With ``single_port`` every bank memory is used through one
+  shared address (a read port enabled only for reads, a write port), so Yosys maps it onto a
+  single-ported RAM (the iCE40 UP5K's ``SB_SPRAM256KA`` with ``synth_ice40 -spram``); the
+  behaviour at the ports is the same as without.
 """
 
 from collections.abc import Iterable, Mapping
@@ -48,6 +53,8 @@ FAULTS = {
     "fixed_priority": "the arbiter never rotates: the first-listed port always wins a conflict",
     "rmw_no_merge": "a partial write with ECC clears the bytes it does not write",
     "no_credit": "a port accepts reads with no room left for their responses",
+    "shared_addr_s0": "single_port: the shared bank address is always the new request's row "
+                      "(a write landing a cycle late goes to the wrong row)",
     **DECODER_FAULTS,
 }
 
@@ -126,6 +133,8 @@ class TileSram(wiring.Component):
         or its :class:`PortSpec`. Order sets the port index (in ``err.port`` and ``counters``).
     ecc : bool
         SECDED per bank word.
+    single_port : bool
+        One address per bank memory for its read and its write (module docstring).
     rsp_depth : int
         Read responses a port can hold (>= 1; 3 or more for one read a cycle per port).
     counter_width : int
@@ -156,8 +165,8 @@ class TileSram(wiring.Component):
         in use), ``busy`` (cycles with any bank in use), ``cycles``.
     """
 
-    def __init__(self, *, banks, bank_bytes, depth, ports, ecc=True, rsp_depth=4,
-                 counter_width=32, faults=frozenset()):
+    def __init__(self, *, banks, bank_bytes, depth, ports, ecc=True, single_port=False,
+                 rsp_depth=4, counter_width=32, faults=frozenset()):
         if not _is_pow2(banks):
             raise ValueError(f"banks must be a power of two, not {banks!r}")
         if not _is_pow2(bank_bytes) or bank_bytes < 4:
@@ -166,6 +175,8 @@ class TileSram(wiring.Component):
             raise ValueError(f"depth must be a power of two >= 2, not {depth!r}")
         if not isinstance(ecc, bool):
             raise TypeError(f"ecc must be a bool, not {ecc!r}")
+        if not isinstance(single_port, bool):
+            raise TypeError(f"single_port must be a bool, not {single_port!r}")
         if not isinstance(rsp_depth, int) or rsp_depth < 1:
             raise ValueError(f"rsp_depth must be a positive integer, not {rsp_depth!r}")
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 64:
@@ -177,6 +188,7 @@ class TileSram(wiring.Component):
             if fault not in FAULTS:
                 raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
         self.banks, self.bank_bytes, self.depth, self.ecc = banks, bank_bytes, depth, ecc
+        self.single_port = single_port
         self.rsp_depth, self.counter_width, self.faults = rsp_depth, counter_width, faults
         self.bank_bits = 8 * bank_bytes
         self.code_width = SecdedCode(self.bank_bits).code_width if ecc else self.bank_bits
@@ -233,7 +245,8 @@ class TileSram(wiring.Component):
     def from_config(cls, config, *, ports, **kwargs) -> "TileSram":
         """The TSRAM of a :class:`~openmaia.config.Config` (``tsram_*`` fields)."""
         return cls(banks=config.tsram_banks, bank_bytes=config.tsram_bank_bytes,
-                   depth=config.tsram_bank_depth, ecc=config.tsram_ecc, ports=ports, **kwargs)
+                   depth=config.tsram_bank_depth, ecc=config.tsram_ecc,
+                   single_port=config.tsram_single_port, ports=ports, **kwargs)
 
     def port_signature(self, name) -> MemoryPortSignature:
         """The requester-side signature of port ``name``."""
@@ -408,8 +421,9 @@ class TileSram(wiring.Component):
                         s0_wdata[b].eq(req.data[lane * bits:(lane + 1) * bits]),
                         s0_wstrb[b].eq(req.strb[lane * nbytes:(lane + 1) * nbytes]),
                         s0_op[b].eq(Mux(req.write, Mux(rmw[p], _Op.RMW, _Op.WRITE), _Op.READ))]
-            m.d.comb += rd[b].addr.eq(s0_row[b])
-            m.d.comb += rd[b].en.eq(s0_op[b] != _Op.NONE)
+            if not self.single_port:
+                m.d.comb += rd[b].addr.eq(s0_row[b])
+                m.d.comb += rd[b].en.eq(s0_op[b] != _Op.NONE)
 
         # --- Deferred writes: accepted now, written next cycle (the bank is then pretaken) ------
         dfr_in = Signal(banks)
@@ -468,18 +482,27 @@ class TileSram(wiring.Component):
             else:
                 s0_code, s0_en = s0_wdata[b], s0_wstrb[b]
                 dfr_code, dfr_en = s1_wdata[b], s1_wstrb[b]
+            if self.single_port:
+                # One access a bank a cycle (the arbiter never grants a bank whose write lands
+                # late, busy_s1), so one address serves the read and the write.
+                addr = Signal(row_bits, name=f"bank{b}_addr")
+                late = Const(0) if "shared_addr_s0" in faults else busy_s1[b]
+                m.d.comb += [addr.eq(Mux(late, s1_row[b], s0_row[b])),
+                             rd[b].addr.eq(addr), wr[b].addr.eq(addr),
+                             rd[b].en.eq((s0_op[b] == _Op.READ) | (s0_op[b] == _Op.RMW)
+                                         | (s0_op[b] == _Op.INJECT))]
+            wr_addr = [] if self.single_port else [wr[b].addr.eq(s1_row[b])]
             with m.If(s1_op[b] == _Op.RMW):
-                m.d.comb += [wr[b].addr.eq(s1_row[b]), wr[b].data.eq(s0_code),
+                m.d.comb += [*wr_addr, wr[b].data.eq(s0_code),
                              wr[b].en.eq(Mux(uncorrectable[b], 0, code_all_ones))]
             with m.Elif(s1_op[b] == _Op.INJECT):
-                m.d.comb += [wr[b].addr.eq(s1_row[b]), wr[b].data.eq(rd[b].data ^ inj_s1_mask),
+                m.d.comb += [*wr_addr, wr[b].data.eq(rd[b].data ^ inj_s1_mask),
                              wr[b].en.eq(code_all_ones)]
             with m.Elif(s1_dfr[b]):
-                m.d.comb += [wr[b].addr.eq(s1_row[b]), wr[b].data.eq(dfr_code),
-                             wr[b].en.eq(dfr_en)]
+                m.d.comb += [*wr_addr, wr[b].data.eq(dfr_code), wr[b].en.eq(dfr_en)]
             with m.Elif(s0_op[b] == _Op.WRITE):
-                m.d.comb += [wr[b].addr.eq(s0_row[b]), wr[b].data.eq(s0_code),
-                             wr[b].en.eq(s0_en)]
+                m.d.comb += [*([] if self.single_port else [wr[b].addr.eq(s0_row[b])]),
+                             wr[b].data.eq(s0_code), wr[b].en.eq(s0_en)]
 
         # --- S1 per port: responses, error events ----------------------------------------------
         events = []  # (condition, code, port, addr, lane) in priority order

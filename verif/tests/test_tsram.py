@@ -188,7 +188,7 @@ def test_signature_and_from_config():
     dict(banks=3), dict(bank_bytes=2), dict(depth=1), dict(ports={}), dict(ports={"a": 8}),
     dict(ports={"a": 3}), dict(ports={"inject": 1}), dict(ports={"a b": 1}),
     dict(ports={"a": PortSpec(1, 3)}), dict(rsp_depth=0), dict(faults={"nope"}),
-    dict(faults="no_correct"), dict(ecc=1)])
+    dict(faults="no_correct"), dict(ecc=1), dict(single_port=1)])
 def test_bad_parameters(kwargs):
     with pytest.raises((TypeError, ValueError)):
         TileSram(**(dict(TINY, ecc=True) | kwargs))
@@ -198,10 +198,12 @@ def test_bad_parameters(kwargs):
 # Traffic against the model
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("single_port", [False, True])
 @pytest.mark.parametrize("ecc", [True, False])
-def test_random_traffic(ecc, seed):
-    """Reads return the writes (full, partial, zero strobes), in order, on every port."""
-    dut = tiny(ecc)
+def test_random_traffic(ecc, single_port, seed):
+    """Reads return the writes (full, partial, zero strobes), in order, on every port (also
+    with single-ported banks: one address for the read and the write)."""
+    dut = tiny(ecc, single_port=single_port)
     t = Traffic(dut, _random_requests(dut, 40, seed), gap=0.3, stall=0.4, seed=seed)
     assert t.check_against_model() == []
     assert t.counters["accepted"] == [40] * 4
@@ -346,12 +348,13 @@ def _read_at(at, addr):
     return _read(addr) | {"at": at}
 
 
-def test_deferred_write():
+@pytest.mark.parametrize("single_port", [False, True])
+def test_deferred_write(single_port):
     """A full write whose bank a read takes is accepted anyway and lands the next cycle: the
     read of that cycle sees the old word, a read the next cycle waits one cycle (the bank is
     busy with the landing write) and sees the new one. Not deferred: behind a write of the same
-    cycle, or a partial write (read-modify-write)."""
-    dut = tiny()
+    cycle, or a partial write (read-modify-write). Single-ported banks: the same cycles."""
+    dut = tiny(single_port=single_port)
     a, b = 0x11111111, 0x22222222
     reqs = {"dma": [_write_at(0, 1, a, 0xF), _read_at(4, 1)],
             "ttu_a": [_read_at(3, 0), _read_at(12, 0), _read_at(16, 0)],
@@ -370,10 +373,11 @@ def test_deferred_write():
     assert t.counters["conflict"] == [1, 1, 0, 2]
 
 
-def test_partial_write_rmw():
+@pytest.mark.parametrize("single_port", [False, True])
+def test_partial_write_rmw(single_port):
     """A partial write keeps the other bytes (ECC: read-modify-write, the bank is busy the next
     cycle: a read there waits one cycle)."""
-    dut = tiny()
+    dut = tiny(single_port=single_port)
     reqs = {"dma": [_write(4, 0x11223344, 0xF), _write(4, 0xAABBCCDD, 0b0101), _read(4)],
             "ttu_b": [_write(0, 0x5555666677778888, 0xFF)] + [_read(0)]}
     t = Traffic(dut, reqs, cycles=20)
@@ -408,7 +412,15 @@ def test_faults_caught(fault, seed):
         counts, _ = _fairness(dut)
         assert max(counts) - min(counts) > 1
     assert set(FAULTS) == {"rmw_no_merge", "no_correct", "no_double_detect", "no_credit",
-                           "fixed_priority"}
+                           "fixed_priority", "shared_addr_s0"}
+
+
+def test_single_port_fault_caught(seed):
+    """The single-port twin: a shared bank address that ignores a write landing a cycle late
+    (a deferred write) corrupts memory, and the traffic check sees it."""
+    dut = tiny(False, single_port=True, faults={"shared_addr_s0"})
+    t = Traffic(dut, _random_requests(dut, 40, seed), gap=0.3, stall=0.4, seed=seed)
+    assert t.check_against_model() != []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,8 +605,9 @@ class _Scripted:
         sim.run()
 
 
-def test_fault_injection():
-    assert _injection_failures(tiny()) == []
+@pytest.mark.parametrize("single_port", [False, True])
+def test_fault_injection(single_port):
+    assert _injection_failures(tiny(single_port=single_port)) == []
 
 
 def test_no_ecc_status_always_ok():
@@ -617,6 +630,8 @@ PORTS = {"dma": 1, "ttu_a": 4, "ttu_b": 4, "ttu_c": 1}
 def test_lint_small():
     lint(TileSram.from_config(get_config("small"), ports=PORTS), name="tsram")
     lint(TileSram.from_config(get_config("small").replace(tsram_ecc=False), ports=PORTS),
+         name="tsram")
+    lint(TileSram.from_config(get_config("small").replace(tsram_single_port=True), ports=PORTS),
          name="tsram")
 
 
