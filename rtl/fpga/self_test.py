@@ -71,7 +71,7 @@ class _State(enum.IntEnum):
 
 
 # TCP states in STATUS.state (openmaia.tile.tcp.TcpState; the driver's STATES).
-_HALTED, _ERROR = 1, 2
+_RUNNING, _HALTED, _ERROR = 0, 1, 2
 
 
 class SelfTestFail(enum.IntEnum):
@@ -114,7 +114,10 @@ class SelfTestImage:
     """Everything the self-test hardware stores, computed at build time (module docstring).
 
     ``memory``: the on-chip memory's initial contents (``memory_bytes``, operands from address
-    0, the ring at the top); ``writes``: ``(register address, value)`` in order; ``commands``:
+    0, the ring at the top); ``writes``: ``(register address, value)`` in order; ``cleanup``:
+    the writes made after the check, whatever its outcome (a bus error aside), so that the host
+    finds the command queue empty at head 0, the fetcher stopped and the TCP restarted
+    (CONTROL = 0, CQ_DOORBELL = 0, CONTROL = restart + flush); ``commands``:
     commands in the ring; ``result_base`` / ``result_bytes``: the region read back (the C
     matrix rounded out to whole memory beats); ``expected``: those bytes as they must be after
     the run; ``checksum``: ``zlib.crc32(expected)``; ``max_cycles``: the budget from reset to
@@ -126,6 +129,7 @@ class SelfTestImage:
     memory_bytes: int
     memory: bytes
     writes: tuple
+    cleanup: tuple
     commands: int
     ring_base: int
     ring_entries: int
@@ -135,6 +139,7 @@ class SelfTestImage:
     checksum: int
     max_cycles: int
     status_address: int
+    cq_head_address: int
     state_field: tuple
     outstanding_bit: int
     register_addr_bits: int
@@ -222,13 +227,17 @@ class SelfTestImage:
             flip = (operand_bytes[flip_bit // 8], flip_bit % 8)
             store.hbm[flip[0]] ^= 1 << flip[1]
 
+        control = rmap["CONTROL"].fields
+        stop = 1 << control["restart"].offset | 1 << control["flush"].offset
+        cleanup = ((rmap["CONTROL"].address, 0), (rmap["CQ_DOORBELL"].address, 0),
+                   (rmap["CONTROL"].address, stop))
         status = rmap["STATUS"]
-        return cls(config=config, memory_bytes=hbm_bytes, memory=store.hbm.tobytes(),
+        return cls(cleanup=cleanup,config=config, memory_bytes=hbm_bytes, memory=store.hbm.tobytes(),
                    writes=tuple(port.writes), commands=commands, ring_base=ring_base,
                    ring_entries=ring_entries, result_base=result_base,
                    result_bytes=result_end - result_base, expected=expected,
                    checksum=zlib.crc32(expected), max_cycles=max_cycles,
-                   status_address=status.address,
+                   status_address=status.address, cq_head_address=rmap["CQ_HEAD"].address,
                    state_field=(status.fields["state"].offset, status.fields["state"].width),
                    outstanding_bit=status.fields["outstanding"].offset,
                    register_addr_bits=register_addr_bits, gemm=(m, n, k, fmt_a, fmt_b),
@@ -242,7 +251,8 @@ class SelfTestImage:
     def summary(self):
         m, n, k, fa, fb = self.gemm
         return {"gemm": f"{m} x {n} x {k} {fa.name} x {fb.name}", "commands": self.commands,
-                "register_writes": len(self.writes), "result_base": self.result_base,
+                "register_writes": len(self.writes), "cleanup_writes": len(self.cleanup),
+                "result_base": self.result_base,
                 "result_bytes": self.result_bytes, "checksum": f"{self.checksum:#010x}",
                 "max_cycles": self.max_cycles, "memory_bytes": self.memory_bytes,
                 "flip": self.flip}
@@ -316,7 +326,7 @@ class Crc32(wiring.Component):
 def self_test_stats_layout(counter_bits):
     """Counters of :class:`SelfTest` (``counter_bits`` each, wrapping)."""
     return data.StructLayout({
-        "busy": counter_bits,            # cycles from reset until done
+        "busy": counter_bits,            # cycles from reset until the ports are released
         "stall_request": counter_bits,   # an AW / W / AR valid waiting for ready (both ports)
         "stall_response": counter_bits,  # waiting for a B or R (both ports)
         "polls": counter_bits,           # STATUS reads
@@ -331,17 +341,23 @@ class SelfTest(wiring.Component):
     ``outstanding`` clear (``state`` ERROR: fail TILE_ERROR); the result region read on
     ``m_axi``, one single-beat INCR read a beat (ID 0, full width); each beat through
     :class:`Crc32`, ``crc_bits`` a cycle; ``passed`` when the CRC equals ``image.checksum``,
-    else fail MISMATCH. Any response other than OKAY: fail BUS_ERROR. The cycle budget
-    ``image.max_cycles`` counts from reset: when it runs out, ``done`` rises with fail TIMEOUT
-    at once, and the controller stops at the end of the transaction in flight (an AXI valid
-    once raised is held until its handshake).
+    else fail MISMATCH. ``done`` rises with the verdict; then the image's ``cleanup`` writes
+    (whatever the verdict, a bus error aside), STATUS polled until RUNNING (the restart has
+    drained) and CQ_HEAD until 0 (the flush is done), then the ports are released. Any
+    response other than OKAY: fail BUS_ERROR (unless a verdict came first), ports released at
+    once. The cycle budget ``image.max_cycles`` counts from reset to the release: when it runs
+    out before a verdict, ``done`` rises with fail TIMEOUT at once, and the controller goes to
+    the cleanup at the end of the transaction in flight (an AXI valid once raised is held
+    until its handshake); the cleanup's polls stop at the first answer after the budget. The
+    first verdict stays.
 
     Ports: ``m_axil`` (``Out(AxiLiteSignature(image.register_addr_bits, 32))``), ``m_axi``
     (``Out(Axi4Signature)`` of the config's memory port; reads only), ``active`` (the
     controller owns both ports: from reset until it stopped; no transaction of it is in
     flight once it falls), ``done``, ``passed`` (``Out(1)`` each; ``passed`` implies
-    ``done``), ``fail`` (``Out(SelfTestFail)``), ``checksum`` (``Out(32)``: the CRC computed),
-    ``stats`` (:func:`self_test_stats_layout`). ``faults``: :data:`SELF_TEST_FAULTS`
+    ``done``; both hold until reset), ``fail`` (``Out(SelfTestFail)``), ``checksum``
+    (``Out(32)``: the CRC computed), ``stats`` (:func:`self_test_stats_layout`). ``faults``:
+    :data:`SELF_TEST_FAULTS`
     (mutation tests only)."""
 
     def __init__(self, image, *, crc_bits=1, counter_bits=32, faults=frozenset()):
@@ -381,11 +397,14 @@ class SelfTest(wiring.Component):
         addr_bits = img.register_addr_bits
 
         m.submodules.crc = crc = Crc32(data_bits=self.crc_bits)
+        writes = img.writes + img.cleanup
         m.submodules.rom = rom = Memory(
-            shape=addr_bits + 32, depth=len(img.writes),
-            init=[a | v << addr_bits for a, v in img.writes])
+            shape=addr_bits + 32, depth=len(writes),
+            init=[a | v << addr_bits for a, v in writes])
         rd = rom.read_port(domain="comb")
-        index = Signal(range(len(img.writes)))
+        index = Signal(range(len(writes)))
+        cleaning = Signal()
+        poll_head = Signal()
         m.d.comb += rd.addr.eq(index)
 
         timer = Signal(range(img.max_cycles + 1))
@@ -415,19 +434,33 @@ class SelfTest(wiring.Component):
 
         m.d.comb += [
             reg.awaddr.eq(rd.data[:addr_bits]), reg.wdata.eq(rd.data[addr_bits:]),
-            reg.wstrb.eq(0xF), reg.araddr.eq(img.status_address),
+            reg.wstrb.eq(0xF),
+            reg.araddr.eq(Mux(poll_head, img.cq_head_address, img.status_address)),
             mem.araddr.eq(raddr), mem.arlen.eq(0), mem.arsize.eq(self.mem_sig.size_code),
             mem.arburst.eq(AxiBurst.INCR), mem.arid.eq(0),
             crc.data.eq(shift[:self.crc_bits]),
         ]
 
         state = Signal(_State)
+        verdict = Signal()
+        m.d.comb += verdict.eq(passed | (fail != SelfTestFail.NONE))
+
+        def set_fail(code):
+            with m.If(~verdict):
+                m.d.sync += fail.eq(code)
+
+        def cleanup():
+            m.d.sync += [index.eq(len(img.writes)), cleaning.eq(1), state.eq(_State.WRITE)]
 
         def end_of_transaction(next_state):
-            m.d.sync += state.eq(Mux(expired, _State.DONE, next_state))
+            with m.If(expired & ~cleaning):
+                cleanup()
+            with m.Else():
+                m.d.sync += state.eq(next_state)
 
         def bus_error():
-            m.d.sync += [fail.eq(SelfTestFail.BUS_ERROR), state.eq(_State.DONE)]
+            set_fail(SelfTestFail.BUS_ERROR)
+            m.d.sync += state.eq(_State.DONE)
 
         with m.If(state == _State.WRITE):
             aw_ok = aw_done | reg.awready
@@ -440,6 +473,8 @@ class SelfTest(wiring.Component):
         with m.Elif(state == _State.WRITE_RESP), m.If(reg.bvalid):
             with m.If(reg.bresp != AxiResp.OKAY):
                 bus_error()
+            with m.Elif(index == len(writes) - 1):
+                m.d.sync += state.eq(_State.POLL)
             with m.Elif(index == len(img.writes) - 1):
                 end_of_transaction(_State.POLL)
             with m.Else():
@@ -450,9 +485,18 @@ class SelfTest(wiring.Component):
         with m.Elif(state == _State.POLL_RESP), m.If(reg.rvalid):
             with m.If(reg.rresp != AxiResp.OKAY):
                 bus_error()
+            with m.Elif(cleaning):
+                # after the cleanup: STATUS until RUNNING (restart drained), then CQ_HEAD until
+                # 0 (flush done); given up when the budget has run out
+                with m.If(expired | (poll_head & (reg.rdata == 0))):
+                    m.d.sync += state.eq(_State.DONE)
+                with m.Else():
+                    with m.If(st_state == _RUNNING):
+                        m.d.sync += poll_head.eq(1)
+                    m.d.sync += state.eq(_State.POLL)
             with m.Elif(errored):
-                m.d.sync += fail.eq(SelfTestFail.TILE_ERROR)
-                m.d.sync += state.eq(_State.DONE)
+                set_fail(SelfTestFail.TILE_ERROR)
+                cleanup()
             with m.Elif(halted & ~st_outstanding):
                 end_of_transaction(_State.READ)
             with m.Else():
@@ -474,14 +518,12 @@ class SelfTest(wiring.Component):
                     m.d.sync += [beat.eq(beat + 1), raddr.eq(raddr + beat_bytes)]
                     end_of_transaction(_State.READ)
         with m.Elif(state == _State.CHECK):
-            with m.If(expired):
-                m.d.sync += state.eq(_State.DONE)
-            with m.Elif((crc.value == img.checksum) | ("skip_compare" in self.faults)):
-                m.d.sync += passed.eq(1)
-                m.d.sync += state.eq(_State.DONE)
-            with m.Else():
-                m.d.sync += fail.eq(SelfTestFail.MISMATCH)
-                m.d.sync += state.eq(_State.DONE)
+            with m.If(~verdict):
+                with m.If((crc.value == img.checksum) | ("skip_compare" in self.faults)):
+                    m.d.sync += passed.eq(1)
+                with m.Else():
+                    m.d.sync += fail.eq(SelfTestFail.MISMATCH)
+            cleanup()
 
         finished = Signal()
         m.d.comb += [
@@ -491,22 +533,24 @@ class SelfTest(wiring.Component):
             reg.bready.eq(state == _State.WRITE_RESP),
             reg.arvalid.eq(state == _State.POLL), reg.rready.eq(state == _State.POLL_RESP),
             mem.arvalid.eq(state == _State.READ), mem.rready.eq(state == _State.READ_RESP),
-            crc.clear.eq(state == _State.POLL_RESP), crc.valid.eq(state == _State.CRC),
+            crc.clear.eq((state == _State.POLL_RESP) & ~cleaning),
+            crc.valid.eq(state == _State.CRC),
         ]
         with m.If(~finished & ~expired):
             with m.If(timer == img.max_cycles - 1):
                 m.d.sync += expired.eq(1)
+                set_fail(SelfTestFail.TIMEOUT)
             m.d.sync += timer.eq(timer + 1)
         m.d.comb += [
-            self.done.eq(finished | expired),
-            self.passed.eq(passed & ~expired),
-            self.fail.eq(Mux(expired & (fail == SelfTestFail.NONE), SelfTestFail.TIMEOUT, fail)),
+            self.done.eq(verdict),
+            self.passed.eq(passed),
+            self.fail.eq(fail),
             self.checksum.eq(crc.value),
         ]
 
         s = self.stats
         running = Signal()
-        m.d.comb += running.eq(~self.done)
+        m.d.comb += running.eq(self.active)
         req_stall = ((reg.awvalid & ~reg.awready) | (reg.wvalid & ~reg.wready)
                      | (reg.arvalid & ~reg.arready) | (mem.arvalid & ~mem.arready))
         rsp_wait = ((reg.bready & ~reg.bvalid) | (reg.rready & ~reg.rvalid)

@@ -126,7 +126,8 @@ def main(argv=None):
     image = SelfTestImage.for_config(config, hbm_bytes=args.hbm_bytes, seed=args.seed,
                                      flip_bit=args.flip_bit)
     print(image.summary())
-    frame = link.encode_reg_read(image.status_address)
+    rmap = BoardTile(config, hbm_bytes=args.hbm_bytes, divisor=4).register_map
+    frame = link.encode_reg_read(rmap["CQ_HEAD"].address)
     r = simulate_board(image, host_frame=frame)
     mhz = config.clock_mhz
     print(f"done at cycle {r['done_cycle']} ({r['done_cycle'] / mhz:.1f} us at {mhz} MHz), "
@@ -136,7 +137,7 @@ def main(argv=None):
           f"until {r['first_read_cycle']}, result read and CRC until {r['done_cycle']}; "
           f"ports released at cycle {r['released_cycle']}")
     print("stats", r["stats"])
-    print(f"host REG_READ STATUS sent at reset: answer {r['response']} starting at cycle "
+    print(f"host REG_READ CQ_HEAD sent at reset: answer {r['response']} starting at cycle "
           f"{r['response_cycle']}")
     print(f"simulation: {r['wall_seconds']:.1f} s for {r['cycles']} cycles, start "
           f"{r['start_seconds']:.1f} s")
