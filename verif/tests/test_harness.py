@@ -33,10 +33,12 @@ def test_waivers_are_exactly_the_generated_code_ones():
 
 # The TTU of the big presets takes minutes to elaborate (64 / 16 engines of 16 lanes); the
 # 16-lane vector ALU about a minute (its 4-lane build is linted in the default tier); the tile
-# holds the TTU engine.
+# holds the TTU engine (its `small` lint, about 130 s, is in the slow tier too: its blocks are
+# linted on `small` in the default tier and test_tile.py builds it with Verilator).
 _BIG = {("ttu", "default"), ("ttu", "ulx3s"), ("ttu-engine", "default"), ("ttu-engine", "ulx3s"),
         ("vector-alu", "default"), ("vector-alu", "ulx3s"), ("tile", "default"),
-        ("tile", "ulx3s"), ("tile", "ice40"), ("tvp", "default"), ("tvp", "ulx3s")}
+        ("tile", "ulx3s"), ("tile", "ice40"), ("tvp", "default"), ("tvp", "ulx3s"),
+        ("tile", "small")}
 
 
 @pytest.mark.parametrize("top, config", [
@@ -65,6 +67,7 @@ def test_lint_waives_only_the_logical_not_truncation():
         lint(text.replace("b[1:0]", "b"), name="bad")
 
 
+@pytest.mark.slow      # a private cold build of the decoder (about 90 s); CI budget
 def test_cached_build_and_exact_seed(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENMAIA_BUILD_DIR", str(tmp_path))
     component, params = _decoder()
@@ -88,6 +91,7 @@ def _simulate_in_process(build_dir, queue):
     queue.put((result.passed, result.build_cached))
 
 
+@pytest.mark.slow      # two processes racing for one private cold build; CI budget
 def test_parallel_runs_share_one_locked_build(tmp_path):
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
