@@ -278,7 +278,7 @@ def _cmd_fpga_build(args) -> int:
         try:
             result = build(args.board, args.config, hbm_bytes=args.hbm_bytes, baud=args.baud,
                            pnr=not args.no_pnr, root=args.build_root, seed=args.seed,
-                           progress=progress)
+                           self_test=args.self_test, progress=progress)
         except BuildError as error:
             if error.result is not None:
                 _print_fpga_result(error.result, args.json)
@@ -389,6 +389,9 @@ def main(argv=None) -> int:
     g.add_argument("--no-pnr", action="store_true",
                    help="Yosys only: counts against the device (exit 1 if it does not fit)")
     g.add_argument("--seed", type=int, default=None, help="nextpnr placement seed")
+    g.add_argument("--self-test", action="store_true",
+                   help="build the power-up self-test in (LEDs show pass / fail); build "
+                        "directory <board>-<config>-selftest")
     g.add_argument("--build-root", default="build/fpga",
                    help="builds go to <root>/<board>-<config>/ (default build/fpga)")
     g.add_argument("--json", action="store_true")

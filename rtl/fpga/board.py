@@ -232,6 +232,10 @@ class BoardTop(wiring.Component):
         configuration; the default gives 5 x margin).
     tile_kwargs : dict
         Further keyword arguments for :class:`BoardTile` (``hbm_init``, say).
+    self_test : bool
+        Build the power-up self-test into the tile (:class:`~openmaia.fpga.self_test.
+        SelfTestImage` ``.for_config(config, hbm_bytes=...)``): its result drives the pass /
+        fail LEDs. Without it ``self_test_done`` stays 0 and the pass LED keeps blinking.
     tile : wiring.Component or None
         Put this component, with :class:`BoardTile`'s ports (``rx``, ``tx``, ``irq``,
         ``self_test_done``, ``self_test_pass``), in the tile's place instead of building one:
@@ -247,7 +251,7 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, *, board, config, hbm_bytes=None, baud=115_200, settle_us=15.0,
-                 tile_kwargs=None, tile=None):
+                 tile_kwargs=None, self_test=False, tile=None):
         self.board = get_board(board)
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {type(config).__name__}")
@@ -262,9 +266,15 @@ class BoardTop(wiring.Component):
         self.clock_hz = config.clock_mhz * 1e6
         self.divisor = uart_divisor(self.pll.f_out_mhz * 1e6, baud)
         self.settle_cycles = max(1, round(settle_us * self.pll.f_out_mhz))
+        self.self_test = bool(self_test)
         if tile is None:
-            tile = BoardTile(config, hbm_bytes=hbm_bytes, divisor=self.divisor,
-                             **(tile_kwargs or {}))
+            tile_kwargs = dict(tile_kwargs or {})
+            if self_test:
+                from .self_test import SelfTestImage
+                tile_kwargs["self_test"] = SelfTestImage.for_config(config, hbm_bytes=hbm_bytes)
+            tile = BoardTile(config, hbm_bytes=hbm_bytes, divisor=self.divisor, **tile_kwargs)
+        elif self_test:
+            raise ValueError("self_test needs the real tile (tile=None)")
         else:
             ports = {"rx", "tx", "irq", "self_test_done", "self_test_pass"}
             missing = ports - set(getattr(getattr(tile, "signature", None), "members", {}))

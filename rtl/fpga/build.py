@@ -108,6 +108,7 @@ class BuildResult:
     fits: dict = field(default_factory=dict)
     date: str = ""
     error: str = ""
+    self_test: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,8 +126,11 @@ def mac_lanes(config: Config) -> tuple[int, int]:
     return fp8, fp4
 
 
-def build_dir_for(board: "str | Board", config: "str | Config", root="build/fpga") -> Path:
-    return Path(root) / f"{get_board(board).name}-{get_config(config).name}"
+def build_dir_for(board: "str | Board", config: "str | Config", root="build/fpga", *,
+                  self_test: bool = False) -> Path:
+    """``<root>/<board>-<config>[-selftest]``."""
+    suffix = "-selftest" if self_test else ""
+    return Path(root) / f"{get_board(board).name}-{get_config(config).name}{suffix}"
 
 
 def parse_nextpnr_report(report: dict, *, family: str, clock_mhz: "float | None" = None) -> dict:
@@ -269,20 +273,22 @@ def _run_step(step: str, line: str, build_dir: Path, env: dict, progress) -> flo
 def build(board: "str | Board", config: "str | Config | None" = None, *,
           hbm_bytes: "int | None" = None, baud: int = 115_200, pnr: bool = True,
           root: "str | Path" = "build/fpga", seed: "int | None" = None,
-          progress=None, top: "BoardTop | None" = None) -> BuildResult:
+          self_test: bool = False, progress=None, top: "BoardTop | None" = None) -> BuildResult:
     """Build ``board`` with ``config`` (default: the board's preset) and return its figures.
 
     ``progress(step, line)`` is called with each line a tool prints (``step`` in
     :data:`STEPS`, plus ``"elaborate"``). ``pnr=False``: Yosys only. ``seed``: nextpnr's
-    placement seed. ``top``: a prebuilt :class:`BoardTop` (its board and config win).
+    placement seed. ``self_test``: build the power-up self-test in (:class:`BoardTop`).
+    ``top``: a prebuilt :class:`BoardTop` (its board, config and self-test win).
     Raises :class:`BuildError` if a tool fails.
     """
     board = get_board(board)
     config = get_config(config or board.default_config)
     if top is None:
-        top = BoardTop(board=board, config=config, hbm_bytes=hbm_bytes, baud=baud)
+        top = BoardTop(board=board, config=config, hbm_bytes=hbm_bytes, baud=baud,
+                       self_test=self_test)
     board, config = top.board, top.config
-    build_dir = build_dir_for(board, config, root).resolve()
+    build_dir = build_dir_for(board, config, root, self_test=top.self_test).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "stat.json", "result.json", "top.bin", "top.bit"):
         (build_dir / stale).unlink(missing_ok=True)
@@ -326,9 +332,11 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
 
 def _result(build_dir: Path, *, board: Board, config: Config, top: BoardTop, pnr: bool,
             seconds: dict) -> BuildResult:
-    return result_from_files(build_dir, board=board, config=config, pll=asdict(top.pll),
-                             baud=top.baud, divisor=top.divisor, hbm_bytes=top.hbm_bytes,
-                             pnr=pnr, seconds=seconds)
+    result = result_from_files(build_dir, board=board, config=config, pll=asdict(top.pll),
+                               baud=top.baud, divisor=top.divisor, hbm_bytes=top.hbm_bytes,
+                               pnr=pnr, seconds=seconds)
+    result.self_test = top.self_test
+    return result
 
 
 def result_from_files(build_dir: "str | Path", *, board: "str | Board", config: "str | Config",

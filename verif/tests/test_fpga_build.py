@@ -132,8 +132,22 @@ def test_board_top_parameters():
         BoardTop(board="icebreaker", config=config, baud=2_900_000, tile=LoopbackTile())
     with pytest.raises(TypeError, match="missing"):
         BoardTop(board="icebreaker", config=config, tile=LoopbackTile().tx)
+    with pytest.raises(ValueError, match="self_test needs the real tile"):
+        BoardTop(board="icebreaker", config=config, self_test=True, tile=LoopbackTile())
     top = BoardTop(board="ulx3s", config=get_config("ulx3s"), tile=LoopbackTile())
     assert top.divisor == 651 and top.pll.f_out_mhz == 75.0
+
+
+def test_board_top_self_test_option():
+    """``self_test=True`` builds the tile with the self-test image for its config and memory
+    (the image's own tests are test_self_test.py); the build directory says so."""
+    config = get_config("ice40")
+    top = BoardTop(board="icebreaker", config=config, self_test=True)
+    image = top.tile.self_test.image
+    assert image is not None and image.config == config and image.memory_bytes == 4096
+    assert BoardTop(board="icebreaker", config=config).tile.self_test is None
+    assert fpga_build.build_dir_for("icebreaker", "ice40", "b", self_test=True).name == (
+        "icebreaker-ice40-selftest")
 
 
 @pytest.mark.parametrize("board, config, pll, constraint", [
