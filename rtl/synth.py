@@ -25,6 +25,14 @@ a hash of the Verilog text, the Yosys script and the Yosys version; a file lock 
 processes share one run. Each folder keeps ``design.v``, ``synth.ys``, ``yosys.log``,
 ``stat.json`` and ``result.json``.
 
+iCE40 SPRAM: ``spram=True`` runs ``synth_ice40 -spram`` so Yosys may map single-ported memories
+(one address for the read and the write, as :class:`~openmaia.tile.tsram.TileSram` with
+``single_port``) onto ``SB_SPRAM256KA``. An SPRAM has no initial contents, and Amaranth writes
+every memory with an ``initial`` block (all zeros when it has no ``init``), which keeps Yosys off
+the SPRAM (and its Verilog frontend reads 16 K assignments per memory): with ``spram=True`` the
+``initial`` blocks that only write zeros are removed (:func:`strip_zero_memory_init`); a memory
+with real contents (the on-chip memory's image) keeps them and goes to block RAM.
+
 YoWASP Yosys 0.70 pitfalls handled here:
 
 * ``abc9`` (which ``synth_ecp5`` / ``synth_ice40`` always run now) aborts with
@@ -39,6 +47,7 @@ YoWASP Yosys 0.70 pitfalls handled here:
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +62,8 @@ from filelock import FileLock
 from .harness.elaborate import elaborate, verilog_digest
 
 __all__ = ["COUNTING_RULE", "FAMILIES", "SynthError", "SynthResult", "count_resources",
-           "synth_root", "synthesize", "synthesize_verilog", "yosys_command", "yosys_script"]
+           "strip_zero_memory_init", "synth_root", "synthesize", "synthesize_verilog",
+           "yosys_command", "yosys_script"]
 
 #: The FPGA families :func:`synthesize` targets, with their Yosys synthesis command.
 FAMILIES = {"ecp5": "synth_ecp5", "ice40": "synth_ice40"}
@@ -205,28 +215,38 @@ def yosys_script(*, name: str, family: str, dsp: bool | None = None, flatten: bo
     ])
 
 
+_ZERO_INIT = re.compile(r"\n  initial begin\n(?:    \S+ ?\[\d+\] = \d+'[dhb]0+;\n)+  end(?=\n)")
+
+
+def strip_zero_memory_init(verilog: str) -> tuple[str, int]:
+    """``verilog`` without the memory ``initial`` blocks that only write zeros (Amaranth's form:
+    ``initial begin`` / ``mem[i] = N'd0;`` lines / ``end``), and how many were removed."""
+    return _ZERO_INIT.subn("", verilog)
+
+
 def _default_dsp(family: str, dsp: bool | None) -> bool:
     return family == "ecp5" if dsp is None else bool(dsp)
 
 
 def synthesize(component: wiring.Component, *, name: str, family: str,
                dsp: bool | None = None, flatten: bool = True, timeout: float | None = None,
-               extra: str = "", cache: bool = True) -> SynthResult:
+               extra: str = "", cache: bool = True, spram: bool = False) -> SynthResult:
     """Elaborate ``component`` as module ``name`` and synthesize it for ``family``.
 
     ``family``: ``"ecp5"`` or ``"ice40"``. ``dsp``: infer DSP blocks (default: on for ECP5, off
     for iCE40). ``flatten=False`` keeps the hierarchy and fills :attr:`SynthResult.modules`.
     ``timeout``: seconds before Yosys is killed (default 3600). ``cache=False`` reruns Yosys
-    even when a cached result exists. Raises :class:`SynthError` if Yosys fails.
+    even when a cached result exists. ``spram``: iCE40 only, map single-ported memories onto
+    SPRAM (module docstring). Raises :class:`SynthError` if Yosys fails.
     """
     return synthesize_verilog(elaborate(component, name=name), name=name, family=family,
                               dsp=dsp, flatten=flatten, timeout=timeout, extra=extra,
-                              cache=cache)
+                              cache=cache, spram=spram)
 
 
 def synthesize_verilog(verilog: str, *, name: str, family: str, dsp: bool | None = None,
                        flatten: bool = True, timeout: float | None = None, extra: str = "",
-                       cache: bool = True) -> SynthResult:
+                       cache: bool = True, spram: bool = False) -> SynthResult:
     """:func:`synthesize` for Verilog text whose top module is ``name``.
 
     Safe to call from several threads or processes at once (each run is one Yosys process).
@@ -235,6 +255,11 @@ def synthesize_verilog(verilog: str, *, name: str, family: str, dsp: bool | None
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
     dsp = _default_dsp(family, dsp)
+    if spram:
+        if family != "ice40":
+            raise ValueError(f"spram needs the ice40 family, not {family!r}")
+        verilog, _ = strip_zero_memory_init(verilog)
+        extra = " ".join(filter(None, ["-spram", extra]))
     script = yosys_script(name=name, family=family, dsp=dsp, flatten=flatten, extra=extra)
     version = _yosys_version()
     key = verilog_digest(verilog, script, version, str(_CACHE_VERSION))

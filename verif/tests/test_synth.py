@@ -96,3 +96,49 @@ def test_failure_reported(synth_dir):
     with pytest.raises(SynthError, match="ERROR"):
         synthesize_verilog("module broken(input a, output y); assign y = ; endmodule\n",
                            name="broken", family="ice40")
+
+
+def test_strip_zero_memory_init():
+    """Only the all-zero memory initial blocks go (SPRAM has no initial contents); a memory with
+    contents keeps them; spram is iCE40-only."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+    from openmaia.harness.elaborate import elaborate
+    from openmaia.synth import strip_zero_memory_init
+
+    class Two(wiring.Component):
+        addr: In(4)
+        a: Out(8)
+        b: Out(8)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.zero = zero = Memory(shape=8, depth=16, init=[])
+            m.submodules.data = full = Memory(shape=8, depth=16, init=range(1, 17))
+            for mem, out in ((zero, self.a), (full, self.b)):
+                port = mem.read_port()
+                m.d.comb += [port.addr.eq(self.addr), out.eq(port.data)]
+            return m
+
+    verilog = elaborate(Two(), name="two")
+    assert verilog.count("initial begin") >= 2
+    stripped, n = strip_zero_memory_init(verilog)
+    assert n == 1 and stripped.count("initial begin") == verilog.count("initial begin") - 1
+    assert "8'h10;" in stripped or "8'd16;" in stripped        # the image stays
+    with pytest.raises(ValueError, match="ice40"):
+        synthesize_verilog(verilog, name="two", family="ecp5", spram=True)
+
+
+@pytest.mark.slow
+def test_ice40_tsram_maps_to_spram():
+    """The ice40 preset's TSRAM (2 single-ported banks of 32-bit x 16 K) is the UP5K's four
+    SB_SPRAM256KA and no block RAM."""
+    from openmaia.config import get_config
+    from openmaia.tile.tsram import TileSram, tile_ports
+    cfg = get_config("ice40")
+    assert cfg.tsram_single_port
+    r = synthesize(TileSram.from_config(cfg, ports=tile_ports(cfg)), name="tsram",
+                   family="ice40", spram=True)
+    assert r.cells.get("SB_SPRAM256KA") == 4 and r.brams == 0, r.cells
