@@ -62,6 +62,10 @@ class Config:
     read and write ports are ``tvp_port_words`` words wide (4 x ``tvp_lanes`` bytes).
     ``tvp_lanes=0``: the tile has no vector unit (:attr:`vector_unit` is False); the TCP refuses
     every TVP command with ``ENGINE_NOT_BUILT`` and the TVP counters read 0.
+
+    Counters: ``counter_bits`` (None: every counter at its full width, 32 or 48 bits) keeps
+    the low ``counter_bits`` bits of every performance counter the host registers show (they
+    wrap at ``2 ** counter_bits``; the upper bits read 0 and synthesis removes their logic).
     """
     name: str
     array_rows: int
@@ -89,6 +93,7 @@ class Config:
     tcp_semaphores: int = 16
     tcp_outstanding: int = 8
     tvp_lanes: int = 4
+    counter_bits: int | None = None
     clock_mhz: float
 
     def __post_init__(self):
@@ -137,6 +142,11 @@ class Config:
                              f"beat within one MX block) whose 4 x lanes bytes are "
                              f"1 to {self.tsram_banks} tile SRAM words of "
                              f"{self.tsram_bank_bytes} bytes, not {self.tvp_lanes!r}")
+        if self.counter_bits is not None and (
+                not isinstance(self.counter_bits, int) or isinstance(self.counter_bits, bool)
+                or not 8 <= self.counter_bits <= 48):
+            raise ValueError(f"counter_bits must be None or an integer in 8..48, "
+                             f"not {self.counter_bits!r}")
         for name in ("tsram_ecc", "tsram_single_port"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
@@ -241,14 +251,19 @@ PRESETS: dict[str, Config] = {
                       tsram_banks=16, tsram_bank_bytes=32, tsram_bank_depth=2048,
                       hbm_preset="HBM3_6400", hbm_pseudo_channels=2, axi_data_bits=256,
                       dma_outstanding_reads=32, clock_mhz=1600.0),
-    # iCEBreaker (iCE40UP5K): one 4-lane engine, E4M3 and E2M1 only, no vector unit,
-    # SPRAM-sized TSRAM.
+    # iCEBreaker (iCE40UP5K, 5,280 logic cells): one 4-lane engine, E4M3 and E2M1 only, no
+    # vector unit; the TSRAM is the four 16-bit x 16 K SPRAMs (2 banks of 32-bit words, two
+    # SPRAMs side by side each: 128 KiB); the fewest semaphores the compiler needs (TTU and two
+    # DMA queues, docs/sdk.md) and short TCP / DMA queues (the on-chip memory answers in a
+    # few cycles).
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
                     ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=0,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
-                    tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=4096, tsram_ecc=False,
+                    tsram_banks=2, tsram_bank_bytes=4, tsram_bank_depth=16384, tsram_ecc=False,
+                    tsram_single_port=True,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
-                    axi_addr_bits=24, clock_mhz=24.0),
+                    axi_addr_bits=24, dma_queue_depth=2, dma_outstanding_reads=2,
+                    tcp_semaphores=4, tcp_outstanding=2, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
                     ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=8,

@@ -27,7 +27,7 @@ HBM capacity, split evenly over the pseudo-channels) is the one size chosen per 
 each byte of the model's backing store costs elaboration and simulation time.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,6 +50,20 @@ __all__ = ["HOST_MANAGERS", "Tile"]
 
 #: The AXI arbiter's managers, in port order (the index is the top bits of the HBM-side ID).
 HOST_MANAGERS = ("host", "fetcher", "dma")
+
+
+def _counter_mask(shape, bits, offset=0) -> int:
+    """The bits of a counter group (structs and arrays of counters) kept when every counter is
+    cut to its low ``bits`` bits."""
+    try:
+        layout = data.Layout.cast(shape)
+    except TypeError:
+        return ((1 << min(Shape.cast(shape).width, bits)) - 1) << offset
+    if isinstance(layout, data.ArrayLayout):
+        size = layout.size // layout.length
+        return sum(_counter_mask(layout.elem_shape, bits, offset + i * size)
+                   for i in range(layout.length))
+    return sum(_counter_mask(f.shape, bits, offset + f.offset) for _, f in layout)
 
 
 class Tile(wiring.Component):
@@ -202,7 +216,7 @@ class Tile(wiring.Component):
                      regs.tsram_err_sticky.eq(sram.err_sticky)]
 
         # counters
-        tc = regs.tile_counters
+        tc_own = Signal(regs.tile_counters.shape())
         beat = self.host_sig.data_bytes
         own = {"cycles": 1,
                "dma_read_bytes": Mux(dma.m_axi.rvalid & dma.m_axi.rready, beat, 0),
@@ -213,22 +227,27 @@ class Tile(wiring.Component):
                 m.d.sync += counter.eq(0)
             with m.Else():
                 m.d.sync += counter.eq(counter + step)
-            m.d.comb += getattr(tc, name).eq(counter)
-        m.d.comb += [
-            regs.tcp_counters.eq(tcp.counters),
-            regs.dma_counters.eq(Cat(*(getattr(dma, name) for name in DMA_COUNTERS))),
-            regs.ttu_counters.eq(ttu.counters),
-            regs.fetch_counters.eq(fetcher.counters),
-            regs.tvp_counters.eq(tvp.counters if tvp is not None else 0),
-        ]
+            m.d.comb += tc_own[name].eq(counter)
         # The map has counters for every tile SRAM port; a port not built reads 0.
+        tsram_counters = Signal(regs.tsram_layout)
         for name, layout in regs.tsram_layout:
             ours = sram.counters[name]
             if isinstance(layout.shape, data.ArrayLayout):
-                m.d.comb += regs.tsram_counters[name].as_value()[:len(ours.as_value())].eq(
+                m.d.comb += tsram_counters[name].as_value()[:len(ours.as_value())].eq(
                     ours.as_value())
             else:
-                m.d.comb += regs.tsram_counters[name].eq(ours)
+                m.d.comb += tsram_counters[name].eq(ours)
+        sources = {
+            "tile": tc_own, "tcp": tcp.counters,
+            "dma": Cat(*(getattr(dma, name) for name in DMA_COUNTERS)),
+            "ttu": ttu.counters, "tsram": tsram_counters, "fetch": fetcher.counters,
+            "tvp": tvp.counters if tvp is not None else 0,
+        }
+        for group, value in sources.items():
+            port = getattr(regs, f"{group}_counters")
+            if cfg.counter_bits:
+                value = Value.cast(value) & _counter_mask(port.shape(), cfg.counter_bits)
+            m.d.comb += port.eq(value)
         m.d.comb += [unit.counters_clear.eq(regs.counters_clear)
                      for unit in (tcp, dma, ttu, sram, fetcher, tvp) if unit is not None]
         return m

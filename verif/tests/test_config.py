@@ -72,3 +72,26 @@ def test_error_codes_are_unique_fit_their_field_and_are_described():
     assert all(0 <= v < 1 << ERROR_CODE_BITS for v in values)
     assert all(code.description for code in ErrorCode)
     assert ErrorCode(0x12) is ErrorCode.DESC_OUT_OF_WINDOW
+
+
+def test_counter_bits_and_vector_unit_fields():
+    """counter_bits: None or 8..48, and the tile's mask keeps the low bits of every counter of a
+    group (structs, arrays); tvp_lanes=0 is a tile without the vector unit."""
+    from openmaia.tile.tcp import COUNTERS, TcpCounters
+    from openmaia.tile.tile import _counter_mask
+    from openmaia.tile.tsram import TILE_PORT_NAMES, tile_ports
+    small = get_config("small")
+    for bad in (7, 49, True, 16.0):
+        with pytest.raises(ValueError, match="counter_bits"):
+            small.replace(counter_bits=bad)
+    assert small.counter_bits is None and small.replace(counter_bits=16).counter_bits == 16
+    mask = _counter_mask(TcpCounters, 8)
+    assert mask == sum(0xFF << 32 * i for i in range(len(COUNTERS)))
+    assert _counter_mask(TcpCounters, 48) == (1 << 32 * len(COUNTERS)) - 1
+    ice = get_config("ice40")
+    assert not ice.vector_unit and small.vector_unit and ice.tvp_port_words == 0
+    assert tuple(tile_ports(ice)) == TILE_PORT_NAMES[:4]
+    assert tuple(tile_ports(small)) == TILE_PORT_NAMES
+    for bad in (3, -1, 64):
+        with pytest.raises(ValueError, match="tvp_lanes"):
+            small.replace(tvp_lanes=bad)
