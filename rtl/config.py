@@ -44,6 +44,8 @@ class Config:
     SECDED-protected when ``tsram_ecc``. ``tsram_single_port``: each bank is a single-ported
     memory (one access, read or write, through one address a cycle), as the iCE40 UP5K's SPRAM
     (``SB_SPRAM256KA``); otherwise a bank has a read port and a separate write port.
+    ``tsram_rsp_depth``: read responses each TSRAM port holds (3 or more for one read a cycle
+    per port; fewer saves the response FIFOs' area and slows back-to-back reads).
 
     Memory: ``hbm_preset`` (one of :data:`HBM_PRESETS`) with ``hbm_pseudo_channels``
     pseudo-channels, each behind an AXI4 port of ``axi_data_bits`` data, ``axi_addr_bits``
@@ -80,6 +82,7 @@ class Config:
     tsram_bank_depth: int
     tsram_ecc: bool = True
     tsram_single_port: bool = False
+    tsram_rsp_depth: int = 4
     hbm_preset: str = "HBM3_6400"
     hbm_pseudo_channels: int = 1
     axi_data_bits: int = 128
@@ -101,7 +104,7 @@ class Config:
         for name in ("array_rows", "array_cols", "acc_depth", "tsram_banks", "tsram_bank_depth",
                      "hbm_pseudo_channels", "ttu_panel_blocks", "axi_id_bits", "hbm_queue_depth", "dma_queues",
                      "dma_queue_depth", "dma_outstanding_reads", "tcp_semaphores",
-                     "tcp_outstanding"):
+                     "tcp_outstanding", "tsram_rsp_depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -253,14 +256,14 @@ PRESETS: dict[str, Config] = {
                       dma_outstanding_reads=32, clock_mhz=1600.0),
     # iCEBreaker (iCE40UP5K, 5,280 logic cells): one 4-lane engine, E4M3 and E2M1 only, no
     # vector unit; the TSRAM is the four 16-bit x 16 K SPRAMs (2 banks of 32-bit words, two
-    # SPRAMs side by side each: 128 KiB); the fewest semaphores the compiler needs (TTU and two
-    # DMA queues, docs/sdk.md) and short TCP / DMA queues (the on-chip memory answers in a
-    # few cycles).
+    # SPRAMs side by side each: 128 KiB) with 2-deep response FIFOs; the fewest semaphores the
+    # compiler needs (TTU and two DMA queues, docs/sdk.md) and short TCP / DMA queues (the
+    # on-chip memory answers in a few cycles).
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
                     ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=0,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=2, tsram_bank_bytes=4, tsram_bank_depth=16384, tsram_ecc=False,
-                    tsram_single_port=True,
+                    tsram_single_port=True, tsram_rsp_depth=2,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, dma_queue_depth=2, dma_outstanding_reads=2,
                     tcp_semaphores=4, tcp_outstanding=2, clock_mhz=24.0),

@@ -246,7 +246,8 @@ class TileSram(wiring.Component):
         """The TSRAM of a :class:`~openmaia.config.Config` (``tsram_*`` fields)."""
         return cls(banks=config.tsram_banks, bank_bytes=config.tsram_bank_bytes,
                    depth=config.tsram_bank_depth, ecc=config.tsram_ecc,
-                   single_port=config.tsram_single_port, ports=ports, **kwargs)
+                   single_port=config.tsram_single_port,
+                   rsp_depth=config.tsram_rsp_depth, ports=ports, **kwargs)
 
     def port_signature(self, name) -> MemoryPortSignature:
         """The requester-side signature of port ``name``."""

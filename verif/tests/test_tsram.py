@@ -415,6 +415,15 @@ def test_faults_caught(fault, seed):
                            "fixed_priority", "shared_addr_s0"}
 
 
+def test_ice40_like_banks_short_response_fifo(seed):
+    """The ice40 shape in small: single-ported banks, no ECC, 2 responses a port
+    (``tsram_rsp_depth=2``): random traffic against the model, and the response credit."""
+    dut = tiny(False, single_port=True, rsp_depth=2)
+    t = Traffic(dut, _random_requests(dut, 30, seed), gap=0.3, stall=0.4, seed=seed)
+    assert t.check_against_model() == []
+    assert _backpressure_failures(tiny(False, single_port=True, rsp_depth=2)) == []
+
+
 def test_single_port_fault_caught(seed):
     """The single-port twin: a shared bank address that ignores a write landing a cycle late
     (a deferred write) corrupts memory, and the traffic check sees it."""
