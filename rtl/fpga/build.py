@@ -310,11 +310,13 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
     for step, line in _plan_commands(plan.files["build_top.sh"]):
         if step != "synth" and not pnr:
             break
+        start = time.monotonic()
         try:
-            seconds[step] = round(_run_step(step, line, build_dir, env, progress), 1)
+            _run_step(step, line, build_dir, env, progress)
         except BuildError as error:
             if step == "synth":
                 raise
+            seconds[f"{step} (failed)"] = round(time.monotonic() - start, 1)
             result = _result(build_dir, board=board, config=config, top=top, pnr=False,
                              seconds=seconds)
             result.error = str(error)
@@ -325,6 +327,7 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
                 result.resources = rows + result.resources
             (build_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
             raise BuildError(str(error), result) from None
+        seconds[step] = round(time.monotonic() - start, 1)
     result = _result(build_dir, board=board, config=config, top=top, pnr=pnr, seconds=seconds)
     (build_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result
