@@ -300,7 +300,11 @@ def _print_fpga_result(result, as_json) -> int:
 def _cmd_fpga_report(args) -> int:
     """Print the table of a finished build again (its result.json)."""
     from .fpga.build import load_result
-    return _print_fpga_result(load_result(args.build_dir), args.json)
+    try:
+        result = load_result(args.build_dir)
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from None
+    return _print_fpga_result(result, args.json)
 
 
 def main(argv=None) -> int:
