@@ -256,9 +256,9 @@ PRESETS: dict[str, Config] = {
                       dma_outstanding_reads=32, clock_mhz=1600.0),
     # iCEBreaker (iCE40UP5K, 5,280 logic cells): one 4-lane engine, E4M3 and E2M1 only, no
     # vector unit; the TSRAM is the four 16-bit x 16 K SPRAMs (2 banks of 32-bit words, two
-    # SPRAMs side by side each: 128 KiB) with 2-deep response FIFOs; the fewest semaphores the
-    # compiler needs (TTU and two DMA queues, docs/sdk.md) and short TCP / DMA queues (the
-    # on-chip memory answers in a few cycles).
+    # SPRAMs side by side each: 128 KiB) with 2-deep response FIFOs; short TCP / DMA queues
+    # (the on-chip memory answers in a few cycles). 16 semaphores: every preset has the one
+    # register map.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
                     ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=0,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
@@ -266,7 +266,7 @@ PRESETS: dict[str, Config] = {
                     tsram_single_port=True, tsram_rsp_depth=2,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, dma_queue_depth=2, dma_outstanding_reads=2,
-                    tcp_semaphores=4, tcp_outstanding=2, clock_mhz=24.0),
+                    tcp_outstanding=2, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
                     ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=8,
