@@ -190,7 +190,7 @@ class TileDriver:
                 return
         raise RuntimeError("the tile did not leave DRAINING / flushing after a restart")
 
-    def _write_commands(self, words, first, *, doorbell=True):
+    def write_commands(self, words, first, *, doorbell=True):
         """Commands ``words[first:]`` into the ring's free slots (then the doorbell, unless
         ``doorbell`` is false); returns how many went."""
         head = self.peek("CQ_HEAD")
@@ -215,7 +215,7 @@ class TileDriver:
         program = bytes(program)
         words = [program[i:i + RING_BYTES_PER_ENTRY]
                  for i in range(0, len(program), RING_BYTES_PER_ENTRY)]
-        fed = self._write_commands(words, 0, doorbell=False)
+        fed = self.write_commands(words, 0, doorbell=False)
         before = self.counters()
         self.poke("CQ_DOORBELL", self.tail)
         state_reg = self.map["STATUS"]
@@ -223,7 +223,7 @@ class TileDriver:
         last_position, idle = -1, 0
         while True:
             if fed < len(words):
-                fed += self._write_commands(words, fed)
+                fed += self.write_commands(words, fed)
             if self.poll_cycles:
                 self.port.wait(self.poll_cycles)
             s = self.peek("STATUS")

@@ -207,7 +207,7 @@ class SelfTestImage:
         driver.start()
         words = [program[i:i + RING_BYTES_PER_ENTRY] for i in range(0, len(program),
                                                                       RING_BYTES_PER_ENTRY)]
-        if driver._write_commands(words, 0) != commands:
+        if driver.write_commands(words, 0) != commands:
             raise AssertionError("the ring did not take every command")
 
         c = compiled.outputs["C"]

@@ -64,7 +64,8 @@ def test_board_tile_parameters():
     board = BoardTile(ICE40, hbm_bytes=MEMORY, divisor=DIVISOR)
     assert board.bridge.reg_sig.addr_width == board.tile.s_axil.signature.addr_width
     assert board.bridge.m_axi.signature == board.tile.host_axi.signature.flip()
-    assert sorted(board.signature.members) == ["irq", "rx", "tx"]
+    assert sorted(board.signature.members) == ["irq", "rx", "self_test_done",
+                                                "self_test_pass", "tx"]
 
 
 @pytest.mark.sim
