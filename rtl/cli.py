@@ -299,9 +299,14 @@ def _print_fpga_result(result, as_json) -> int:
 
 def _cmd_fpga_report(args) -> int:
     """Print the table of a finished build again (its result.json)."""
-    from .fpga.build import load_result
+    from .fpga.build import load_result, reparse
     try:
-        result = load_result(args.build_dir)
+        if args.reparse:
+            board, _, config = Path(args.build_dir).resolve().name.partition("-")
+            config = config.removesuffix("-selftest")
+            result = reparse(args.build_dir, board=board, config=config)
+        else:
+            result = load_result(args.build_dir)
     except FileNotFoundError as error:
         raise ValueError(str(error)) from None
     return _print_fpga_result(result, args.json)
@@ -402,6 +407,9 @@ def main(argv=None) -> int:
     g.set_defaults(func=_cmd_fpga_build)
     g = fpga_sub.add_parser("report", help="the table of a finished build (its result.json)")
     g.add_argument("build_dir", help="e.g. build/fpga/icebreaker-ice40")
+    g.add_argument("--reparse", action="store_true",
+                   help="rebuild result.json from the tool outputs (board and config from "
+                        "the directory name)")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=_cmd_fpga_report)
 

@@ -27,10 +27,11 @@ from pathlib import Path
 from ..config import Config, get_config
 from ..synth import COUNTING_RULE, count_resources
 from .board import Board, BoardTop, get_board
+from .uart import uart_divisor
 
 __all__ = ["STEPS", "TOOL_ENV", "BuildError", "BuildResult", "build", "build_dir_for",
-           "load_result", "mac_lanes", "parse_nextpnr_log_utilisation", "parse_nextpnr_report", "render", "resource_rows",
-           "result_from_files", "tile_clock", "yosys_fit"]
+           "load_result", "mac_lanes", "parse_nextpnr_log_utilisation", "parse_nextpnr_report",
+           "render", "reparse", "resource_rows", "result_from_files", "tile_clock", "yosys_fit"]
 
 #: Tool variables Amaranth's build scripts read (docs: ../shared/brief/toolchain.md, 6 and 7).
 TOOL_ENV = {
@@ -402,6 +403,36 @@ def _gflops(fp8: int, fp4: int, clocks: dict) -> dict:
     return {name: {"mhz": mhz, "fp8": round(2 * fp8 * mhz / 1e3, 3),
                    "fp4": round(2 * fp4 * mhz / 1e3, 3)}
             for name, mhz in clocks.items() if mhz is not None}
+
+
+def reparse(build_dir: "str | Path", *, board: "str | Board", config: "str | Config",
+            baud: int = 115_200, hbm_bytes: "int | None" = None) -> BuildResult:
+    """The :class:`BuildResult` of the tool outputs in ``build_dir`` (``stat.json``, and
+    ``report.json`` with the bitstream when place and route finished; else nextpnr's log
+    utilisation and the error), for a build whose ``result.json`` is missing or older than
+    this code. PLL and divisor are recomputed; step times come from an existing
+    ``result.json``. Writes ``result.json``."""
+    build_dir = Path(build_dir)
+    board, config = get_board(board), get_config(config)
+    previous = json.loads((build_dir / "result.json").read_text()) if (
+        build_dir / "result.json").exists() else {}
+    pll = board.pll(config.clock_mhz)
+    pnr_done = (build_dir / "report.json").exists()
+    result = result_from_files(
+        build_dir, board=board, config=config, pll=asdict(pll), baud=baud,
+        divisor=uart_divisor(pll.f_out_mhz * 1e6, baud),
+        hbm_bytes=hbm_bytes or previous.get("hbm_bytes", board.default_hbm_bytes),
+        seconds=previous.get("seconds", {}), pnr=pnr_done)
+    result.self_test = previous.get("self_test", False)
+    log = build_dir / "top.tim"
+    if not pnr_done and log.exists():
+        errors = [line for line in log.read_text(errors="replace").splitlines()
+                  if line.startswith("ERROR")]
+        result.error = "pnr failed: " + (errors[0] if errors else "no report.json")
+        result.resources = parse_nextpnr_log_utilisation(
+            log.read_text(errors="replace"), family=board.family) + result.resources
+    (build_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
+    return result
 
 
 def load_result(build_dir: "str | Path") -> BuildResult:

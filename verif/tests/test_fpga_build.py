@@ -343,6 +343,21 @@ def test_cli_report_json_and_table(tmp_path, capsys):
     assert "logic cells" in out and "MAC lanes" in out and "peak GFLOPS" in out
 
 
+def test_cli_report_reparse(tmp_path, capsys):
+    """--reparse rebuilds result.json from the tool outputs alone (board and config from the
+    directory name): a finished build, then one whose nextpnr failed (its log only)."""
+    build_dir, result = _recorded_build(tmp_path)
+    (build_dir / "result.json").unlink()
+    assert main(["fpga", "report", str(build_dir), "--reparse", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["clocks"] == result.clocks and data["run_mhz"] == 24.0 and data["divisor"] == 208
+    (build_dir / "report.json").unlink()
+    shutil.copy(DATA / "nextpnr_log_icebreaker_overfull.txt", build_dir / "top.tim")
+    assert main(["fpga", "report", str(build_dir), "--reparse", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert "no BELs remaining" in data["error"] and data["resources"][0]["used"] == 43257
+
+
 def test_missed_clock_is_reported_not_raised(tmp_path, capsys):
     """The broken twin of a met clock: Fmax under the constraint shows NOT MET, the run clock
     drops to the Fmax, and the command still succeeds."""
