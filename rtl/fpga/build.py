@@ -18,6 +18,7 @@ device). A missed clock is reported (``met: False``), not raised; a failing tool
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,7 +32,8 @@ from .uart import uart_divisor
 
 __all__ = ["STEPS", "TOOL_ENV", "BuildError", "BuildResult", "build", "build_dir_for",
            "load_result", "mac_lanes", "parse_nextpnr_log_utilisation", "parse_nextpnr_report",
-           "render", "reparse", "resource_rows", "result_from_files", "tile_clock", "yosys_fit"]
+           "render", "reparse", "resource_rows", "result_from_files", "strip_zero_meminit",
+           "tile_clock", "yosys_fit"]
 
 #: Tool variables Amaranth's build scripts read (docs: ../shared/brief/toolchain.md, 6 and 7).
 TOOL_ENV = {
@@ -225,6 +227,19 @@ def resource_rows(family: str, counts: dict, capacity: dict) -> list:
              "source": "yosys"} for key in names if key in counts and key in capacity]
 
 
+_ZERO_MEMINIT = re.compile(r"(?:  attribute [^\n]*\n)*  cell \$meminit_v2 [^\n]*\n"
+                           r"(?:    (?!connect \\DATA )[^\n]*\n)*"
+                           r"    connect \\DATA \d+'0+\n(?:    [^\n]*\n)*  end\n")
+
+
+def strip_zero_meminit(rtlil: str) -> "tuple[str, int]":
+    """``rtlil`` without the ``$meminit_v2`` cells that write only zeros (Amaranth gives every
+    memory one), and how many were removed. An iCE40 SPRAM has no initial contents, so with
+    them Yosys keeps a single-ported memory off the SPRAM; the FPGA's block RAMs start at zero
+    anyway. The RTLIL counterpart of :func:`openmaia.synth.strip_zero_memory_init`."""
+    return _ZERO_MEMINIT.subn("", rtlil)
+
+
 def _tool_env() -> dict:
     env = dict(os.environ)
     env.update(TOOL_ENV)
@@ -306,6 +321,12 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
                                     script_after_read=_SCRIPT_AFTER_READ,
                                     script_after_synth=_SCRIPT_AFTER_SYNTH)
     plan.extract(build_dir)
+    if board.family == "ice40":
+        rtlil = build_dir / "top.il"
+        text, removed = strip_zero_meminit(rtlil.read_text())
+        rtlil.write_text(text)
+        if progress:
+            progress("elaborate", f"{removed} all-zero memory initialisations removed (SPRAM)")
     seconds["elaborate"] = round(time.monotonic() - start, 1)
     env = _tool_env()
     for step, line in _plan_commands(plan.files["build_top.sh"]):
