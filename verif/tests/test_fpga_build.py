@@ -414,7 +414,7 @@ def test_failing_tool_is_an_error(tmp_path, monkeypatch, capsys):
     with pytest.raises(fpga_build.BuildError, match="synth failed"):
         fpga_build.build("icebreaker", top=top, root=tmp_path,
                          progress=lambda step, line: steps.append(step))
-    assert steps[:2] == ["elaborate", "synth"]
+    assert list(dict.fromkeys(steps)) == ["elaborate", "synth"]
     assert (tmp_path / "icebreaker-ice40" / "synth.log").exists()
     import os
     assert "YOSYS" not in os.environ or os.environ["YOSYS"] != "false"
