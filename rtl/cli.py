@@ -57,6 +57,9 @@ def _cmd_lint(args) -> int:
     failed = 0
     for name in args.tops or list(TOPS):
         top = get_top(name)
+        if not top.builds_for(config):
+            print(f"{name}: not built in {config.name} (no vector unit)")
+            continue
         try:
             lint(top.build(config), name=top.module_name)
             print(f"{name}: lint clean ({config.name})")
@@ -77,7 +80,7 @@ def _cmd_selfcheck(args) -> int:
     if unknown:
         raise SystemExit(f"unknown top(s) {', '.join(sorted(unknown))}; tops: {', '.join(TOPS)}")
     for top in TOPS.values():
-        if args.top and top.name not in args.top:
+        if args.top and top.name not in args.top or not top.builds_for(config):
             continue
         with console.status(f"{top.name}: elaborate, lint, build and simulate ({config.name})"):
             start = time.monotonic()

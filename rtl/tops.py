@@ -24,6 +24,12 @@ class Top:
     bench: str
     bench_params: Callable[[Config, wiring.Component], dict]
     testcase: str | None = None
+    #: The top is a part of the vector unit: it exists only for configurations that build one.
+    needs_vector_unit: bool = False
+
+    def builds_for(self, config: Config) -> bool:
+        """Whether ``config`` has what this top is a part of."""
+        return config.vector_unit or not self.needs_vector_unit
 
     @property
     def module_name(self) -> str:
@@ -173,6 +179,8 @@ def _tile_params(config: Config, tile) -> dict:
 
 def _tvp(config: Config):
     from .benches.tvp import TvpWithTileSram
+    if not config.vector_unit:
+        raise ValueError(f"configuration {config.name!r} has no vector unit (tvp_lanes=0)")
     return TvpWithTileSram(config)
 
 
@@ -266,7 +274,7 @@ TOPS: dict[str, Top] = {top.name: top for top in [
         description="Tile Vector Processor on a Tile SRAM: TVP commands (every op, illegal ones), "
                     "whole SRAM vs the golden model",
         build=_tvp, bench="openmaia.benches.tvp", bench_params=_tvp_params,
-        testcase="random_commands"),
+        testcase="random_commands", needs_vector_unit=True),
     Top(name="axi-arbiter",
         description="AXI4 arbiter: 3 managers onto one port (round-robin AR / AW, W in AW "
                     "order); random traffic from 3 AxiMasters into an AxiRam",

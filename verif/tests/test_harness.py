@@ -43,7 +43,8 @@ _BIG = {("ttu", "default"), ("ttu", "ulx3s"), ("ttu-engine", "default"), ("ttu-e
 
 @pytest.mark.parametrize("top, config", [
     pytest.param(top, config, marks=[pytest.mark.slow] if (top, config) in _BIG else [])
-    for top in sorted(TOPS) for config in ["small", "default", "ice40", "ulx3s"]])
+    for top in sorted(TOPS) for config in ["small", "default", "ice40", "ulx3s"]
+    if TOPS[top].builds_for(get_config(config))])
 def test_every_registered_top_is_lint_clean(top, config):
     entry = get_top(top)
     lint(entry.build(get_config(config)), name=entry.module_name)
@@ -259,3 +260,14 @@ def test_identical_submodules_are_merged():
     assert len(modules) == 3, modules          # top, the E4M3 decoder, the E2M1 decoder
     assert len(re.findall(r"^  \\four\.dec0 +dec[0-2] \($", text, re.M)) == 3
     lint(text, name="four")
+
+
+def test_vector_unit_tops_only_where_a_vector_unit_is_built(capsys):
+    tvp, ice40 = get_top("tvp"), get_config("ice40")
+    assert not ice40.vector_unit and get_config("small").vector_unit
+    assert not tvp.builds_for(ice40) and tvp.builds_for(get_config("small"))
+    assert get_top("tile").builds_for(ice40)
+    with pytest.raises(ValueError, match="no vector unit"):
+        tvp.build(ice40)
+    assert main(["lint", "--config", "ice40", "tvp"]) == 0
+    assert "tvp: not built in ice40 (no vector unit)" in capsys.readouterr().out
