@@ -481,8 +481,25 @@ def test_cli_build_failing_pnr_shows_yosys_counts(tmp_path, monkeypatch, capsys)
 
 # -- full builds (slow) ------------------------------------------------------------------------
 
+# The ice40 tile does not fit the UP5K yet (docs/fpga.md, "Board builds": about 28 k LUT4
+# against 5,280 logic cells). Strict: these start failing the day it fits, to be unmarked then.
+_ICE40_DOES_NOT_FIT = pytest.mark.xfail(
+    strict=True, raises=(fpga_build.BuildError, AssertionError),
+    reason="the ice40 tile is about 5x the UP5K (docs/fpga.md, Board builds)")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
+@_ICE40_DOES_NOT_FIT
+def test_ice40_fits_the_up5k(tmp_path):
+    """The CI fit check: Yosys only, every count within the iCE40UP5K (about 20 minutes of Yosys
+    on this machine, so in the slow tier)."""
+    result = fpga_build.build("icebreaker", pnr=False, root=tmp_path)
+    assert result.fits and all(result.fits.values()), result.fits
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", [pytest.param("icebreaker", marks=_ICE40_DOES_NOT_FIT),
+                                   "ulx3s"])
 def test_full_build(board, tmp_path):
     """Synthesis, place and route and packing of the board's preset: a bitstream and a report
     that parses (Fmax is reported, not asserted)."""
