@@ -70,6 +70,7 @@ FAULTS = {
     "drop_wait": "WAIT retires at once and subtracts nothing",
     "fence_ignores_tvp": "FENCE does not wait for incomplete TVP commands",
     "event_collision": "completion signals to one semaphore in one cycle add 1 in total",
+    "sem_wraps": "a semaphore taken past its maximum wraps around instead of saturating",
 }
 
 COUNTER_BITS = 32
@@ -461,7 +462,10 @@ class TileControlProcessor(wiring.Component):
             over_i = Signal(name=f"sem{i}_over")
             m.d.comb += over_i.eq(total > SEM_MAX)
             over.append(over_i)
-            m.d.sync += sems[i].eq(Mux(over_i, SEM_MAX, total))
+            if "sem_wraps" in self.faults:
+                m.d.sync += sems[i].eq(total[:SEM_BITS])
+            else:
+                m.d.sync += sems[i].eq(Mux(over_i, SEM_MAX, total))
         m.d.comb += overflow.eq(Cat(*over).any())
 
         # ---- state, errors, interrupt ----------------------------------------------------------

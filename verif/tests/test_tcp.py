@@ -427,7 +427,9 @@ def test_event_collision_is_caught(seed):
 
 
 def test_every_fault_has_a_test():
-    assert set(FAULTS) == {"drop_wait", "fence_ignores_tvp", "event_collision"}
+    """``sem_wraps`` is caught by the formal twin ``tcp_sem_no_wrap_sem_wraps``
+    (verif/tests/test_formal_tcp.py): random programs rarely reach the maximum."""
+    assert set(FAULTS) == {"drop_wait", "fence_ignores_tvp", "event_collision", "sem_wraps"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +469,7 @@ def test_cocotb_random_programs_long():
 
 @pytest.mark.sim
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", sorted(set(FAULTS) - {"drop_wait"}))
+@pytest.mark.parametrize("fault", sorted(set(FAULTS) - {"drop_wait", "sem_wraps"}))
 def test_cocotb_faults_are_caught(fault):
     result = cocotb_run("random_programs", faults={fault}, programs=30, length=100,
                         check=False)
