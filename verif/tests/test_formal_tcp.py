@@ -21,8 +21,8 @@ from amaranth.hdl import (
 )
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In
-from openmaia.tile.isa import SEM_BITS, SEM_MAX, Command, Opcode
-from openmaia.tile.tcp import TcpState, TileControlProcessor
+from openmaia.tile.isa import SEM_BITS, SEM_MAX, Command, Opcode, TvpEvent
+from openmaia.tile.tcp import CommandCheck, TcpState, TileControlProcessor
 from openmaia.tile.ttu_stream import TtuEvent
 from test_formal import Proof, _run
 
@@ -33,6 +33,10 @@ TCP_PARAMS = {"semaphores": 2, "dma_queues": 1, "hbm_addr_bits": 8, "outstanding
               "vector_unit": False}
 CONFIG = ("2 semaphores, 1 DMA queue, hbm_addr_bits 8, outstanding 1, no vector unit; "
           "commands, engine readies, events, restart and irq_ack free")
+#: A bigger one: every engine, two DMA queues (``outstanding`` 1 for the model check).
+WIDE_PARAMS = {"semaphores": 4, "dma_queues": 2, "hbm_addr_bits": 8, "outstanding": 4,
+               "vector_unit": True}
+WIDE = "4 semaphores, 2 DMA queues, hbm_addr_bits 8, outstanding 4, vector unit"
 
 
 def registers(fragment: Fragment, *names: str):
@@ -89,21 +93,28 @@ class SemaphoreProof(wiring.Component):
       ``pending`` queues and never to overflow ``outstanding`` (1).
 
     Induction invariant (also asserted): while the TCP holds a command (its ``cur_valid``), its
-    ``cur`` register equals the wrapper's copy (and, for ``"model"``, the incomplete-command
+    ``cur`` register equals the wrapper's copy and its ``cur_fault`` register the static check
+    (:class:`CommandCheck`) of that copy (and, for ``"model"``, the incomplete-command
     queues equal the wrapper's); these are the only internals read.
     """
 
-    def __init__(self, *, check: str, faults=()):
+    def __init__(self, *, check: str, faults=(), params=TCP_PARAMS):
         if check not in ("no_wrap", "wait", "model"):
             raise ValueError(f"check must be 'no_wrap', 'wait' or 'model', not {check!r}")
+        if check == "model" and params["outstanding"] != 1:
+            raise ValueError("the model check mirrors one incomplete command per engine: "
+                             "it needs outstanding=1")
         self.check = check
-        self.dut = TileControlProcessor(**TCP_PARAMS, faults=faults)
+        self.dut = TileControlProcessor(**params, faults=faults)
+        tvp = {"tvp_ready": In(1), "tvp_event": In(stream.Signature(TvpEvent))} \
+            if self.dut.vector_unit else {}
         super().__init__({
             "cmd": In(stream.Signature(Command)),
-            "dma_ready": In(1),
+            "dma_ready": In(self.dut.dma_queues),
             "dma_event": In(stream.Signature(self.dut.event_layout)),
             "ttu_ready": In(1),
             "ttu_event": In(stream.Signature(TtuEvent)),
+            **tvp,
             "restart": In(1),
             "irq_ack": In(1),
         })
@@ -112,20 +123,32 @@ class SemaphoreProof(wiring.Component):
         m = Module()
         dut = self.dut
         m.submodules.dut = fragment = Fragment.get(dut, platform)
-        cur, cur_valid = registers(fragment, "cur", "cur_valid")
+        cur, cur_valid, cur_fault = registers(fragment, "cur", "cur_valid", "cur_fault")
         wiring.connect(m, wiring.flipped(self.cmd), dut.cmd)
         wiring.connect(m, wiring.flipped(self.dma_event), dut.dma_event)
         wiring.connect(m, wiring.flipped(self.ttu_event), dut.ttu_event)
-        m.d.comb += [dut.dma[0].ready.eq(self.dma_ready), dut.ttu.ready.eq(self.ttu_ready),
+        event_streams = [dut.dma_event, dut.ttu_event]
+        if dut.vector_unit:
+            wiring.connect(m, wiring.flipped(self.tvp_event), dut.tvp_event)
+            m.d.comb += dut.tvp.ready.eq(self.tvp_ready)
+            event_streams.append(dut.tvp_event)
+        m.d.comb += [dut.dma[q].ready.eq(self.dma_ready[q]) for q in range(dut.dma_queues)]
+        m.d.comb += [dut.ttu.ready.eq(self.ttu_ready),
                      dut.restart.eq(self.restart), dut.irq_ack.eq(self.irq_ack),
                      dut.counters_clear.eq(0), Assume(~ResetSignal())]
 
         held = Signal(Command)
         with m.If(dut.cmd.valid & dut.cmd.ready):
             m.d.sync += held.eq(dut.cmd.payload)
-        m.d.comb += Assert(~cur_valid | (held.as_value() == cur))
+        m.submodules.check = check = CommandCheck(semaphores=dut.n_semaphores,
+                                                  dma_queues=dut.dma_queues,
+                                                  hbm_addr_bits=dut.hbm_addr_bits,
+                                                  vector_unit=dut.vector_unit)
+        m.d.comb += [check.command.eq(held),
+                     Assert(~cur_valid | ((held.as_value() == cur)
+                                          & (cur_fault == check.status)))]
         events = Signal(2)
-        m.d.comb += events.eq(dut.dma_event.valid + dut.ttu_event.valid)
+        m.d.comb += events.eq(sum(ev.valid for ev in event_streams))
 
         started = Signal()
         p_held = Signal(Command)
@@ -144,9 +167,14 @@ class SemaphoreProof(wiring.Component):
         if self.check == "model":
             p_draining = Signal()
             m.d.sync += p_draining.eq(dut.status.state == TcpState.DRAINING)
-            pops = [dut.dma_event.valid & (dut.dma_event.payload.queue == 0),
-                    dut.ttu_event.valid]
-            pushes = [retired & (op == Opcode.DMA), retired & (op == Opcode.TILE_OP)]
+            queue = p_held.body.dma.queue
+            pops = [dut.dma_event.valid & (dut.dma_event.payload.queue == q)
+                    for q in range(dut.dma_queues)] + [dut.ttu_event.valid]
+            pushes = [retired & (op == Opcode.DMA) & (queue == q)
+                      for q in range(dut.dma_queues)] + [retired & (op == Opcode.TILE_OP)]
+            if dut.vector_unit:
+                pops.append(dut.tvp_event.valid)
+                pushes.append(retired & (op == Opcode.TVP))
             for k, (pop, push) in enumerate(zip(pops, pushes)):
                 fifo = submodule(fragment, f"pending{k}")
                 sbits = len(fifo.r_data) - 1
@@ -213,6 +241,14 @@ PROOFS = [
     Proof("tcp_sem_model_event_collision",
           lambda: SemaphoreProof(check="model", faults={"event_collision"}), "prove", 5, False,
           True, "broken twin: TCP fault event_collision (simultaneous completions add 1)"),
+    Proof("tcp_sem_no_wrap_wide", lambda: SemaphoreProof(check="no_wrap", params=WIDE_PARAMS),
+          "prove", 5, True, False, WIDE + ": no wrap"),
+    Proof("tcp_wait_after_signal_wide",
+          lambda: SemaphoreProof(check="wait", params=WIDE_PARAMS), "prove", 5, True, False,
+          WIDE + ": WAIT only when the semaphore holds its count"),
+    Proof("tcp_sem_model_wide",
+          lambda: SemaphoreProof(check="model", params=WIDE_PARAMS | {"outstanding": 1}),
+          "prove", 5, True, False, WIDE + " (outstanding 1): reference model"),
     Proof("tcp_wait_drop_wait", lambda: SemaphoreProof(check="wait", faults={"drop_wait"}),
           "prove", 5, False, True, "broken twin: TCP fault drop_wait (WAIT retires at once)"),
 ]
