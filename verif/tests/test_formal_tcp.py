@@ -228,29 +228,29 @@ class SemaphoreProof(wiring.Component):
 
 
 PROOFS = [
-    Proof("tcp_sem_no_wrap", lambda: SemaphoreProof(check="no_wrap"), "prove", 5, True, True,
+    Proof("tcp_sem_no_wrap", lambda: SemaphoreProof(check="no_wrap"), "prove", 1, True, True,
           CONFIG + ": a semaphore never decreases except by a WAIT's count or a restart"),
     Proof("tcp_sem_no_wrap_sem_wraps",
-          lambda: SemaphoreProof(check="no_wrap", faults={"sem_wraps"}), "prove", 5, False, True,
+          lambda: SemaphoreProof(check="no_wrap", faults={"sem_wraps"}), "bmc", 5, False, True,
           "broken twin: TCP fault sem_wraps (a semaphore past its maximum wraps)"),
-    Proof("tcp_wait_after_signal", lambda: SemaphoreProof(check="wait"), "prove", 5, True, True,
+    Proof("tcp_wait_after_signal", lambda: SemaphoreProof(check="wait"), "prove", 1, True, True,
           CONFIG + ": a WAIT retires only when its semaphore holds its count, which it "
           "subtracts"),
-    Proof("tcp_sem_model", lambda: SemaphoreProof(check="model"), "prove", 5, True, True,
+    Proof("tcp_sem_model", lambda: SemaphoreProof(check="model"), "prove", 1, True, True,
           CONFIG + ": each semaphore equals the reference count of signals minus passed waits"),
     Proof("tcp_sem_model_event_collision",
-          lambda: SemaphoreProof(check="model", faults={"event_collision"}), "prove", 5, False,
+          lambda: SemaphoreProof(check="model", faults={"event_collision"}), "bmc", 5, False,
           True, "broken twin: TCP fault event_collision (simultaneous completions add 1)"),
     Proof("tcp_sem_no_wrap_wide", lambda: SemaphoreProof(check="no_wrap", params=WIDE_PARAMS),
-          "prove", 5, True, False, WIDE + ": no wrap"),
+          "prove", 1, True, False, WIDE + ": no wrap"),
     Proof("tcp_wait_after_signal_wide",
-          lambda: SemaphoreProof(check="wait", params=WIDE_PARAMS), "prove", 5, True, False,
+          lambda: SemaphoreProof(check="wait", params=WIDE_PARAMS), "prove", 1, True, False,
           WIDE + ": WAIT only when the semaphore holds its count"),
     Proof("tcp_sem_model_wide",
           lambda: SemaphoreProof(check="model", params=WIDE_PARAMS | {"outstanding": 1}),
-          "prove", 5, True, False, WIDE + " (outstanding 1): reference model"),
+          "prove", 1, True, False, WIDE + " (outstanding 1): reference model"),
     Proof("tcp_wait_drop_wait", lambda: SemaphoreProof(check="wait", faults={"drop_wait"}),
-          "prove", 5, False, True, "broken twin: TCP fault drop_wait (WAIT retires at once)"),
+          "bmc", 5, False, True, "broken twin: TCP fault drop_wait (WAIT retires at once)"),
 ]
 
 
