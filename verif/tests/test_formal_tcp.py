@@ -271,3 +271,12 @@ def test_formal_tcp_quick(proof):
 def test_semaphore_proof_checks_its_arguments():
     with pytest.raises(ValueError, match="check"):
         SemaphoreProof(check="wrap")
+    with pytest.raises(ValueError, match="outstanding=1"):
+        SemaphoreProof(check="model", params=TCP_PARAMS | {"outstanding": 2})
+    fragment = Fragment.get(TileControlProcessor(**TCP_PARAMS), None)
+    assert len(registers(fragment, "cur_valid")[0]) == 1
+    with pytest.raises(LookupError, match="nope"):
+        registers(fragment, "nope")
+    assert hasattr(submodule(fragment, "pending0"), "r_rdy")
+    with pytest.raises(LookupError, match="nope"):
+        submodule(fragment, "nope")
