@@ -5,6 +5,11 @@ The proofs use the table and runner of verif/tests/test_formal.py (:class:`Proof
 tiering: ``test_formal_tcp`` is marked ``formal``, ``test_formal_tcp_quick`` runs the quick ones
 in the default tier). Each property has a broken twin (a ``faults=`` variant of the TCP) that
 must fail with a counterexample.
+
+The properties are stated on the TCP's ports; the induction invariants also read a few of its
+registers, found in its elaborated fragment by :func:`registers` / :func:`submodule` (they use
+Amaranth's ``Fragment`` internals: ``statements``, ``_lhs_signals``, ``subfragments``,
+``origins``).
 """
 
 import pytest
@@ -66,7 +71,7 @@ def submodule(fragment: Fragment, name: str):
 
 
 class SemaphoreProof(wiring.Component):
-    """The semaphore rules of a :class:`TileControlProcessor`, seen from its ports only.
+    """The semaphore rules of a :class:`TileControlProcessor`, stated on its ports.
 
     Free inputs (the solver chooses them every cycle): the command stream (``cmd``; no rule
     assumed of the producer: the TCP's own register holds the command it took), the engines'
