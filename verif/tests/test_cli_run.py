@@ -16,6 +16,7 @@ def test_run_gemm_golden_json(capsys):
 
 
 @pytest.mark.sim
+@pytest.mark.slow       # its own tile build and elaboration: 555 s in the stop-14 CI run
 def test_run_gemm_rtl_text_report(capsys):
     """On the small tile under Verilator: bit-exact, with cycles, MAC utilization and the bytes
     moved from the backend's own counters (HBM bus bytes) in the text report."""

@@ -7,6 +7,7 @@ in order with the golden statuses. cocotb + Verilator: the same workloads on the
 next to a real TileSram (ECC on), loaded and read back through a host port.
 """
 
+import dataclasses
 import random
 
 import numpy as np
@@ -126,12 +127,20 @@ def test_sixteen_lanes(seed):
     run_tvp(wl, seed=seed, lanes=16, stall=0.2, mem_stall=0.2)
 
 
-@pytest.mark.parametrize("config", ["small", "ice40", "ulx3s"])
+def _config(name):
+    """A preset, or ``one-lane``: the ``ice40`` shape with a 1-lane vector unit (the ``ice40``
+    preset itself has none since stop 14)."""
+    if name == "one-lane":
+        return dataclasses.replace(get_config("ice40"), name="one-lane", tvp_lanes=1)
+    return get_config(name)
+
+
+@pytest.mark.parametrize("config", ["small", "one-lane", "ulx3s"])
 def test_compiler_commands_are_legal(config):
     """The SDK compiler's TVP commands (bias, activations, re-quantisation, N chunks) pass the
     TVP's rules: the compiler keeps within them."""
     from openmaia.sdk.compiler import Layer, compile_layers
-    cfg = get_config(config)
+    cfg = _config(config)
     fmts = sorted(cfg.format_names)
     layers = [Layer(n=150, fmt_w=fmts[0], out_fmt=fmts[-1]),
               Layer(n=40, fmt_w=fmts[-1], activation="gelu", out_fmt=fmts[0]),
@@ -175,9 +184,9 @@ def test_parameter_checks():
                             port_words=1)
 
 
-@pytest.mark.parametrize("config", ["small", "ice40"])
+@pytest.mark.parametrize("config", ["small", "one-lane"])
 def test_lint(config):
-    lint(TileVectorProcessor.from_config(get_config(config)), name=f"tvp_{config}")
+    lint(TileVectorProcessor.from_config(_config(config)), name=f"tvp_{config.replace('-', '_')}")
 
 
 def _bench(config, *, commands, seed, name=None, check=True, **kw):
