@@ -292,7 +292,8 @@ class ReadyMiter(wiring.Component):
 @dataclass(frozen=True)
 class Proof:
     """One proof run: ``build()`` makes the design; ``expect``: it must pass (or fail);
-    ``quick``: also in the default tier; ``timeout``: SymbiYosys's limit in seconds."""
+    ``quick``: also in the default tier; ``timeout``: SymbiYosys's limit in seconds;
+    ``solver``: the SMT solver smtbmc drives (:func:`prove`)."""
     name: str
     build: Callable[[], wiring.Component]
     mode: str
@@ -301,6 +302,7 @@ class Proof:
     quick: bool
     config: str
     timeout: int = 600
+    solver: str = "z3"
 
 
 PROOFS = [
@@ -355,7 +357,7 @@ PROOFS = [
 def _run(proof: Proof):
     try:
         result = prove(proof.build(), name=proof.name, mode=proof.mode, depth=proof.depth,
-                       timeout=proof.timeout)
+                       timeout=proof.timeout, solver=proof.solver)
     except FormalToolMissing as error:
         pytest.skip(str(error))
     assert result.status in ("PASS", "FAIL"), result

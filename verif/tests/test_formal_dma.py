@@ -23,10 +23,9 @@ from amaranth.hdl import Assert, Assume, Module, ResetSignal, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 from openmaia.errors import ErrorCode
-from openmaia.harness.formal import FormalToolMissing, prove
 from openmaia.tile.dma import DmaCheck, TileDma
 from openmaia.tile.dma_descriptor import COUNT_BITS, DmaDescriptorLayout
-from test_formal import Proof
+from test_formal import Proof, _run
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -193,20 +192,6 @@ PROOFS = [
                 lambda: TileDmaWindowProof(faults={"window_off_by_one"}), "bmc", 4, False, True,
                 "broken twin: TileDma fault window_off_by_one"),
 ]
-
-
-def _run(proof: SolverProof):
-    try:
-        result = prove(proof.build(), name=proof.name, mode=proof.mode, depth=proof.depth,
-                       timeout=proof.timeout, solver=proof.solver)
-    except FormalToolMissing as error:
-        pytest.skip(str(error))
-    assert result.status in ("PASS", "FAIL"), result
-    if proof.expect:
-        assert result.passed, f"{proof.config}: {result}"
-    else:
-        assert not result.passed and result.failed_assertions, \
-            f"broken twin passed ({proof.config}): {result}"
 
 
 @pytest.mark.formal
