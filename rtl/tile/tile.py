@@ -46,7 +46,7 @@ from .tsram import TileSram, tile_ports
 from .ttu_engine import TileTensorEngine
 from .tvp import TileVectorProcessor
 
-__all__ = ["HOST_MANAGERS", "Tile"]
+__all__ = ["HOST_MANAGERS", "Tile", "split_hbm_image"]
 
 #: The AXI arbiter's managers, in port order (the index is the top bits of the HBM-side ID).
 HOST_MANAGERS = ("host", "fetcher", "dma")
@@ -64,6 +64,17 @@ def _counter_mask(shape, bits, offset=0) -> int:
         return sum(_counter_mask(layout.elem_shape, bits, offset + i * size)
                    for i in range(layout.length))
     return sum(_counter_mask(f.shape, bits, offset + f.offset) for _, f in layout)
+
+
+def split_hbm_image(image, *, channel_bytes, interleave_map) -> list:
+    """The contents of each pseudo-channel (``channel_bytes`` each) that make flat addresses
+    ``0 .. len(image) - 1`` read ``image`` through ``interleave_map``
+    (:class:`~openmaia.hbm.interleaver.InterleaveMap`)."""
+    channels = [bytearray(channel_bytes) for _ in range(interleave_map.channels)]
+    for addr, byte in enumerate(image):
+        channel, channel_addr = interleave_map.map(addr)
+        channels[channel][channel_addr] = byte
+    return [bytes(c) for c in channels]
 
 
 class Tile(wiring.Component):
@@ -146,10 +157,8 @@ class Tile(wiring.Component):
         if cfg.hbm_preset == "ONCHIP":
             inits = [None] * cfg.hbm_pseudo_channels
             if self.hbm_init:
-                inits = [bytearray(per_channel) for _ in range(cfg.hbm_pseudo_channels)]
-                for addr, byte in enumerate(self.hbm_init):
-                    channel, channel_addr = interleaver.map.map(addr)
-                    inits[channel][channel_addr] = byte
+                inits = split_hbm_image(self.hbm_init, channel_bytes=per_channel,
+                                        interleave_map=interleaver.map)
             memories = [OnChipMemory(capacity_bytes=per_channel, addr_width=cfg.axi_addr_bits,
                                      data_width=cfg.axi_data_bits, id_width=id_bits, init=init)
                         for init in inits]

@@ -147,3 +147,22 @@ def test_dropped_wait_is_caught(seed):
             if not (result.ok and np.array_equal(out["C"].view(np.uint32), want)):
                 wrong.append(i)
     assert wrong, f"no dropped WAIT (of {min(waits, 6)}) changed the result"
+
+
+def test_hbm_init_reaches_every_byte_through_the_interleaver():
+    """``Tile(hbm_init=...)``: each channel's contents put every image byte at the flat address
+    the interleaver maps it to, on 1 and 4 pseudo-channels; only ONCHIP presets take an image."""
+    from openmaia.hbm.interleaver import InterleaveMap
+    from openmaia.tile.tile import Tile, split_hbm_image
+    image = np.random.default_rng(5).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    for channels in (1, 4):
+        imap = InterleaveMap(channels=channels, addr_width=16)
+        parts = split_hbm_image(image, channel_bytes=1 << 12, interleave_map=imap)
+        assert len(parts) == channels and all(len(p) == 1 << 12 for p in parts)
+        assert bytes(parts[c][a] for c, a in map(imap.map, range(len(image)))) == image
+        assert sum(map(len, parts)) - sum(p.count(0) for p in parts) <= len(image)
+    Tile(get_config("ice40"), hbm_bytes=4096, hbm_init=image)
+    with pytest.raises(ValueError, match="more than hbm_bytes"):
+        Tile(get_config("ice40"), hbm_bytes=4096, hbm_init=bytes(4097))
+    with pytest.raises(ValueError, match="ONCHIP"):
+        Tile(get_config("small"), hbm_bytes=4096, hbm_init=image)
