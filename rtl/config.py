@@ -67,7 +67,8 @@ class Config:
 
     Counters: ``counter_bits`` (None: every counter at its full width, 32 or 48 bits) keeps
     the low ``counter_bits`` bits of every performance counter the host registers show (they
-    wrap at ``2 ** counter_bits``; the upper bits read 0 and synthesis removes their logic).
+    wrap at ``2 ** counter_bits``; the upper bits read 0 and synthesis removes their logic),
+    except ``tile.cycles``, the host driver's clock, which stays whole.
     """
     name: str
     array_rows: int
@@ -258,7 +259,7 @@ PRESETS: dict[str, Config] = {
     # vector unit; the TSRAM is the four 16-bit x 16 K SPRAMs (2 banks of 32-bit words, two
     # SPRAMs side by side each: 128 KiB) with 2-deep response FIFOs; short TCP / DMA queues
     # (the on-chip memory answers in a few cycles). 16 semaphores: every preset has the one
-    # register map.
+    # register map. 16-bit counters (tile.cycles excepted; the SDK's differences wrap).
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
                     ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=0,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
@@ -266,7 +267,7 @@ PRESETS: dict[str, Config] = {
                     tsram_single_port=True, tsram_rsp_depth=2,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, dma_queue_depth=2, dma_outstanding_reads=2,
-                    tcp_outstanding=2, clock_mhz=24.0),
+                    tcp_outstanding=2, counter_bits=16, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
                     ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=8,

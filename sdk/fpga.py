@@ -328,7 +328,8 @@ class FpgaBackend(DriverBackend):
             register_map = tile.register_map
             driver = TileDriver(self.link, register_map, memory_bytes=self.memory_bytes,
                                 ring_entries=self.ring_entries,
-                                dma_queues=self.config.dma_queues)
+                                dma_queues=self.config.dma_queues,
+                                counter_bits=self.config.counter_bits)
             driver.start()
             self._driver = driver
         return self._driver

@@ -165,7 +165,8 @@ class RtlBackend(DriverBackend):
             self._driver = TileDriver(_BenchPort(self._sim.call), self._tile.register_map,
                                       memory_bytes=self.tile_hbm,
                                       ring_entries=self.ring_entries,
-                                      dma_queues=self.config.dma_queues, poll_cycles=64)
+                                      dma_queues=self.config.dma_queues,
+                                      counter_bits=self.config.counter_bits, poll_cycles=64)
             self._driver.start()
         return self._driver
 

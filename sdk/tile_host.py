@@ -84,13 +84,15 @@ class TileDriver:
 
     ``register_map``: the tile's (``Tile.register_map``); ``memory_bytes``: the tile's memory;
     ``ring_entries``: commands in the ring at its top (every DMA queue's window ends below it,
-    so no program can overwrite its own commands); ``dma_queues``: the tile's; ``poll_cycles``:
+    so no program can overwrite its own commands); ``dma_queues``: the tile's;
+    ``counter_bits``: the tile's ``Config.counter_bits`` (counter differences wrap at
+    ``2 ** counter_bits``, ``tile.cycles`` excepted); ``poll_cycles``:
     :meth:`TilePort.wait` between two STATUS polls; ``idle_limit``: cycles with the stream on
     one command and nothing outstanding after which a run is reported BLOCKED (a WAIT nothing
     can satisfy) or, every command retired without HALT, RUNNING."""
 
     def __init__(self, port, register_map, *, memory_bytes, ring_entries, dma_queues,
-                 poll_cycles=0, idle_limit=4096):
+                 counter_bits=None, poll_cycles=0, idle_limit=4096):
         if not isinstance(port, TilePort):
             raise TypeError(f"port must be a TilePort, not {type(port).__name__}")
         if not isinstance(ring_entries, int) or not 2 <= ring_entries <= 4096:
@@ -108,6 +110,12 @@ class TileDriver:
         self._widths = {r.source: sum(f.width for f in r.fields.values())
                         + (sum(f.width for f in register_map[r.snapshot[1]].fields.values())
                            if r.snapshot else 0) for r in self._counter_regs}
+        if counter_bits is not None:
+            if not isinstance(counter_bits, int) or not 1 <= counter_bits <= 64:
+                raise ValueError(f"counter_bits must be None or an integer in 1..64, "
+                                 f"not {counter_bits!r}")
+            self._widths = {k: w if k == CYCLES else min(w, counter_bits)
+                            for k, w in self._widths.items()}
         self._cycles_lo = next(r for r in self._counter_regs if r.source == CYCLES)
 
     # -- registers and memory -------------------------------------------------------------
@@ -163,6 +171,11 @@ class TileDriver:
                 value |= self.peek(r.snapshot[1]) << 32
             values[r.source] = value
         return values
+
+    def differences(self, before, after):
+        """``after - before`` of every counter (two :meth:`counters` readings), modulo the
+        counter's width: a counter that wrapped once in between gives its true increase."""
+        return {k: (after[k] - before[k]) % (1 << self._widths[k]) for k in after}
 
     def status(self):
         reg = self.map["STATUS"]
@@ -250,7 +263,7 @@ class TileDriver:
         if final is not None:
             st["state"] = final
         after = self.counters(cycles_first=True)
-        deltas = {k: (after[k] - before[k]) % (1 << self._widths[k]) for k in after}
+        deltas = self.differences(before, after)
         for alias, source in COUNTER_ALIASES.items():
             if source in deltas:
                 deltas[alias] = deltas[source]

@@ -203,7 +203,7 @@ class SelfTestImage:
         rmap = _register_map(config, register_addr_bits)
         port = _RecordingPort(rmap, store.hbm)
         driver = TileDriver(port, rmap, memory_bytes=hbm_bytes, ring_entries=ring_entries,
-                            dma_queues=config.dma_queues)
+                            dma_queues=config.dma_queues, counter_bits=config.counter_bits)
         driver.start()
         words = [program[i:i + RING_BYTES_PER_ENTRY] for i in range(0, len(program),
                                                                       RING_BYTES_PER_ENTRY)]

@@ -255,7 +255,11 @@ class Tile(wiring.Component):
         for group, value in sources.items():
             port = getattr(regs, f"{group}_counters")
             if cfg.counter_bits:
-                value = Value.cast(value) & _counter_mask(port.shape(), cfg.counter_bits)
+                mask = _counter_mask(port.shape(), cfg.counter_bits)
+                if group == "tile":     # the host's clock (TileDriver's time base) stays whole
+                    cycles = data.Layout.cast(port.shape())["cycles"]
+                    mask |= ((1 << Shape.cast(cycles.shape).width) - 1) << cycles.offset
+                value = Value.cast(value) & mask
             m.d.comb += port.eq(value)
         m.d.comb += [unit.counters_clear.eq(regs.counters_clear)
                      for unit in (tcp, dma, ttu, sram, fetcher, tvp) if unit is not None]

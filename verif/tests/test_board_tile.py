@@ -24,6 +24,7 @@ from openmaia.sdk.fpga import (
 )
 from openmaia.sdk.tile_host import TileDriver, TilePort
 from openmaia.tile.isa import InterruptCmd, encode
+from openmaia.tile.tile import Tile
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -181,6 +182,31 @@ def test_backend_parameters():
     with pytest.raises(TypeError, match="TilePort"):
         TileDriver(NotAPort(), None, memory_bytes=MEMORY, ring_entries=16, dma_queues=2)
     assert issubclass(LinkPort, TilePort)
+
+
+def test_driver_differences_wrap_at_counter_bits():
+    """``ice40`` keeps 16-bit counters (``tile.cycles`` whole): a run's counter differences
+    wrap at 2 ** 16, ``tile.cycles`` at its full width; a config without ``counter_bits`` at the
+    register widths."""
+    assert ICE40.counter_bits == 16
+    tile = Tile(ICE40, hbm_bytes=MEMORY)
+    tile._MustUse__used = tile.registers._MustUse__used = True
+    rmap = tile.register_map
+
+    class NoPort(TilePort):
+        peek = poke = load = read = None
+
+    kwargs = dict(memory_bytes=MEMORY, ring_entries=16, dma_queues=ICE40.dma_queues)
+    narrow = TileDriver(NoPort(), rmap, counter_bits=ICE40.counter_bits, **kwargs)
+    full = TileDriver(NoPort(), rmap, **kwargs)
+    before = {"tile.cycles": 0xFFFF_FFF0, "ttu.ttu.macs": 0xFFF0, "tcp.retired": 0xFFFE}
+    after = {"tile.cycles": 0x1_0000_0010, "ttu.ttu.macs": 0x0010, "tcp.retired": 0x0003}
+    assert narrow.differences(before, after) == \
+        {"tile.cycles": 0x20, "ttu.ttu.macs": 0x20, "tcp.retired": 5}
+    assert full.differences(before, after) == \
+        {"tile.cycles": 0x20, "ttu.ttu.macs": (1 << 48) - 0xFFE0, "tcp.retired": (1 << 32) - 0xFFFB}
+    with pytest.raises(ValueError, match="counter_bits"):
+        TileDriver(NoPort(), rmap, counter_bits=0, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
