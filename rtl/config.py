@@ -58,7 +58,8 @@ class Config:
     on-chip memory of the FPGA presets answers within a few cycles, and 4 do).
 
     Tile Control Processor: ``tcp_semaphores`` counting semaphores (16 bits each, at most 256);
-    at most ``tcp_outstanding`` incomplete commands per engine (per DMA queue).
+    at most ``tcp_outstanding`` incomplete commands per engine (per DMA queue). The command
+    fetcher buffers ``command_fetch_depth`` 64-byte commands (a power of two, at most 64).
 
     Tile Vector Processor: ``tvp_lanes`` FP32 lanes (one element each a cycle); its tile SRAM
     read and write ports are ``tvp_port_words`` words wide (4 x ``tvp_lanes`` bytes).
@@ -96,6 +97,7 @@ class Config:
     dma_outstanding_reads: int = 4
     tcp_semaphores: int = 16
     tcp_outstanding: int = 8
+    command_fetch_depth: int = 8
     tvp_lanes: int = 4
     counter_bits: int | None = None
     clock_mhz: float
@@ -105,7 +107,7 @@ class Config:
         for name in ("array_rows", "array_cols", "acc_depth", "tsram_banks", "tsram_bank_depth",
                      "hbm_pseudo_channels", "ttu_panel_blocks", "axi_id_bits", "hbm_queue_depth", "dma_queues",
                      "dma_queue_depth", "dma_outstanding_reads", "tcp_semaphores",
-                     "tcp_outstanding", "tsram_rsp_depth"):
+                     "tcp_outstanding", "tsram_rsp_depth", "command_fetch_depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -114,6 +116,9 @@ class Config:
                              f"{BLOCK_SIZE}-element block), not {self.lanes!r}")
         if not self.formats:
             raise ValueError("formats must name at least one element format")
+        if not _is_pow2(self.command_fetch_depth) or self.command_fetch_depth > 64:
+            raise ValueError(f"command_fetch_depth must be a power of two <= 64, "
+                             f"not {self.command_fetch_depth}")
         if not _is_pow2(self.tsram_banks):
             raise ValueError(f"tsram_banks must be a power of two, not {self.tsram_banks}")
         if not _is_pow2(self.tsram_bank_bytes) or self.tsram_bank_bytes < 4:
@@ -259,7 +264,8 @@ PRESETS: dict[str, Config] = {
     # vector unit; the TSRAM is the four 16-bit x 16 K SPRAMs (2 banks of 32-bit words, two
     # SPRAMs side by side each: 128 KiB) with 2-deep response FIFOs; short TCP / DMA queues
     # (the on-chip memory answers in a few cycles). 16 semaphores: every preset has the one
-    # register map. 16-bit counters (tile.cycles excepted; the SDK's differences wrap).
+    # register map. 16-bit counters (tile.cycles excepted; the SDK's differences wrap). One
+    # buffered command: a 512-bit register instead of 32 of the 30 EBR.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
                     ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=0,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
@@ -267,7 +273,8 @@ PRESETS: dict[str, Config] = {
                     tsram_single_port=True, tsram_rsp_depth=2,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, dma_queue_depth=2, dma_outstanding_reads=2,
-                    tcp_outstanding=2, counter_bits=16, clock_mhz=24.0),
+                    tcp_outstanding=2, command_fetch_depth=1, counter_bits=16,
+                    clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
                     ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=8,

@@ -114,7 +114,7 @@ class CommandFetcher(wiring.Component):
     @classmethod
     def from_config(cls, config, **kwargs):
         return cls(addr_width=config.axi_addr_bits, data_width=config.axi_data_bits,
-                   id_width=config.axi_id_bits, **kwargs)
+                   id_width=config.axi_id_bits, depth=config.command_fetch_depth, **kwargs)
 
     def elaborate(self, platform):
         m = Module()

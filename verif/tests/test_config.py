@@ -85,6 +85,9 @@ def test_counter_bits_and_vector_unit_fields():
         with pytest.raises(ValueError, match="counter_bits"):
             small.replace(counter_bits=bad)
     assert small.counter_bits is None and small.replace(counter_bits=16).counter_bits == 16
+    for bad in (0, 3, 128):
+        with pytest.raises(ValueError, match="command_fetch_depth"):
+            small.replace(command_fetch_depth=bad)
     mask = _counter_mask(TcpCounters, 8)
     assert mask == sum(0xFF << 32 * i for i in range(len(COUNTERS)))
     assert _counter_mask(TcpCounters, 48) == (1 << 32 * len(COUNTERS)) - 1
