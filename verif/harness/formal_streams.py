@@ -1,0 +1,336 @@
+"""Generic ``lib.stream`` handshake proofs for any ``wiring.Component`` (issue 8).
+
+:func:`stream_ports` walks a component's signature, recursing into sub-signatures (e.g. the
+``req`` / ``rsp`` streams of a :class:`~openmaia.bus.memory_port.MemoryPortSignature`, and
+arrays of streams), and returns every ``stream.Signature`` member with the block's role on it:
+*producer* (the block drives ``valid`` / ``payload``) or *consumer*.
+
+:class:`StreamRules` wraps one block for :func:`openmaia.harness.formal.prove`. Every ``In``
+port of the block (at any depth) becomes a free top-level input of the same name (path joined by
+``__``), unless ``ties`` gives it a value. On each stream:
+
+* consumer (``In`` stream of the block): ``valid`` / ``payload`` are free, and the producer rules
+  are ASSUMED: after a cycle with ``valid & ~ready``, ``valid`` is still high and ``payload``
+  unchanged (Amaranth's stream rules, docs of ``amaranth.lib.stream``);
+* producer (``Out`` stream): ``ready`` is free, and the same rules are ASSERTED of the block.
+
+Reset is assumed low (the rules do not hold across a reset). Optional :class:`Conserve` terms add
+an ins-minus-outs counter between two streams: it never goes below zero (no output without an
+input, nothing duplicated), never above ``capacity``, and, with ``held``, equals what the block
+holds (nothing dropped; also an induction invariant).
+
+:class:`ValidReadyMiter` is the two-copy miter: both copies get the same free inputs except the
+``ready`` of the producer stream under test (one free input per copy). While every earlier
+cycle gave both copies the same ``ready``, the ``valid`` of the stream under test (and, with
+``all_valids``, of every producer stream of the block) must agree in both copies: ``valid`` has
+no combinational path from that ``ready``. With ``state_equal`` the miter also asserts that every
+register of the two copies (every signal a clocked statement assigns, paired by fragment path,
+name and order) is equal while the readies were equal: that makes the property k-inductive for
+blocks without memories (a ``lib.memory`` array's contents are not compared, see
+:attr:`ValidReadyMiter.has_memory`), so ``mode="prove"`` can close; else run it bounded.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amaranth.hdl import (
+    Assert,
+    Assume,
+    Const,
+    Fragment,
+    Module,
+    ResetSignal,
+    Signal,
+    Value,
+)
+from amaranth.hdl._mem import MemoryInstance
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import Flow, In
+
+__all__ = ["Conserve", "StreamPort", "StreamRules", "ValidReadyMiter", "free_inputs",
+           "registers_of", "stream_ports", "tie_low"]
+
+
+def _join(path) -> str:
+    return "__".join(str(p) for p in path)
+
+
+@dataclass(frozen=True)
+class StreamPort:
+    """One ``lib.stream`` member of a block: its ``path`` in the signature (names and array
+    indices), whether the block is its ``producer``, and the interface object (``valid``,
+    ``ready``, ``payload``)."""
+    path: tuple
+    producer: bool
+    interface: object
+
+    @property
+    def name(self) -> str:
+        return _join(self.path)
+
+    @property
+    def valid(self):
+        return self.interface.valid
+
+    @property
+    def ready(self):
+        return self.interface.ready
+
+    @property
+    def payload(self) -> Value:
+        return Value.cast(self.interface.payload)
+
+
+def _unflipped(signature):
+    return signature.flip() if isinstance(signature, wiring.FlippedSignature) else signature
+
+
+def _walk(obj, signature, path, found):
+    for name, member in signature.members.items():
+        if not member.is_signature:
+            continue
+        values = [((), getattr(obj, name))]
+        for size in member.dimensions:
+            values = [(index + (i,), value[i]) for index, value in values for i in range(size)]
+        sub = member.signature
+        for index, value in values:
+            if isinstance(_unflipped(sub), stream.Signature):
+                found.append(((*path, name, *index), value))
+            else:
+                _walk(value, sub, (*path, name, *index), found)
+
+
+def stream_ports(component: wiring.Component) -> list[StreamPort]:
+    """Every ``stream.Signature`` member of ``component`` (at any depth), in signature order."""
+    flows = {path: member.flow
+             for path, member, _ in component.signature.flatten(component)}
+    found = []
+    _walk(component, component.signature, (), found)
+    ports = []
+    for path, interface in found:
+        ready_flow = flows[(*path, "ready")]
+        ports.append(StreamPort(path=path, producer=ready_flow == Flow.In, interface=interface))
+    return ports
+
+
+def free_inputs(component: wiring.Component) -> list[tuple]:
+    """``(path, signal)`` of every ``In`` port of ``component`` that is a signal (the
+    ``ready`` of an ``always_ready`` stream is a constant and is left out)."""
+    return [(path, value) for path, member, value in component.signature.flatten(component)
+            if member.flow == Flow.In and isinstance(Value.cast(value), Signal)]
+
+
+@dataclass(frozen=True)
+class Conserve:
+    """An ins-minus-outs counter between the transfers on stream ``ins`` and on stream ``outs``
+    (paths as in :func:`stream_ports`). ``count_in`` / ``count_out`` (payload -> 1-bit value)
+    select which transfers count (e.g. only reads); ``held``, when given, is the number of
+    transfers the block holds (``held(m, rules) -> Value``, ``rules`` the
+    :class:`StreamRules`: ``rules.dut``, ``rules.fragment``), asserted equal to the counter."""
+    ins: tuple
+    outs: tuple
+    capacity: int
+    count_in: Callable | None = None
+    count_out: Callable | None = None
+    held: Callable | None = None
+
+
+class StreamRules(wiring.Component):
+    """The stream rules on every stream of the block ``dut`` (see the module docstring).
+
+    Parameters
+    ----------
+    dut : wiring.Component
+        The block, in its reduced configuration.
+    ties : dict, optional
+        ``{path: value}`` for ``In`` ports that are not free (path as a tuple or its ``__``
+        joined name); the contract the tie stands for belongs in the proof's ``config``.
+    conserve : iterable of :class:`Conserve`
+        Ins-minus-outs counters.
+    environment : callable, optional
+        ``environment(m, rules)`` adds further assumptions (``rules.port(path)``,
+        ``rules.transfer(path)``, ``rules.fragment`` are available).
+    """
+
+    def __init__(self, dut: wiring.Component, *, ties=None, conserve=(), environment=None):
+        if not isinstance(dut, wiring.Component):
+            raise TypeError(f"dut must be a wiring.Component, not {dut!r}")
+        self.dut = dut
+        self.ports = stream_ports(dut)
+        if not self.ports:
+            raise ValueError(f"{type(dut).__name__} has no lib.stream member")
+        ties = {(_join(k) if isinstance(k, tuple) else k): v for k, v in (ties or {}).items()}
+        self.inputs = free_inputs(dut)
+        names = {_join(path) for path, _ in self.inputs}
+        unknown = set(ties) - names
+        if unknown:
+            raise ValueError(f"ties name no In port of the block: {sorted(unknown)}")
+        self.ties = ties
+        self.conserve = tuple(conserve)
+        for term in self.conserve:
+            self.port(term.ins), self.port(term.outs)
+        self.environment = environment
+        self.fragment = None
+        super().__init__({_join(path): In(len(Value.cast(value)))
+                          for path, value in self.inputs if _join(path) not in ties})
+
+    def port(self, path) -> StreamPort:
+        """The :class:`StreamPort` at ``path`` (a tuple or its ``__`` joined name)."""
+        name = _join(path) if isinstance(path, tuple) else path
+        for port in self.ports:
+            if port.name == name:
+                return port
+        raise LookupError(f"no stream {name!r} in {type(self.dut).__name__}; streams: "
+                          f"{[p.name for p in self.ports]}")
+
+    def transfer(self, path) -> Value:
+        port = self.port(path)
+        return port.valid & port.ready
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.fragment = Fragment.get(self.dut, platform)
+        for path, value in self.inputs:
+            name = _join(path)
+            source = self.ties[name] if name in self.ties else getattr(self, name)
+            m.d.comb += Value.cast(value).eq(source)
+        m.d.comb += Assume(~ResetSignal())
+        started = Signal()
+        m.d.sync += started.eq(1)
+        for port in self.ports:
+            payload = port.payload
+            prev_valid = Signal(name=f"{port.name}__prev_valid")
+            prev_ready = Signal(name=f"{port.name}__prev_ready")
+            prev_payload = Signal(len(payload), name=f"{port.name}__prev_payload")
+            m.d.sync += [prev_valid.eq(port.valid), prev_ready.eq(port.ready),
+                         prev_payload.eq(payload)]
+            check = Assert if port.producer else Assume
+            with m.If(started & prev_valid & ~prev_ready):
+                m.d.comb += [check(port.valid), check(payload == prev_payload)]
+        for k, term in enumerate(self.conserve):
+            ins, outs = self.port(term.ins), self.port(term.outs)
+            take_in = ins.valid & ins.ready
+            take_out = outs.valid & outs.ready
+            if term.count_in is not None:
+                take_in = take_in & term.count_in(ins.interface.payload)
+            if term.count_out is not None:
+                take_out = take_out & term.count_out(outs.interface.payload)
+            count = Signal(range(term.capacity + 2), name=f"conserve{k}_count")
+            with m.If(take_in & ~take_out):
+                m.d.sync += count.eq(count + 1)
+            with m.Elif(take_out & ~take_in):
+                m.d.sync += count.eq(count - 1)
+            m.d.comb += [Assert(~take_out | take_in | (count != 0)),
+                         Assert(count <= term.capacity)]
+            if term.held is not None:
+                m.d.comb += Assert(count == term.held(m, self))
+        if self.environment is not None:
+            self.environment(m, self)
+        return m
+
+
+def registers_of(fragment: Fragment, path=()) -> tuple[list, bool]:
+    """``([(key, signal), ...], has_memory)``: every signal a clocked statement of ``fragment``
+    or its subfragments assigns, keyed by (fragment path, name, occurrence), and whether a
+    ``lib.memory`` array (state not among the signals) is inside."""
+    found, has_memory, seen = [], False, set()
+    for domain, statements in fragment.statements.items():
+        if domain == "comb":
+            continue
+        for statement in statements:
+            for signal in statement._lhs_signals():
+                if id(signal) not in seen:
+                    seen.add(id(signal))
+                    found.append(signal)
+    counts = {}
+    keyed = []
+    for signal in sorted(found, key=lambda s: (s.name, len(s))):
+        occurrence = counts.get(signal.name, 0)
+        counts[signal.name] = occurrence + 1
+        keyed.append(((*path, signal.name, occurrence), signal))
+    for k, (sub, name, _) in enumerate(fragment.subfragments):
+        if isinstance(sub, MemoryInstance):
+            has_memory = True
+            continue
+        sub_regs, sub_mem = registers_of(sub, (*path, name if name is not None else f"#{k}"))
+        keyed += sub_regs
+        has_memory |= sub_mem
+    return keyed, has_memory
+
+
+class ValidReadyMiter(wiring.Component):
+    """Two copies of the block ``build()`` makes (see the module docstring).
+
+    ``under_test``: the path of the producer stream whose ``ready`` differs between the copies
+    (free inputs ``ready_a``, ``ready_b``). ``all_valids``: assert the ``valid`` of every producer
+    stream (not only the one under test). ``state_equal``: ``"assert"``: also assert the copies'
+    registers equal while the readies were (the induction strengthening); ``"assume"``: assume
+    them equal in every cycle and assert the valids equal in every cycle (the check then covers
+    every state, reachable or not, in one step: no next-state datapath to compare, so it
+    finishes where ``"assert"`` does not; registers of a ``lib.memory`` are not constrained);
+    ``None``: no state comparison (bounded use only). ``ties``: as for :class:`StreamRules`, for both copies.
+    """
+
+    def __init__(self, build: Callable[[], wiring.Component], *, under_test, all_valids=True,
+                 state_equal="assert", ties=None):
+        if state_equal not in ("assert", "assume", None):
+            raise ValueError(f"state_equal must be 'assert', 'assume' or None, not "
+                             f"{state_equal!r}")
+        self.a, self.b = build(), build()
+        self.ports_a, self.ports_b = stream_ports(self.a), stream_ports(self.b)
+        name = _join(under_test) if isinstance(under_test, tuple) else under_test
+        producers = [p.name for p in self.ports_a if p.producer]
+        if name not in producers:
+            raise ValueError(f"{name!r} is no producer stream of {type(self.a).__name__}: "
+                             f"{producers}")
+        self.under_test = name
+        self.all_valids, self.state_equal = all_valids, state_equal
+        self.ties = {(_join(k) if isinstance(k, tuple) else k): v
+                     for k, v in (ties or {}).items()}
+        self.inputs_a, self.inputs_b = free_inputs(self.a), free_inputs(self.b)
+        self.ready_name = f"{name}__ready"
+        members = {_join(path): In(len(Value.cast(value))) for path, value in self.inputs_a
+                   if _join(path) not in self.ties and _join(path) != self.ready_name}
+        members.update({"ready_a": In(1), "ready_b": In(1)})
+        self.has_memory = None
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        frag_a, frag_b = Fragment.get(self.a, platform), Fragment.get(self.b, platform)
+        m.submodules.a, m.submodules.b = frag_a, frag_b
+        for inputs, ready in ((self.inputs_a, self.ready_a), (self.inputs_b, self.ready_b)):
+            for path, value in inputs:
+                name = _join(path)
+                if name == self.ready_name:
+                    source = ready
+                elif name in self.ties:
+                    source = self.ties[name]
+                else:
+                    source = getattr(self, name)
+                m.d.comb += Value.cast(value).eq(source)
+        m.d.comb += Assume(~ResetSignal())
+        same_so_far = Signal(init=1)
+        m.d.sync += same_so_far.eq(same_so_far & (self.ready_a == self.ready_b))
+        with m.If(same_so_far | (self.state_equal == "assume")):
+            for pa, pb in zip(self.ports_a, self.ports_b):
+                if pa.producer and (self.all_valids or pa.name == self.under_test):
+                    m.d.comb += Assert(pa.valid == pb.valid)
+        if self.state_equal is not None:
+            regs_a, mem_a = registers_of(frag_a)
+            regs_b, _ = registers_of(frag_b)
+            self.has_memory = mem_a
+            keys_a, keys_b = [k for k, _ in regs_a], [k for k, _ in regs_b]
+            if keys_a != keys_b:
+                raise RuntimeError("the two copies elaborated to different registers")
+            if self.state_equal == "assert":
+                with m.If(same_so_far):
+                    m.d.comb += [Assert(sa == sb) for (_, sa), (_, sb) in zip(regs_a, regs_b)]
+            else:
+                m.d.comb += [Assume(sa == sb) for (_, sa), (_, sb) in zip(regs_a, regs_b)]
+        return m
+
+
+def tie_low(*paths) -> dict:
+    """``{path: Const(0, 1)}`` for the 1-bit ``In`` ports ``paths`` (e.g. ``counters_clear``)."""
+    return {path: Const(0, 1) for path in paths}
