@@ -79,21 +79,13 @@ class DmaCheckProof(wiring.Component):
 
 # --- TileDma: every AR / AW inside the window of the queue it serves --------------------------
 
-class TileDmaWindowProof(wiring.Component):
+class TileDmaHarness(wiring.Component):
     """``TileDma`` (reduced: ``addr_bits``-bit AXI addresses, 16-bit bus, 2 queues of depth 1,
-    2 outstanding reads, 32-byte TSRAM); every input is free in every cycle, except: reset is
+    2 outstanding reads, 32-byte TSRAM) with every input free in every cycle, except: reset is
     low; a queue-``q`` descriptor carries ``q`` in tag bit 0 (the wrapper's way to know whose
     descriptor the HBM walker serves), its counts have ``count_bits`` bits, its TSRAM fields
-    ``tsram_bits``; the subordinate answers B only for a burst whose AW and last W it took;
-    ``rdata`` and the TSRAM read data are zero (data never steers an address).
-
-    When the engine's HBM walker starts a descriptor (its ``start`` while idle), the wrapper
-    samples that queue's window from the top-level ports (docs/dma.md: the window is sampled
-    when the descriptor is taken). Asserted for every presented AR and AW: ``addr >= base``,
-    ``addr <= limit`` and the burst's last bus word ``(addr >> lb) + len <= limit >> lb``
-    (computed wide, so a wrap fails): with windows aligned to the bus width (docs/dma.md,
-    Granularity) every byte of every burst is inside the window.
-    """
+    ``tsram_bits``. The AXI subordinate's inputs (``arready`` ... ``bresp``) are ports; the
+    subclass's :meth:`properties` adds what it assumes of them and what it asserts."""
 
     def __init__(self, *, addr_bits: int = 10, count_bits: int = 2, tsram_bits: int = 5,
                  faults=()):
@@ -117,10 +109,7 @@ class TileDmaWindowProof(wiring.Component):
         dut = self.dut
         inner = dut.elaborate(platform)
         m.submodules.dma = inner
-        hw = inner.submodules.hbm_walk
-        check = inner.submodules.check
         axi = dut.m_axi
-        lb = 1
         m.d.comb += Assume(~ResetSignal())
         for q in range(2):
             src, dst = self.desc[q], dut.desc[q]
@@ -143,6 +132,30 @@ class TileDmaWindowProof(wiring.Component):
                      dut.tsram.rsp.payload.status.eq(self.ts_rsp_status),
                      dut.event.ready.eq(self.event_ready),
                      dut.counters_clear.eq(self.counters_clear)]
+        self.properties(m, inner)
+        return m
+
+    def properties(self, m, inner):
+        raise NotImplementedError
+
+
+class TileDmaWindowProof(TileDmaHarness):
+    """:class:`TileDmaHarness`; the subordinate answers B only for a burst whose AW and last W
+    it took; ``rdata`` and the TSRAM read data are zero (data never steers an address).
+
+    When the engine's HBM walker starts a descriptor (its ``start`` while idle), the wrapper
+    samples that queue's window from the top-level ports (docs/dma.md: the window is sampled
+    when the descriptor is taken). Asserted for every presented AR and AW: ``addr >= base``,
+    ``addr <= limit`` and the burst's last bus word ``(addr >> lb) + len <= limit >> lb``
+    (computed wide, so a wrap fails): with windows aligned to the bus width (docs/dma.md,
+    Granularity) every byte of every burst is inside the window.
+    """
+
+    def properties(self, m, inner):
+        hw = inner.submodules.hbm_walk
+        check = inner.submodules.check
+        axi = self.dut.m_axi
+        lb = 1
         # A legal subordinate: B only after the burst's AW and last W.
         aw_n, wl_n, b_n = Signal(6), Signal(6), Signal(6)
         m.d.sync += [aw_n.eq(aw_n + (axi.awvalid & axi.awready)),
@@ -161,7 +174,6 @@ class TileDmaWindowProof(wiring.Component):
             with m.If(valid):
                 m.d.comb += [Assert(addr >= base), Assert(addr <= limit),
                              Assert(end_word <= (limit >> lb))]
-        return m
 
 
 # --- the proof table ------------------------------------------------------------------------
