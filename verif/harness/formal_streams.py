@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from amaranth.hdl import (
     Assert,
     Assume,
+    Cat,
     Const,
     Fragment,
     Module,
@@ -47,8 +48,8 @@ from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Flow, In
 
-__all__ = ["Conserve", "StreamPort", "StreamRules", "ValidReadyMiter", "free_inputs",
-           "registers_of", "stream_ports", "tie_low"]
+__all__ = ["Conserve", "FlatChannel", "StreamPort", "StreamRules", "ValidReadyMiter", "free_inputs",
+           "find_register", "registers_of", "stream_ports", "tie_low"]
 
 
 def _join(path) -> str:
@@ -85,7 +86,41 @@ def _unflipped(signature):
     return signature.flip() if isinstance(signature, wiring.FlippedSignature) else signature
 
 
-def _walk(obj, signature, path, found):
+class FlatChannel:
+    """A valid / ready handshake spelled as flat members of a signature (the AMBA channels of
+    :class:`~openmaia.bus.axi.Axi4Signature` / ``AxiLiteSignature``: ``<x>valid``, ``<x>ready``
+    and the payload members ``<x>...``), with the attributes of a stream interface."""
+
+    def __init__(self, valid, ready, payload):
+        self.valid, self.ready, self.payload = valid, ready, payload
+
+    def __repr__(self):
+        return f"FlatChannel(valid={self.valid!r}, ready={self.ready!r})"
+
+
+def _flat_channels(obj, signature, path, found):
+    names = [name for name, member in signature.members.items()
+             if member.is_port and not member.dimensions]
+    for name in names:
+        if not name.endswith("valid"):
+            continue
+        prefix = name[:-len("valid")]
+        if not prefix or f"{prefix}ready" not in names:
+            continue
+        fields = [n for n in names if n.startswith(prefix)
+                  and n not in (name, f"{prefix}ready")
+                  and not any(n.startswith(other) and len(other) > len(prefix)
+                              for other in (p[:-len("valid")] for p in names
+                                            if p.endswith("valid")))]
+        payload = Cat(*(getattr(obj, n) for n in fields))
+        found.append(((*path, prefix), FlatChannel(getattr(obj, name),
+                                                   getattr(obj, f"{prefix}ready"), payload),
+                      (*path, f"{prefix}ready")))
+
+
+def _walk(obj, signature, path, found, flat):
+    if flat:
+        _flat_channels(obj, signature, path, found)
     for name, member in signature.members.items():
         if not member.is_signature:
             continue
@@ -95,22 +130,22 @@ def _walk(obj, signature, path, found):
         sub = member.signature
         for index, value in values:
             if isinstance(_unflipped(sub), stream.Signature):
-                found.append(((*path, name, *index), value))
+                full = (*path, name, *index)
+                found.append((full, value, (*full, "ready")))
             else:
-                _walk(value, sub, (*path, name, *index), found)
+                _walk(value, sub, (*path, name, *index), found, flat)
 
 
-def stream_ports(component: wiring.Component) -> list[StreamPort]:
-    """Every ``stream.Signature`` member of ``component`` (at any depth), in signature order."""
+def stream_ports(component: wiring.Component, *, flat_channels=False) -> list[StreamPort]:
+    """Every ``stream.Signature`` member of ``component`` (at any depth), in signature order;
+    with ``flat_channels``, also every flat valid / ready channel (:class:`FlatChannel`, e.g.
+    the five AXI4 channels, path ending in the channel prefix such as ``("m_axi", "ar")``)."""
     flows = {path: member.flow
              for path, member, _ in component.signature.flatten(component)}
     found = []
-    _walk(component, component.signature, (), found)
-    ports = []
-    for path, interface in found:
-        ready_flow = flows[(*path, "ready")]
-        ports.append(StreamPort(path=path, producer=ready_flow == Flow.In, interface=interface))
-    return ports
+    _walk(component, component.signature, (), found, flat_channels)
+    return [StreamPort(path=path, producer=flows[ready_path] == Flow.In, interface=interface)
+            for path, interface, ready_path in found]
 
 
 def free_inputs(component: wiring.Component) -> list[tuple]:
@@ -147,16 +182,23 @@ class StreamRules(wiring.Component):
         joined name); the contract the tie stands for belongs in the proof's ``config``.
     conserve : iterable of :class:`Conserve`
         Ins-minus-outs counters.
+    invariants : iterable of callables
+        ``invariant(m, rules) -> Value``: further assertions on the block's state (induction
+        strengthening, e.g. that two internal counts agree); state them with the proof.
+    flat_channels : bool
+        Also apply the rules to flat valid / ready channels (AXI4 / AXI4-Lite, whose
+        specification has the same rules: A3.2.1 of AMBA AXI4), see :func:`stream_ports`.
     environment : callable, optional
         ``environment(m, rules)`` adds further assumptions (``rules.port(path)``,
         ``rules.transfer(path)``, ``rules.fragment`` are available).
     """
 
-    def __init__(self, dut: wiring.Component, *, ties=None, conserve=(), environment=None):
+    def __init__(self, dut: wiring.Component, *, ties=None, conserve=(), invariants=(),
+                 environment=None, flat_channels=False):
         if not isinstance(dut, wiring.Component):
             raise TypeError(f"dut must be a wiring.Component, not {dut!r}")
         self.dut = dut
-        self.ports = stream_ports(dut)
+        self.ports = stream_ports(dut, flat_channels=flat_channels)
         if not self.ports:
             raise ValueError(f"{type(dut).__name__} has no lib.stream member")
         ties = {(_join(k) if isinstance(k, tuple) else k): v for k, v in (ties or {}).items()}
@@ -169,6 +211,7 @@ class StreamRules(wiring.Component):
         self.conserve = tuple(conserve)
         for term in self.conserve:
             self.port(term.ins), self.port(term.outs)
+        self.invariants = tuple(invariants)
         self.environment = environment
         self.fragment = None
         super().__init__({_join(path): In(len(Value.cast(value)))
@@ -224,6 +267,8 @@ class StreamRules(wiring.Component):
                          Assert(count <= term.capacity)]
             if term.held is not None:
                 m.d.comb += Assert(count == term.held(m, self))
+        for invariant in self.invariants:
+            m.d.comb += Assert(invariant(m, self))
         if self.environment is not None:
             self.environment(m, self)
         return m
@@ -258,6 +303,20 @@ def registers_of(fragment: Fragment, path=()) -> tuple[list, bool]:
     return keyed, has_memory
 
 
+def find_register(fragment: Fragment, name: str) -> Signal:
+    """The one register called ``name`` in ``fragment`` or its subfragments (a proof's read-only
+    view of a block's state, e.g. for :attr:`Conserve.held`); ``name`` may be qualified by the
+    submodule path, ``"a_rsp_fifo/level"``."""
+    *where, name = name.split("/")
+    where = tuple(where)
+    found = [signal for (*path, reg_name, _), signal in registers_of(fragment)[0]
+             if reg_name == name and tuple(path[len(path) - len(where):]) == where]
+    if len(found) != 1:
+        raise LookupError(f"expected one register {'/'.join((*where, name))!r}, found "
+                          f"{len(found)}")
+    return found[0]
+
+
 class ValidReadyMiter(wiring.Component):
     """Two copies of the block ``build()`` makes (see the module docstring).
 
@@ -268,16 +327,18 @@ class ValidReadyMiter(wiring.Component):
     them equal in every cycle and assert the valids equal in every cycle (the check then covers
     every state, reachable or not, in one step: no next-state datapath to compare, so it
     finishes where ``"assert"`` does not; registers of a ``lib.memory`` are not constrained);
-    ``None``: no state comparison (bounded use only). ``ties``: as for :class:`StreamRules`, for both copies.
+    ``None``: no state comparison (bounded use only). ``ties``, ``flat_channels``: as for
+    :class:`StreamRules`, for both copies.
     """
 
     def __init__(self, build: Callable[[], wiring.Component], *, under_test, all_valids=True,
-                 state_equal="assert", ties=None):
+                 state_equal="assert", ties=None, flat_channels=False):
         if state_equal not in ("assert", "assume", None):
             raise ValueError(f"state_equal must be 'assert', 'assume' or None, not "
                              f"{state_equal!r}")
         self.a, self.b = build(), build()
-        self.ports_a, self.ports_b = stream_ports(self.a), stream_ports(self.b)
+        self.ports_a = stream_ports(self.a, flat_channels=flat_channels)
+        self.ports_b = stream_ports(self.b, flat_channels=flat_channels)
         name = _join(under_test) if isinstance(under_test, tuple) else under_test
         producers = [p.name for p in self.ports_a if p.producer]
         if name not in producers:

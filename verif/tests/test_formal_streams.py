@@ -1,0 +1,225 @@
+"""Stream handshake proofs on every block with ``lib.stream`` interfaces (issue 8).
+
+The checker is generic (:mod:`openmaia.harness.formal_streams`): :class:`StreamRules` walks a
+block's signature (sub-signatures such as ``MemoryPortSignature``'s ``req`` / ``rsp`` and arrays
+of streams included), makes every ``In`` port a free input, ASSUMES Amaranth's stream rules of
+every producer feeding the block (``valid`` held until ``ready``, ``payload`` stable meanwhile)
+and ASSERTS them of every stream the block produces; reset is held low. :class:`Conserve` adds an
+ins-minus-outs counter between two streams of a block that passes transfers one for one.
+:class:`ValidReadyMiter` is the two-copy miter: inputs equal except the ``ready`` of the output
+under test; the ``valid`` of every output stream must agree (so no output's ``valid`` depends
+combinationally on that ``ready``). Its ``state_equal="assume"`` form assumes the copies'
+registers equal in every cycle and checks every state in one step (the k-induction at k = 1
+covers every reachable state); ``"assert"`` is the true miter (registers asserted equal while the
+readies were), inductive on blocks without wide datapaths.
+
+Tables and runner are those of verif/tests/test_formal.py (:class:`Proof`, :func:`_run`):
+``test_formal_streams`` (marked ``formal``) runs every proof, ``test_formal_streams_quick`` the
+quick ones in the default tier. Every property has a broken twin that must fail.
+
+The block configurations are the smallest legal ones (below, :data:`BLOCKS`); each proof's
+``config`` string states them and the ties.
+"""
+
+import pytest
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from openmaia.compute.dot_engine import MxDotEngine
+from openmaia.compute.element_decoder import ElementDecoder
+from openmaia.compute.mx_quantizer import MxQuantizer
+from openmaia.compute.vector_lane import VectorAlu
+from openmaia.fpga.host_bridge import HostBridge
+from openmaia.fpga.uart import UartRx, UartTx
+from openmaia.harness.formal_streams import (
+    Conserve,
+    StreamRules,
+    ValidReadyMiter,
+    find_register,
+    free_inputs,
+    registers_of,
+    stream_ports,
+)
+from openmaia.numerics.formats import Format
+from openmaia.tile.command_fetcher import CommandFetcher
+from openmaia.tile.dma import TileDma
+from openmaia.tile.operand_fetch import OperandFetcher
+from openmaia.tile.result_writer import ResultWriter
+from openmaia.tile.tcp import TileControlProcessor
+from openmaia.tile.tsram import TileSram
+from openmaia.tile.ttu import TileTensorUnit
+from openmaia.tile.ttu_engine import TileTensorEngine
+from openmaia.tile.tvp import TileVectorProcessor
+from test_formal import DroppingStage, Proof, ReadyDependentStage, _run
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+E2M1 = frozenset({Format.E2M1})
+
+#: name -> (build, configuration): the smallest legal configuration of each block.
+BLOCKS = {
+    "element_decoder": (lambda faults=(): ElementDecoder(formats={"e2m1"}, lanes=1,
+                                                         faults=faults),
+                        "ElementDecoder, E2M1 only, 1 lane"),
+    "dot_engine": (lambda faults=(): MxDotEngine(formats={"e2m1"}, lanes=1, slots=1,
+                                                 fp4_double_rate=False, faults=faults),
+                   "MxDotEngine, E2M1 only, 1 lane, 1 slot, single rate"),
+    "mx_quantizer": (lambda faults=(): MxQuantizer(formats={"e2m1"}, lanes=32, faults=faults),
+                     "MxQuantizer, E2M1 only, 32 lanes (a block a beat)"),
+    "vector_lane": (lambda faults=(): VectorAlu(lanes=1, faults=faults), "VectorAlu, 1 lane"),
+    "result_writer": (lambda faults=(): ResultWriter(cols=1, word_bytes=4, addr_width=4,
+                                                     faults=faults),
+                      "ResultWriter, 1 column, 4-byte words, 4 address bits"),
+    "operand_fetch": (lambda faults=(): OperandFetcher(
+        count=1, tiles=1, lanes=1, formats=E2M1, fp4_double_rate=False, word_bytes=8,
+        scale_bytes=4, addr_width=4, panel_blocks=1, faults=faults),
+        "OperandFetcher, 1 row, 1 tile, 1 lane, E2M1, single rate, 8-byte words, "
+        "4-byte scales, 4 address bits, panel_blocks 1"),
+    "ttu": (lambda faults=(): TileTensorUnit(formats=E2M1, rows=1, cols=1, lanes=1, slots=2,
+                                             panel_blocks=1, fp4_double_rate=False,
+                                             engine_faults=faults),
+            "TileTensorUnit, E2M1, 1 x 1 engines of 1 lane, 2 slots, panel_blocks 1, "
+            "single rate"),
+    "ttu_engine": (lambda faults=(): TileTensorEngine(
+        formats=E2M1, rows=1, cols=1, lanes=1, slots=2, panel_blocks=1, tsram_bytes=64,
+        port_bytes=8, bank_bytes=4, fp4_double_rate=False),
+        "TileTensorEngine, E2M1, 1 x 1 engines of 1 lane, 2 slots, panel_blocks 1, 64-byte "
+        "TSRAM, 8-byte operand port, 4-byte banks, single rate"),
+    "tsram": (lambda faults=(): TileSram(banks=1, bank_bytes=4, depth=2, ports={"a": 1},
+                                         ecc=False, rsp_depth=1, counter_width=8,
+                                         faults=faults),
+              "TileSram, 1 bank of 2 x 4-byte words, one port `a` of width 1, no ECC, "
+              "rsp_depth 1"),
+    "tsram_ecc": (lambda faults=(): TileSram(banks=2, bank_bytes=1, depth=2,
+                                             ports={"a": 1, "b": 2}, ecc=True, rsp_depth=2,
+                                             counter_width=8, faults=faults),
+                  "TileSram, 2 banks of 2 x 1-byte words with SECDED, ports `a` (width 1) and "
+                  "`b` (width 2), rsp_depth 2"),
+    "dma": (lambda faults=(): TileDma(axi_addr_bits=10, axi_data_bits=16, axi_id_bits=1,
+                                      tsram_bank_bytes=2, tsram_bytes=32, queues=1,
+                                      queue_depth=1, outstanding_reads=1, tsram_reads=1,
+                                      faults=faults),
+            "TileDma, 10-bit AXI addresses, 16-bit bus, 1 queue of depth 1, 1 outstanding "
+            "read, 1 TSRAM read, 32-byte TSRAM of 2-byte banks"),
+    "tcp": (lambda faults=(): TileControlProcessor(semaphores=2, dma_queues=1, hbm_addr_bits=8,
+                                                   outstanding=1, vector_unit=True,
+                                                   faults=faults),
+            "TileControlProcessor, 2 semaphores, 1 DMA queue, hbm_addr_bits 8, outstanding 1, "
+            "vector unit"),
+    "command_fetcher": (lambda faults=(): CommandFetcher(addr_width=16, data_width=512,
+                                                         id_width=1, depth=1, index_bits=4,
+                                                         faults=faults),
+                        "CommandFetcher, 16-bit addresses, 512-bit bus (a command a beat), "
+                        "depth 1, 4-bit ring indices"),
+    "tvp": (lambda faults=(): TileVectorProcessor(lanes=1, formats=E2M1, tsram_bytes=64,
+                                                  bank_bytes=4, port_words=1, faults=faults),
+            "TileVectorProcessor, 1 lane, E2M1, 64-byte TSRAM, 4-byte banks, 1-word ports"),
+    "uart_rx": (lambda faults=(): UartRx(divisor=4, counter_bits=8),
+                "UartRx, divisor 4, 8-bit counters"),
+}
+
+_AXI_FREE = "AXI responses, readies and data free every cycle (no AXI rule assumed)"
+
+
+def block(name, **kwargs):
+    build, _ = BLOCKS[name]
+    return lambda: build(**kwargs)
+
+
+def rules_proof(name, *, mode="prove", depth=3, quick=False, ties=None, conserve=(),
+                invariants=(), timeout=600, faults=(), expect=True, note="", suffix="",
+                solver="z3", flat_channels=False):
+    build, config = BLOCKS[name]
+    tied = f"; tied: {', '.join(f'{k} = {v.value}' for k, v in ties.items())}" if ties else ""
+    twin = f"broken twin (faults {sorted(faults)}): " if faults else ""
+    return Proof(f"streams_{name}{suffix}",
+                 lambda: StreamRules(build(faults=faults), ties=ties, conserve=conserve,
+                                     invariants=invariants, flat_channels=flat_channels),
+                 mode, depth, expect, quick, f"{twin}{config}{tied}{note}", timeout, solver)
+
+
+def miter_proof(name, stream_name, *, mode="prove", depth=1, quick=False, ties=None,
+                state_equal="assume", timeout=600, note=""):
+    build, config = BLOCKS[name]
+    return Proof(f"miter_{name}_{stream_name}",
+                 lambda: ValidReadyMiter(build, under_test=stream_name, ties=ties,
+                                         state_equal=state_equal),
+                 mode, depth, True, quick,
+                 f"{config}: every output valid vs {stream_name}.ready, registers "
+                 f"{state_equal or 'not compared'}{note}", timeout)
+
+
+def _tie(*names, value=0):
+    return {name: Const(value, 1) for name in names}
+
+
+def _pending(port):
+    """The TSRAM's count of reads accepted on ``port`` and not yet answered (its ``<port>_pending``
+    register, found in the elaborated fragment)."""
+    return lambda m, rules: find_register(rules.fragment, f"{port}_pending")
+
+
+def _tsram_holds(port):
+    """Reads the TSRAM port holds: one in its stage-1 register (``<port>_s1_read``) plus the
+    responses in its response FIFO (``<port>_rsp_fifo/level``)."""
+    return lambda m, rules: (find_register(rules.fragment, f"{port}_s1_read")
+                             + find_register(rules.fragment, f"{port}_rsp_fifo/level"))
+
+
+def _is_read(payload):
+    return ~payload.write
+
+
+def _in_flight(m, rules):
+    """The pipeline's own count of accepted transfers not yet taken from ``o`` (its
+    ``in_flight`` register)."""
+    return find_register(rules.fragment, "in_flight")
+
+
+_PASS_THROUGH = Conserve(("i",), ("o",), capacity=1, held=lambda m, rules: rules.dut.o.valid)
+
+PROOFS = [
+    # --- handshake rules (every stream of the block) ------------------------------------------
+    rules_proof("element_decoder", quick=True, conserve=[_PASS_THROUGH],
+                note="; conservation i -> o: ins - outs = o.valid (<= 1)"),
+    rules_proof("dot_engine", quick=True),
+    rules_proof("mx_quantizer", conserve=[
+        Conserve(("i",), ("o",), capacity=4, held=_in_flight)],
+        note="; conservation i -> o (one block a beat): ins - outs = the in_flight register, "
+             "<= latency + 1 = 4"),
+    rules_proof("vector_lane", conserve=[
+        Conserve(("i",), ("o",), capacity=24, held=_in_flight)],
+        note="; conservation i -> o: ins - outs = the in_flight register, <= latency + 1 = 24"),
+    rules_proof("uart_rx", quick=True, note="; rx pin free"),
+    rules_proof("tsram", quick=True, depth=6, ties=_tie("counters_clear", "err_clear"), conserve=[
+        Conserve(("a", "req"), ("a", "rsp"), capacity=1, count_in=_is_read,
+                 held=_tsram_holds("a"))],
+        invariants=[lambda m, rules: _pending("a")(m, rules) == _tsram_holds("a")(m, rules)],
+        note="; conservation: reads accepted on a.req - responses on a.rsp = reads held (stage "
+             "1 + response FIFO level) <= rsp_depth = 1 (one response per read, none "
+             "dropped); invariant: the port's credit count a_pending = reads held"),
+    rules_proof("tsram", suffix="_no_credit", faults={"no_credit"}, expect=False,
+                mode="bmc", depth=6, quick=True,
+                ties=_tie("counters_clear", "err_clear"), conserve=[
+                    Conserve(("a", "req"), ("a", "rsp"), capacity=1, count_in=_is_read)],
+                note="; conservation reads - responses <= rsp_depth must fail"),
+    rules_proof("result_writer", quick=True),
+    rules_proof("tcp"),
+    rules_proof("ttu"),
+    rules_proof("stage_dropping", expect=False) if False else None,
+]
+PROOFS = [p for p in PROOFS if p is not None]
+
+
+@pytest.mark.formal
+@pytest.mark.parametrize("proof", PROOFS, ids=[p.name for p in PROOFS])
+def test_formal_streams(proof):
+    _run(proof)
+
+
+QUICK = [p for p in PROOFS if p.quick]
+
+
+@pytest.mark.parametrize("proof", QUICK, ids=[p.name for p in QUICK])
+def test_formal_streams_quick(proof):
+    _run(proof)
