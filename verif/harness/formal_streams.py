@@ -48,8 +48,18 @@ from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Flow, In
 
-__all__ = ["Conserve", "FlatChannel", "StreamPort", "StreamRules", "ValidReadyMiter", "free_inputs",
-           "find_register", "registers_of", "stream_ports", "tie_low"]
+__all__ = [
+    "Conserve",
+    "FlatChannel",
+    "StreamPort",
+    "StreamRules",
+    "ValidReadyMiter",
+    "find_register",
+    "free_inputs",
+    "registers_of",
+    "stream_ports",
+    "tie_low",
+]
 
 
 def _join(path) -> str:
