@@ -1,0 +1,462 @@
+"""Formal proofs of the HBM model (issue 8): the scheduler never issues a command that breaks a
+timing limit, and an accepted request is not starved beyond the documented row-hit cap.
+
+Properties (each with broken twins that must fail with a counterexample):
+
+* :class:`HbmTimingProof`: an :class:`~openmaia.hbm.controller.HbmChannel` with free AXI
+  inputs (the AXI producer rules assumed) drives its command stream (``trace``) into
+  :class:`~openmaia.harness.hbm_checker.HbmFormalChecker`, an independent checker written from
+  the definitions of the timing parameters (docs/hbm.md, "Scopes"; it shares no code with the
+  design nor with the simulation checker of verif/benches/hbm_timing_checker.py). Twins: every
+  ``TIMING_FAULTS`` entry (the limit one cycle shorter in ``HbmTimers``) and ``no_refresh``.
+* :class:`HbmStarvationProof`: see its docstring.
+
+The proof table, tiers and runner are those of verif/tests/test_formal.py (imported).
+"""
+
+from contextlib import contextmanager
+
+import pytest
+from amaranth.hdl import (
+    Array,
+    Assert,
+    Assume,
+    Fragment,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+)
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+from openmaia.harness.hbm_checker import HbmFormalChecker
+from openmaia.hbm import mapping as hbm_mapping
+from openmaia.hbm.controller import (
+    TIMING_FAULTS,
+    ColCmd,
+    HbmChannel,
+    HbmTimers,
+    RowCmd,
+    _bits,
+    _entry_layout,
+)
+from openmaia.hbm.timing import HbmOrganisation, HbmTiming
+from test_formal import Proof, _run
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+#: The reduced timing of every HBM proof: HBM3_6400's relations kept (tRCD_RD > tRCD_WR,
+#: tRC > tRAS + tRP, tRCD_RD + tRTP > tRAS and tRCD_WR + CWL + tBURST + tWR > tRAS so tRTP and
+#: tWR can bind, tCCD_S < tCCD_R < tCCD_L, tRRD_S < tRRD_L, tFAW > 4 tRRD_S, tWTR_S < tWTR_L),
+#: small numbers so a bounded proof reaches every rule, a refresh every 24 cycles.
+SMALL_TIMING = HbmTiming(
+    name="FORMAL_SMALL", tck_ns=1.0, CL=3, CWL=2, tRCD_RD=5, tRCD_WR=4, tRP=3, tRAS=6, tRC=10,
+    tWR=3, tRTP=2, tRTW=5, tCCD_S=2, tCCD_L=4, tCCD_R=3, tRRD_S=2, tRRD_L=3, tFAW=9,
+    tWTR_S=1, tWTR_L=2, tREFI=24, tRFC=6, tBURST=2)
+TIMING_TEXT = ("CL 3, CWL 2, tRCD_RD 5, tRCD_WR 4, tRP 3, tRAS 6, tRC 10, tWR 3, tRTP 2, "
+               "tRTW 5, tCCD_S/R/L 2/3/4, tRRD_S/L 2/3, tFAW 9, tWTR_S/L 1/2, tREFI 24, "
+               "tRFC 6, tBURST 2")
+#: The reduced organisation: 2 stack IDs x 2 bank groups x 2 banks (every scope has two members,
+#: so every same / other distinction exists), 2 rows of 256 B (8 bursts): 4 KiB, the smallest
+#: capacity HbmChannel takes.
+SMALL_ORGANISATION = HbmOrganisation(stack_ids=2, bank_groups=2, banks=2, rows=2, row_bytes=256)
+#: Its address mapping, RoBaRaCoCh's order (row : bank : bank group : stack ID : column)::
+#:
+#:     bit  11   10   9    8    7..5      4..0
+#:          row  ba   bg   sid  col[2:0]  byte
+SMALL_MAPPING = "FORMAL_RoBaRaCoCh"
+SMALL_MAPPING_TABLE = {
+    "bits": tuple([("col", i) for i in range(3)] + [("sid", 0), ("bg", 0), ("ba", 0),
+                                                      ("row", 0)]),
+    "xor": (),
+}
+
+
+@contextmanager
+def small_mapping():
+    """``SMALL_MAPPING`` registered in ``openmaia.hbm.mapping.MAPPINGS`` while the proof builds
+    and elaborates (the shared table has only the full organisation's mappings)."""
+    added = SMALL_MAPPING not in hbm_mapping.MAPPINGS
+    if added:
+        hbm_mapping.MAPPINGS[SMALL_MAPPING] = SMALL_MAPPING_TABLE
+    try:
+        yield
+    finally:
+        if added:
+            del hbm_mapping.MAPPINGS[SMALL_MAPPING]
+
+
+CHANNEL = {"timing": SMALL_TIMING, "organisation": SMALL_ORGANISATION, "mapping": SMALL_MAPPING,
+           "queue_depth": 4, "row_hit_cap": 2, "capacity_bytes": 1 << 12, "addr_width": 12,
+           "data_width": 256, "id_width": 1, "timing_only": True}
+CHANNEL_TEXT = ("HbmChannel, organisation 2 SID x 2 BG x 2 banks x 2 rows of 256 B (4 KiB, "
+                "RoBaRaCoCh order), queue 4, row_hit_cap 2, timing_only, 12-bit AXI addresses, "
+                "256-bit data, 1-bit IDs; timing " + TIMING_TEXT)
+
+
+def sync_registers(fragment: Fragment, *names: str, domain: str = "sync"):
+    """The signals called ``names`` that ``fragment``'s own statements of ``domain`` assign
+    (``"sync"``: registers, ``"comb"``), one each: a proof's read-only view of a block's
+    internals, for induction helpers (Amaranth's ``Fragment`` internals)."""
+    found = {}
+    for statement in fragment.statements.get(domain, ()):
+        for signal in statement._lhs_signals():
+            if signal.name in names:
+                found.setdefault(signal.name, {})[id(signal)] = signal
+    for name in names:
+        if len(found.get(name, ())) != 1:
+            raise LookupError(f"expected one register {name!r}, found {len(found.get(name, ()))}")
+    return [next(iter(found[name].values())) for name in names]
+
+
+def _axi_producer_rules(m, axi, started, *, simple=False):
+    """Assume the AXI manager's rules on the free inputs: a valid stays high until its ready,
+    with a stable payload (AW, W, AR). ``simple``: also INCR bursts of full-width beats, one or
+    two beats (at most two lines), zero write data (the data never steers a command)."""
+    if simple:
+        m.d.comb += [Assume(axi.awburst == 1), Assume(axi.arburst == 1),
+                     Assume(axi.awsize == 5), Assume(axi.arsize == 5),
+                     Assume(axi.awlen < 2), Assume(axi.arlen < 2), Assume(axi.wdata == 0)]
+    channels = {
+        "aw": ("awid", "awaddr", "awlen", "awsize", "awburst", "awlock", "awcache", "awprot",
+               "awqos"),
+        "w": ("wdata", "wstrb", "wlast"),
+        "ar": ("arid", "araddr", "arlen", "arsize", "arburst", "arlock", "arcache", "arprot",
+               "arqos"),
+    }
+    for ch, payload in channels.items():
+        valid, ready = getattr(axi, f"{ch}valid"), getattr(axi, f"{ch}ready")
+        stalled = Signal(name=f"{ch}_stalled")
+        m.d.sync += stalled.eq(valid & ~ready)
+        held = [Signal.like(getattr(axi, p), name=f"{p}_prev") for p in payload]
+        m.d.sync += [h.eq(getattr(axi, p)) for h, p in zip(held, payload)]
+        with m.If(started & stalled):
+            m.d.comb += Assume(valid)
+            m.d.comb += [Assume(getattr(axi, p) == h) for h, p in zip(held, payload)]
+
+
+def timer_bounds(timers: HbmTimers) -> dict:
+    """``{counter name: largest value}`` of an ``HbmTimers``' down counters (docs/hbm.md,
+    "Timing counters": each is loaded with ``max(current, limit) - 1`` for the limits of its
+    scope, so it never holds more than its longest limit minus one)."""
+    t, o = timers.timing, timers.organisation
+    wr_pre = t.CWL + t.tBURST + t.tWR
+    bounds = {}
+    for b in range(o.total_banks):
+        bounds |= {f"act_{b}": max(t.tRC, t.tRP, t.tRFC), f"rd_{b}": t.tRCD_RD,
+                   f"wr_{b}": t.tRCD_WR, f"pre_{b}": max(t.tRAS, t.tRTP, wr_pre)}
+    for g in range(o.stack_ids * o.bank_groups):
+        bounds |= {f"act_bg_{g}": t.tRRD_L, f"col_bg_{g}": t.tCCD_L,
+                   f"wtr_bg_{g}": t.CWL + t.tBURST + t.tWTR_L}
+    for s in range(o.stack_ids):
+        bounds[f"col_sid_{s}"] = max(t.tCCD_S, t.tCCD_R)
+    bounds |= {"rrd_s": t.tRRD_S, "wtr_s": t.CWL + t.tBURST + t.tWTR_S, "rtw": t.tRTW,
+               "ref": max(t.tRP, t.tRFC)}
+    bounds |= {f"faw_{i}": t.tFAW for i in range(4)}
+    return {name: value - 1 for name, value in bounds.items()}
+
+
+class HbmTimersProof(wiring.Component):
+    """``HbmTimers`` alone: every command it allows keeps every timing rule (k-induction).
+
+    Free inputs: the row command and the column command of each cycle (kind, bank). Assumed
+    (the scheduler's side of the contract, docs/hbm.md "Timing counters": the scheduler only
+    ANDs the timers' bits): a command issues only when its bit (``act_ok`` / ``pre_ok`` /
+    ``rd_ok`` / ``wr_ok`` of its bank, ``ref_ok``) is set; the bank-state rules (ACT to a
+    closed bank, RD / WR to the open row, REF with every bank closed, as the checker tracks
+    them); no PRE in the cycle of a column command to the same bank. Reset low. The checker
+    asserts every timing rule on the same commands.
+
+    Induction helper (asserted too, so proved): each of the timers' down counters is at most
+    its longest limit minus one (a counter loaded with ``max(current, limit) - 1`` never holds
+    more), read from the timers' fragment by name. With it every state is a function of the
+    last ``k`` commands once ``k`` exceeds the longest limit, and the induction closes.
+    """
+
+    def __init__(self, *, faults=(), timing=SMALL_TIMING, organisation=SMALL_ORGANISATION):
+        self.dut = HbmTimers(timing=timing, organisation=organisation,
+                             faults=frozenset(faults))
+        o = organisation
+        self.checker = HbmFormalChecker(timing=timing, stack_ids=o.stack_ids,
+                                        bank_groups=o.bank_groups, banks=o.banks, rows=o.rows,
+                                        state_rules="assume")
+        nb = o.total_banks
+        super().__init__({"row_valid": In(1), "row_cmd": In(RowCmd), "row_bank": In(range(nb)),
+                          "row_row": In(max(1, o.bits("row"))),
+                          "col_valid": In(1), "col_cmd": In(ColCmd), "col_bank": In(range(nb)),
+                          "col_row": In(max(1, o.bits("row")))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.timers = fragment = Fragment.get(self.dut, platform)
+        t = self.dut
+        m.submodules.checker = chk = self.checker
+        bounds = timer_bounds(self.dut)
+        for name, signal in zip(bounds, sync_registers(fragment, *bounds)):
+            m.d.comb += Assert(signal <= bounds[name])
+        o = self.dut.organisation
+        ba, bg = o.bits("ba"), o.bits("bg")
+        m.d.comb += Assume(~ResetSignal())
+        m.d.comb += [t.row_valid.eq(self.row_valid), t.row_cmd.eq(self.row_cmd),
+                     t.row_bank.eq(self.row_bank), t.col_valid.eq(self.col_valid),
+                     t.col_cmd.eq(self.col_cmd), t.col_bank.eq(self.col_bank)]
+        m.d.comb += [chk.row_valid.eq(self.row_valid), chk.row_cmd.eq(self.row_cmd),
+                     chk.row_ba.eq(self.row_bank[:ba]), chk.row_bg.eq(self.row_bank[ba:ba + bg]),
+                     chk.row_sid.eq(self.row_bank[ba + bg:]), chk.row_row.eq(self.row_row),
+                     chk.col_valid.eq(self.col_valid), chk.col_cmd.eq(self.col_cmd),
+                     chk.col_ba.eq(self.col_bank[:ba]), chk.col_bg.eq(self.col_bank[ba:ba + bg]),
+                     chk.col_sid.eq(self.col_bank[ba + bg:]), chk.col_row.eq(self.col_row)]
+        row_ok = Signal()
+        with m.Switch(self.row_cmd):
+            with m.Case(RowCmd.ACT):
+                m.d.comb += row_ok.eq(t.act_ok.bit_select(self.row_bank, 1))
+            with m.Case(RowCmd.PRE):
+                m.d.comb += row_ok.eq(t.pre_ok.bit_select(self.row_bank, 1))
+            with m.Case(RowCmd.REF):
+                m.d.comb += row_ok.eq(t.ref_ok)
+        col_ok = Signal()
+        m.d.comb += col_ok.eq(Mux(self.col_cmd == ColCmd.WR, t.wr_ok.bit_select(self.col_bank, 1),
+                                  t.rd_ok.bit_select(self.col_bank, 1)))
+        with m.If(self.row_valid):
+            m.d.comb += Assume(row_ok)
+        with m.If(self.col_valid):
+            m.d.comb += Assume(col_ok)
+        with m.If(self.row_valid & (self.row_cmd == RowCmd.PRE) & self.col_valid):
+            m.d.comb += Assume(self.row_bank != self.col_bank)
+        return m
+
+
+class HbmSchedulerProof(wiring.Component):
+    """The channel keeps the scheduler's side of the timers' contract (the assumptions of
+    :class:`HbmTimersProof`), in every reachable state (k-induction).
+
+    Free inputs: the AXI port, as :class:`HbmTimingProof` (producer rules assumed, reset low).
+    The commands are read at the channel's ``HbmTimers`` inputs (the commands issued this
+    cycle) with the rows the channel issues them for; an :class:`HbmFormalChecker` (its own
+    bank state from the command stream; timing rules not asserted here) asserts the bank-state
+    rules. Also asserted: every command's bit from the timers (``act_ok`` / ``pre_ok`` /
+    ``rd_ok`` / ``wr_ok`` of its bank, ``ref_ok``) is set; no PRE with a column command to the
+    same bank in one cycle.
+
+    Induction helpers (asserted): the checker's open banks and rows equal the channel's
+    (``bank_open``, ``open_row_<b>``), and a valid queue entry's row-hit bit is set exactly
+    when its bank is open at its row.
+    """
+
+    def __init__(self, *, faults=(), timing_rules=False, **channel):
+        self.dut = HbmChannel(**(CHANNEL | channel), faults=frozenset(faults))
+        o = self.dut.organisation
+        self.timing_rules = timing_rules
+        self.checker = HbmFormalChecker(timing=self.dut.timing, stack_ids=o.stack_ids,
+                                        bank_groups=o.bank_groups, banks=o.banks, rows=o.rows,
+                                        timing_rules=timing_rules)
+        super().__init__({"s_axi": In(self.dut.axi)})
+
+    def elaborate(self, platform):
+        m = Module()
+        dut, o = self.dut, self.dut.organisation
+        m.submodules.dut = fragment = Fragment.get(dut, platform)
+        chk = self.checker
+        m.submodules.checker = Fragment.get(chk, platform)
+        wiring.connect(m, wiring.flipped(self.s_axi), dut.s_axi)
+        started = Signal()
+        m.d.sync += started.eq(1)
+        m.d.comb += Assume(~ResetSignal())
+        _axi_producer_rules(m, self.s_axi, started, simple=True)
+        t, t_fragment = next((sub.origins[0], sub) for sub, name, _ in fragment.subfragments
+                             if name == "timers")
+        if self.timing_rules:
+            bounds = timer_bounds(t)
+            for name, signal in zip(bounds, sync_registers(t_fragment, *bounds)):
+                m.d.comb += Assert(signal <= bounds[name])
+        nb = o.total_banks
+        bank_open, *open_row = sync_registers(fragment, "bank_open",
+                                              *(f"open_row_{b}" for b in range(nb)))
+        row_row, ce = sync_registers(fragment, "row_row", "ce", domain="comb")
+        queue = sync_registers(fragment, *(f"q{i}" for i in range(dut.queue_depth)))
+        layout = _entry_layout(o, _bits(dut.queue_depth), _bits(dut.capacity_bytes // 64),
+                               64 // dut.axi.data_bytes)
+        ce = layout(ce)
+        ba, bg = o.bits("ba"), o.bits("bg")
+        m.d.comb += [chk.row_valid.eq(t.row_valid), chk.row_cmd.eq(t.row_cmd),
+                     chk.row_ba.eq(t.row_bank[:ba]), chk.row_bg.eq(t.row_bank[ba:ba + bg]),
+                     chk.row_sid.eq(t.row_bank[ba + bg:]), chk.row_row.eq(row_row),
+                     chk.col_valid.eq(t.col_valid), chk.col_cmd.eq(t.col_cmd),
+                     chk.col_ba.eq(t.col_bank[:ba]), chk.col_bg.eq(t.col_bank[ba:ba + bg]),
+                     chk.col_sid.eq(t.col_bank[ba + bg:]), chk.col_row.eq(ce.row)]
+        row_ok = Signal()
+        with m.Switch(t.row_cmd):
+            with m.Case(RowCmd.ACT):
+                m.d.comb += row_ok.eq(t.act_ok.bit_select(t.row_bank, 1))
+            with m.Case(RowCmd.PRE):
+                m.d.comb += row_ok.eq(t.pre_ok.bit_select(t.row_bank, 1))
+            with m.Case(RowCmd.REF):
+                m.d.comb += row_ok.eq(t.ref_ok)
+        col_ok = Signal()
+        m.d.comb += col_ok.eq(Mux(t.col_cmd == ColCmd.WR, t.wr_ok.bit_select(t.col_bank, 1),
+                                  t.rd_ok.bit_select(t.col_bank, 1)))
+        with m.If(t.row_valid):
+            m.d.comb += Assert(row_ok)
+        with m.If(t.col_valid):
+            m.d.comb += Assert(col_ok)
+        with m.If(t.row_valid & (t.row_cmd == RowCmd.PRE) & t.col_valid):
+            m.d.comb += Assert(t.row_bank != t.col_bank)
+        # induction helpers
+        chk_open, chk_rows = chk.state()
+        m.d.comb += Assert(chk_open == bank_open)
+        for b in range(nb):
+            with m.If(bank_open[b]):
+                m.d.comb += Assert(chk_rows[b] == open_row[b])
+        open_rows = Array(open_row)
+        for raw in queue:
+            e = layout(raw)
+            with m.If(e.valid):
+                m.d.comb += Assert(e.hit == (bank_open.bit_select(e.bank, 1)
+                                             & (open_rows[e.bank] == e.row)))
+        return m
+
+
+#: The cap proof's timing: every column and row limit one cycle (no timing constraint binds
+#: but tRCD 2 / 1, CL 1), refresh after 1000 cycles (none within the bound), so the bound is
+#: spent on the reordering the cap limits.
+CAP_TIMING = HbmTiming(
+    name="FORMAL_CAP", tck_ns=1.0, CL=1, CWL=1, tRCD_RD=2, tRCD_WR=1, tRP=1, tRAS=1, tRC=1,
+    tWR=1, tRTP=1, tRTW=1, tCCD_S=1, tCCD_L=1, tCCD_R=1, tRRD_S=1, tRRD_L=1, tFAW=1, tWTR_S=1,
+    tWTR_L=1, tREFI=1000, tRFC=1, tBURST=1)
+
+
+class HbmCapProof(wiring.Component):
+    """The row-hit cap (docs/hbm.md, "Scheduling"): after an ACT, at most ``row_hit_cap``
+    row-hit bursts of a bank pass an older request for another row of that bank.
+
+    Free inputs: the AXI port (producer rules assumed, INCR full-width bursts of one or two
+    beats, zero write data, reset low) and ``watch``. The first line request admitted while
+    ``watch`` is high is the watched request ``W`` (its tag, bank, row are recorded when it
+    enters the queue; the commands are read at the channel's ``HbmTimers`` inputs with the
+    column command's queue entry). Every request admitted after ``W`` is younger (a mask over
+    buffer tags, set at admission). While ``W`` waits (from admission to its last burst), a
+    column burst to ``W``'s bank from a younger request while that bank is open at another
+    row than ``W``'s passes ``W``; passes are counted from ``W``'s admission or the bank's
+    last ACT, whichever is later, and the count must stay <= ``row_hit_cap``. The bank state
+    is the :class:`HbmFormalChecker`'s own (from the command stream; its bank-state rules are
+    asserted too). Bounded.
+    """
+
+    def __init__(self, *, faults=(), **channel):
+        params = CHANNEL | {"timing": CAP_TIMING, "queue_depth": 4, "row_hit_cap": 2} | channel
+        self.dut = HbmChannel(**params, faults=frozenset(faults))
+        o = self.dut.organisation
+        self.checker = HbmFormalChecker(timing=self.dut.timing, stack_ids=o.stack_ids,
+                                        bank_groups=o.bank_groups, banks=o.banks, rows=o.rows,
+                                        timing_rules=False)
+        super().__init__({"s_axi": In(self.dut.axi), "watch": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        dut, o = self.dut, self.dut.organisation
+        N = dut.queue_depth
+        m.submodules.dut = fragment = Fragment.get(dut, platform)
+        chk = self.checker
+        m.submodules.checker = Fragment.get(chk, platform)
+        wiring.connect(m, wiring.flipped(self.s_axi), dut.s_axi)
+        started = Signal()
+        m.d.sync += started.eq(1)
+        m.d.comb += Assume(~ResetSignal())
+        _axi_producer_rules(m, self.s_axi, started, simple=True)
+        t = next(sub.origins[0] for sub, name, _ in fragment.subfragments if name == "timers")
+        row_row, ce, admit, new = sync_registers(fragment, "row_row", "ce", "admit", "new",
+                                                 domain="comb")
+        layout = _entry_layout(o, _bits(N), _bits(dut.capacity_bytes // 64),
+                               64 // dut.axi.data_bytes)
+        ce, new = layout(ce), layout(new)
+        ba, bg = o.bits("ba"), o.bits("bg")
+        m.d.comb += [chk.row_valid.eq(t.row_valid), chk.row_cmd.eq(t.row_cmd),
+                     chk.row_ba.eq(t.row_bank[:ba]), chk.row_bg.eq(t.row_bank[ba:ba + bg]),
+                     chk.row_sid.eq(t.row_bank[ba + bg:]), chk.row_row.eq(row_row),
+                     chk.col_valid.eq(t.col_valid), chk.col_cmd.eq(t.col_cmd),
+                     chk.col_ba.eq(t.col_bank[:ba]), chk.col_bg.eq(t.col_bank[ba:ba + bg]),
+                     chk.col_sid.eq(t.col_bank[ba + bg:]), chk.col_row.eq(ce.row)]
+        is_open, rows = chk.state()
+        rows = Array(rows)
+
+        waiting = Signal(); used = Signal()
+        w_tag = Signal(len(new.tag)); w_bank = Signal(len(new.bank)); w_row = Signal(len(new.row))
+        younger = Signal(1 << len(new.tag))
+        passes = Signal(range(dut.row_hit_cap + 8))
+        w_open_other = Signal()
+        m.d.comb += w_open_other.eq(is_open.bit_select(w_bank, 1) & (rows[w_bank] != w_row))
+        passing = Signal()
+        m.d.comb += passing.eq(waiting & t.col_valid & (t.col_bank == w_bank) & w_open_other
+                               & younger.bit_select(ce.tag, 1))
+        with m.If(waiting & t.row_valid & (t.row_cmd == RowCmd.ACT) & (t.row_bank == w_bank)):
+            m.d.sync += passes.eq(0)
+        with m.Elif(passing & (passes < dut.row_hit_cap + 7)):
+            m.d.sync += passes.eq(passes + 1)
+        with m.If(waiting & t.col_valid & (ce.tag == w_tag) & ce.half):
+            m.d.sync += waiting.eq(0)
+        with m.If(admit):
+            with m.If(self.watch & ~used):
+                m.d.sync += [waiting.eq(1), used.eq(1), w_tag.eq(new.tag), w_bank.eq(new.bank),
+                             w_row.eq(new.row), younger.eq(0), passes.eq(0)]
+            with m.Elif(waiting):
+                m.d.sync += younger.eq(younger | (1 << new.tag))
+        m.d.comb += Assert(passes <= dut.row_hit_cap)
+        return m
+
+
+TIMERS_K = 11
+TIMERS_TEXT = ("HbmTimers, organisation 2 SID x 2 BG x 2 banks, timing " + TIMING_TEXT
+               + "; commands free under the scheduler's contract")
+CHANNEL_K = 11
+CAP_DEPTH = 12
+
+PROOFS = [
+    Proof("hbm_timers", lambda: HbmTimersProof(), "prove", TIMERS_K, True, True,
+          f"{TIMERS_TEXT}; k-induction, k = {TIMERS_K}", timeout=600, solver="yices"),
+    Proof("hbm_scheduler_contract", lambda: HbmSchedulerProof(), "prove", 2, True, True,
+          f"{CHANNEL_TEXT}; AXI producer rules, INCR full-width bursts of 1-2 beats, zero "
+          "write data; every command has its timers bit, bank-state rules; k-induction, k = 2",
+          timeout=600, solver="yices"),
+    Proof("hbm_channel_timing", lambda: HbmSchedulerProof(timing_rules=True), "prove",
+          CHANNEL_K, True, False,
+          f"{CHANNEL_TEXT}; AXI as hbm_scheduler_contract; every timing rule and bank-state "
+          f"rule on the issued commands; k-induction, k = {CHANNEL_K}", timeout=3600,
+          solver="yices"),
+    Proof("hbm_channel_timing_trcd_short",
+          lambda: HbmSchedulerProof(timing_rules=True, faults={"trcd_short"}), "bmc", CHANNEL_K,
+          False, False, "broken twin: HbmTimers fault trcd_short in the channel", timeout=3600,
+          solver="yices"),
+    Proof("hbm_channel_timing_trrd_s_short",
+          lambda: HbmSchedulerProof(timing_rules=True, faults={"trrd_s_short"}), "bmc",
+          CHANNEL_K, False, False, "broken twin: HbmTimers fault trrd_s_short in the channel",
+          timeout=3600, solver="yices"),
+    Proof("hbm_row_hit_cap", lambda: HbmCapProof(), "bmc", CAP_DEPTH, True, False,
+          f"{CHANNEL_TEXT.split('; timing')[0]}, timing FORMAL_CAP (limits 1, tRCD_RD 2, "
+          f"no refresh within the bound); a watched request is passed by at most row_hit_cap "
+          f"(2) younger row-hit bursts of its bank after each ACT; bounded, {CAP_DEPTH} cycles",
+          timeout=3600, solver="yices"),
+    Proof("hbm_row_hit_cap_no_hit_cap", lambda: HbmCapProof(faults={"no_hit_cap"}), "bmc",
+          CAP_DEPTH, False, False, "broken twin: channel fault no_hit_cap", timeout=3600,
+          solver="yices"),
+]
+for _fault in sorted(TIMING_FAULTS):
+    PROOFS.append(Proof(f"hbm_timers_{_fault}",
+                        lambda f=_fault: HbmTimersProof(faults={f}), "prove", TIMERS_K,
+                        False, True, f"broken twin: HbmTimers fault {_fault}", timeout=600,
+                        solver="yices"))
+
+
+@pytest.mark.formal
+@pytest.mark.parametrize("proof", PROOFS, ids=[p.name for p in PROOFS])
+def test_formal_hbm(proof):
+    with small_mapping():
+        _run(proof)
+
+
+QUICK = [p for p in PROOFS if p.quick]
+
+
+@pytest.mark.parametrize("proof", QUICK, ids=[p.name for p in QUICK])
+def test_formal_hbm_quick(proof):
+    with small_mapping():
+        _run(proof)
