@@ -54,9 +54,11 @@ __all__ = [
     "StreamPort",
     "StreamRules",
     "ValidReadyMiter",
+    "assume_one_response_per_read",
     "find_register",
     "free_inputs",
     "registers_of",
+    "requester_pairs",
     "stream_ports",
     "tie_low",
 ]
@@ -158,6 +160,32 @@ def stream_ports(component: wiring.Component, *, flat_channels=False) -> list[St
             for path, interface, ready_path in found]
 
 
+def requester_pairs(ports) -> list[tuple]:
+    """``(req, rsp)`` port pairs of every memory port (a ``req`` / ``rsp`` pair of streams, as in
+    :class:`~openmaia.bus.memory_port.MemoryPortSignature`) on which the block is the
+    requester (it produces ``req``)."""
+    by_name = {port.name: port for port in ports}
+    pairs = []
+    for port in ports:
+        if port.path[-1] == "req" and port.producer:
+            rsp = by_name.get(_join((*port.path[:-1], "rsp")))
+            if rsp is not None and not rsp.producer:
+                pairs.append((port, rsp))
+    return pairs
+
+
+def assume_one_response_per_read(m: Module, req: StreamPort, rsp: StreamPort, *, bits=6):
+    """The memory side's contract on a requester's port: a response comes only for a read
+    accepted before it and not yet answered (one response per read, in order; writes get none).
+    Adds the count of outstanding reads and the assumption."""
+    outstanding = Signal(bits, name=f"{rsp.name}__outstanding")
+    read = req.valid & req.ready & ~req.interface.payload.write
+    answer = rsp.valid & rsp.ready
+    m.d.sync += outstanding.eq(outstanding + read - answer)
+    m.d.comb += [Assume(~rsp.valid | (outstanding != 0)),
+                 Assume(~read | (outstanding != (1 << bits) - 1))]
+
+
 def free_inputs(component: wiring.Component) -> list[tuple]:
     """``(path, signal)`` of every ``In`` port of ``component`` that is a signal (the
     ``ready`` of an ``always_ready`` stream is a constant and is left out)."""
@@ -168,13 +196,15 @@ def free_inputs(component: wiring.Component) -> list[tuple]:
 @dataclass(frozen=True)
 class Conserve:
     """An ins-minus-outs counter between the transfers on stream ``ins`` and on stream ``outs``
-    (paths as in :func:`stream_ports`). ``count_in`` / ``count_out`` (payload -> 1-bit value)
-    select which transfers count (e.g. only reads); ``held``, when given, is the number of
-    transfers the block holds (``held(m, rules) -> Value``, ``rules`` the
+    (paths as in :func:`stream_ports`), at most ``capacity`` (``None``: a block with no
+    documented capacity; only "no output without an input" is asserted, and the counter is
+    assumed to stay below 63). ``count_in`` / ``count_out`` (payload -> 1-bit value) select
+    which transfers count (e.g. only reads); ``held``, when given, is the number of transfers
+    the block holds (``held(m, rules) -> Value``, ``rules`` the
     :class:`StreamRules`: ``rules.dut``, ``rules.fragment``), asserted equal to the counter."""
     ins: tuple
     outs: tuple
-    capacity: int
+    capacity: int | None
     count_in: Callable | None = None
     count_out: Callable | None = None
     held: Callable | None = None
@@ -192,6 +222,10 @@ class StreamRules(wiring.Component):
         joined name); the contract the tie stands for belongs in the proof's ``config``.
     conserve : iterable of :class:`Conserve`
         Ins-minus-outs counters.
+    memory_contract : bool
+        On every memory port the block drives (``req`` / ``rsp``, :func:`requester_pairs`),
+        assume the memory's contract: a response only for an outstanding read
+        (:func:`assume_one_response_per_read`).
     invariants : iterable of callables
         ``invariant(m, rules) -> Value``: further assertions on the block's state (induction
         strengthening, e.g. that two internal counts agree); state them with the proof.
@@ -204,7 +238,7 @@ class StreamRules(wiring.Component):
     """
 
     def __init__(self, dut: wiring.Component, *, ties=None, conserve=(), invariants=(),
-                 environment=None, flat_channels=False):
+                 environment=None, flat_channels=False, memory_contract=True):
         if not isinstance(dut, wiring.Component):
             raise TypeError(f"dut must be a wiring.Component, not {dut!r}")
         self.dut = dut
@@ -222,6 +256,7 @@ class StreamRules(wiring.Component):
         for term in self.conserve:
             self.port(term.ins), self.port(term.outs)
         self.invariants = tuple(invariants)
+        self.memory_contract = memory_contract
         self.environment = environment
         self.fragment = None
         super().__init__({_join(path): In(len(Value.cast(value)))
@@ -268,15 +303,22 @@ class StreamRules(wiring.Component):
                 take_in = take_in & term.count_in(ins.interface.payload)
             if term.count_out is not None:
                 take_out = take_out & term.count_out(outs.interface.payload)
-            count = Signal(range(term.capacity + 2), name=f"conserve{k}_count")
+            limit = term.capacity if term.capacity is not None else 62
+            count = Signal(range(limit + 2), name=f"conserve{k}_count")
             with m.If(take_in & ~take_out):
                 m.d.sync += count.eq(count + 1)
             with m.Elif(take_out & ~take_in):
                 m.d.sync += count.eq(count - 1)
-            m.d.comb += [Assert(~take_out | take_in | (count != 0)),
-                         Assert(count <= term.capacity)]
+            m.d.comb += Assert(~take_out | take_in | (count != 0))
+            if term.capacity is not None:
+                m.d.comb += Assert(count <= term.capacity)
+            else:
+                m.d.comb += Assume(count <= limit)
             if term.held is not None:
                 m.d.comb += Assert(count == term.held(m, self))
+        if self.memory_contract:
+            for req, rsp in requester_pairs(self.ports):
+                assume_one_response_per_read(m, req, rsp)
         for invariant in self.invariants:
             m.d.comb += Assert(invariant(m, self))
         if self.environment is not None:
@@ -330,39 +372,49 @@ def find_register(fragment: Fragment, name: str) -> Signal:
 class ValidReadyMiter(wiring.Component):
     """Two copies of the block ``build()`` makes (see the module docstring).
 
-    ``under_test``: the path of the producer stream whose ``ready`` differs between the copies
-    (free inputs ``ready_a``, ``ready_b``). ``all_valids``: assert the ``valid`` of every producer
-    stream (not only the one under test). ``state_equal``: ``"assert"``: also assert the copies'
-    registers equal while the readies were (the induction strengthening); ``"assume"``: assume
-    them equal in every cycle and assert the valids equal in every cycle (the check then covers
-    every state, reachable or not, in one step: no next-state datapath to compare, so it
-    finishes where ``"assert"`` does not; registers of a ``lib.memory`` are not constrained);
-    ``None``: no state comparison (bounded use only). ``ties``, ``flat_channels``: as for
+    ``under_test``: the path of the producer stream whose ``ready`` differs between the copies,
+    or ``"all"``: the ``ready`` of every producer stream differs (one free input per stream and
+    copy: ``<stream>__ready_a``, ``<stream>__ready_b``). ``all_valids``: assert the ``valid`` of
+    every producer stream (not only the one under test). ``state_equal``: ``"assert"``: also
+    assert the copies' registers equal while the readies were (the induction strengthening);
+    ``"assume"``: assume them equal in every cycle and assert the valids equal in every cycle
+    (the check then covers every state, reachable or not, in one step: no next-state datapath
+    to compare, so it finishes where ``"assert"`` does not; the contents of a ``lib.memory``
+    are not constrained, so a ``valid`` read from a memory fails it); ``None``: no state
+    comparison (bounded use only). ``ties``, ``flat_channels``, ``memory_contract``: as for
     :class:`StreamRules`, for both copies.
     """
 
-    def __init__(self, build: Callable[[], wiring.Component], *, under_test, all_valids=True,
-                 state_equal="assert", ties=None, flat_channels=False):
+    def __init__(self, build: Callable[[], wiring.Component], *, under_test="all",
+                 all_valids=True, state_equal="assert", ties=None, flat_channels=False,
+                 memory_contract=True):
         if state_equal not in ("assert", "assume", None):
             raise ValueError(f"state_equal must be 'assert', 'assume' or None, not "
                              f"{state_equal!r}")
         self.a, self.b = build(), build()
         self.ports_a = stream_ports(self.a, flat_channels=flat_channels)
         self.ports_b = stream_ports(self.b, flat_channels=flat_channels)
-        name = _join(under_test) if isinstance(under_test, tuple) else under_test
         producers = [p.name for p in self.ports_a if p.producer]
-        if name not in producers:
-            raise ValueError(f"{name!r} is no producer stream of {type(self.a).__name__}: "
-                             f"{producers}")
-        self.under_test = name
+        if under_test == "all":
+            tested = producers
+        else:
+            tested = [_join(under_test) if isinstance(under_test, tuple) else under_test]
+            if tested[0] not in producers:
+                raise ValueError(f"{tested[0]!r} is no producer stream of "
+                                 f"{type(self.a).__name__}: {producers}")
+        if not tested:
+            raise ValueError(f"{type(self.a).__name__} produces no stream")
+        self.under_test = tuple(tested)
         self.all_valids, self.state_equal = all_valids, state_equal
+        self.memory_contract = memory_contract
         self.ties = {(_join(k) if isinstance(k, tuple) else k): v
                      for k, v in (ties or {}).items()}
         self.inputs_a, self.inputs_b = free_inputs(self.a), free_inputs(self.b)
-        self.ready_name = f"{name}__ready"
+        self.readies = {f"{name}__ready": name for name in tested}
         members = {_join(path): In(len(Value.cast(value))) for path, value in self.inputs_a
-                   if _join(path) not in self.ties and _join(path) != self.ready_name}
-        members.update({"ready_a": In(1), "ready_b": In(1)})
+                   if _join(path) not in self.ties and _join(path) not in self.readies}
+        for ready in self.readies:
+            members.update({f"{ready}_a": In(1), f"{ready}_b": In(1)})
         self.has_memory = None
         super().__init__(members)
 
@@ -370,22 +422,27 @@ class ValidReadyMiter(wiring.Component):
         m = Module()
         frag_a, frag_b = Fragment.get(self.a, platform), Fragment.get(self.b, platform)
         m.submodules.a, m.submodules.b = frag_a, frag_b
-        for inputs, ready in ((self.inputs_a, self.ready_a), (self.inputs_b, self.ready_b)):
+        for inputs, copy in ((self.inputs_a, "a"), (self.inputs_b, "b")):
             for path, value in inputs:
                 name = _join(path)
-                if name == self.ready_name:
-                    source = ready
+                if name in self.readies:
+                    source = getattr(self, f"{name}_{copy}")
                 elif name in self.ties:
                     source = self.ties[name]
                 else:
                     source = getattr(self, name)
                 m.d.comb += Value.cast(value).eq(source)
         m.d.comb += Assume(~ResetSignal())
+        if self.memory_contract:
+            for ports in (self.ports_a, self.ports_b):
+                for req, rsp in requester_pairs(ports):
+                    assume_one_response_per_read(m, req, rsp)
+        same = Cat(getattr(self, f"{r}_a") == getattr(self, f"{r}_b") for r in self.readies)
         same_so_far = Signal(init=1)
-        m.d.sync += same_so_far.eq(same_so_far & (self.ready_a == self.ready_b))
+        m.d.sync += same_so_far.eq(same_so_far & same.all())
         with m.If(same_so_far | (self.state_equal == "assume")):
             for pa, pb in zip(self.ports_a, self.ports_b):
-                if pa.producer and (self.all_valids or pa.name == self.under_test):
+                if pa.producer and (self.all_valids or pa.name in self.under_test):
                     m.d.comb += Assert(pa.valid == pb.valid)
         if self.state_equal is not None:
             regs_a, mem_a = registers_of(frag_a)

@@ -86,10 +86,10 @@ BLOCKS = {
                                          faults=faults),
               ("TileSram, 1 bank of 2 x 4-byte words, one port `a` of width 1, no ECC, "
                "rsp_depth 1")),
-    "tsram_ecc": (lambda faults=(): TileSram(banks=2, bank_bytes=1, depth=2,
+    "tsram_ecc": (lambda faults=(): TileSram(banks=2, bank_bytes=4, depth=2,
                                              ports={"a": 1, "b": 2}, ecc=True, rsp_depth=2,
                                              counter_width=8, faults=faults),
-                  ("TileSram, 2 banks of 2 x 1-byte words with SECDED, ports `a` (width 1) and "
+                  ("TileSram, 2 banks of 2 x 4-byte words with SECDED, ports `a` (width 1) and "
                    "`b` (width 2), rsp_depth 2")),
     "dma": (lambda faults=(): TileDma(axi_addr_bits=10, axi_data_bits=16, axi_id_bits=1,
                                       tsram_bank_bytes=2, tsram_bytes=32, queues=1,
@@ -143,15 +143,17 @@ def rules_proof(name, *, mode="prove", depth=3, quick=False, ties=None, conserve
                  mode, depth, expect, quick, f"{twin}{config}{tied}{note}", timeout, solver)
 
 
-def miter_proof(name, stream_name, *, mode="prove", depth=1, quick=False, ties=None,
-                state_equal="assume", timeout=600, note="", flat_channels=False, solver="z3"):
+def miter_proof(name, *, mode="prove", depth=1, quick=False, ties=None, state_equal="assume",
+                timeout=600, note="", flat_channels=False, solver="z3"):
     build, config = BLOCKS[name]
-    return Proof(f"miter_{name}_{stream_name}",
-                 lambda: ValidReadyMiter(build, under_test=stream_name, ties=ties,
+    tied = f"; tied: {', '.join(f'{k} = {v.value}' for k, v in ties.items())}" if ties else ""
+    channels = "; AXI channels included" if flat_channels else ""
+    return Proof(f"miter_{name}",
+                 lambda: ValidReadyMiter(build, under_test="all", ties=ties,
                                          state_equal=state_equal, flat_channels=flat_channels),
                  mode, depth, True, quick,
-                 f"{config}: every output valid vs {stream_name}.ready, registers "
-                 f"{state_equal or 'not compared'}{note}", timeout, solver)
+                 f"{config}: every output's valid vs every output's ready, registers "
+                 f"{state_equal or 'not compared'}{tied}{channels}{note}", timeout, solver)
 
 
 def _tie(*names, value=0):
@@ -210,42 +212,76 @@ PROOFS = [
                 depth=6, quick=True, ties=_tie("counters_clear", "err_clear"),
                 conserve=[Conserve(("a", "req"), ("a", "rsp"), capacity=1, count_in=_is_read)],
                 note="; conservation reads - responses <= rsp_depth must fail"),
-    rules_proof("result_writer"),
-    rules_proof("tcp"),
-    rules_proof("ttu"),
+    rules_proof("result_writer", conserve=[Conserve(("place",), ("done",), capacity=None)],
+                mode="bmc", depth=10, solver="yices",
+                note="; done tokens never outnumber places (one per op; capacity not "
+                     "documented)"),
+    rules_proof("result_writer", suffix="_induction"),
+    rules_proof("tcp", note="; restart, irq_ack, counters_clear free"),
+    rules_proof("ttu", conserve=[Conserve(("cmd",), ("event",), capacity=None)], mode="bmc",
+                depth=10, solver="yices",
+                note="; events never outnumber commands (one per command; capacity not "
+                     "documented)"),
+    rules_proof("ttu", suffix="_induction"),
     rules_proof("command_fetcher", flat_channels=True, ties=_tie("flush"),
                 note="; AXI4 channels checked too (AR / AW / W asserted, R / B assumed: AMBA "
                      "A3.2.1); flush tied low (a flush withdraws cmd.valid by contract)"),
     rules_proof("host_bridge", flat_channels=True,
                 note="; no lib.stream port: its AXI4 and AXI4-Lite channels (AR / AW / W "
                      "asserted, R / B assumed), rx pin free"),
-    rules_proof("onchip", flat_channels=True,
+    rules_proof("onchip", flat_channels=True, mode="bmc", depth=8,
                 note="; AXI4 subordinate: R / B asserted, AR / AW / W assumed"),
     rules_proof("onchip", suffix="_r_data_not_held", faults={"r_data_not_held"}, expect=False,
                 mode="bmc", depth=6, quick=True, flat_channels=True,
                 note="; R payload stability must fail"),
-    # --- conservation, bounded ------------------------------------------------------------------
+    rules_proof("tsram_ecc", depth=6, ties=_tie("counters_clear", "err_clear"),
+                conserve=[Conserve((port, "req"), (port, "rsp"), capacity=2, count_in=_is_read,
+                                   held=_tsram_holds(port)) for port in ("a", "b")],
+                invariants=[lambda m, rules, port=port: _pending(port)(m, rules)
+                            == _tsram_holds(port)(m, rules) for port in ("a", "b")],
+                note="; per port: reads accepted - responses = reads held <= rsp_depth = 2, "
+                     "credit count = reads held; inject stream free"),
+    rules_proof("operand_fetch", mode="bmc", depth=10, solver="yices",
+                conserve=[Conserve(("job",), ("status",), capacity=None)],
+                note="; memory port: a response only for an outstanding read; status tokens "
+                     "never outnumber jobs (capacity not documented)"),
+    rules_proof("ttu_engine", mode="bmc", depth=12, solver="yices", timeout=900,
+                conserve=[Conserve(("cmd",), ("event",), capacity=None)],
+                note="; memory ports: a response only for an outstanding read; events never "
+                     "outnumber commands"),
+    rules_proof("tvp", mode="bmc", depth=12, solver="yices", timeout=900,
+                conserve=[Conserve(("cmd",), ("event",), capacity=None)],
+                note="; memory ports: a response only for an outstanding read; events never "
+                     "outnumber commands"),
+    rules_proof("dma", mode="bmc", depth=8, solver="yices", flat_channels=True, timeout=900,
+                conserve=[Conserve(("desc", 0), ("event",), capacity=None)],
+                note="; AXI4 channels too (AR / AW / W asserted, R / B assumed), windows free; "
+                     "TSRAM port: a response only for an outstanding read; events never "
+                     "outnumber descriptors (capacity not documented)"),
+    rules_proof("dma", suffix="_unstable_wdata", faults={"unstable_wdata"}, expect=False,
+                mode="bmc", depth=6, solver="yices", flat_channels=True, timeout=900,
+                note="; W / TSRAM write payload stability must fail"),
     # --- twins of the checkers ------------------------------------------------------------------
     twin_rules("streams_dropping_stage", DroppingStage, conserve=[_PASS_THROUGH],
                note="broken twin: a stage that ignores o.ready"),
-    # --- two-copy valid / ready miters -----------------------------------------------------------
-    miter_proof("element_decoder", "o", quick=True),
-    miter_proof("dot_engine", "o"),
-    miter_proof("mx_quantizer", "o"),
-    miter_proof("vector_lane", "o"),
-    miter_proof("uart_rx", "o"),
-    miter_proof("tsram", "a__rsp"),
-    miter_proof("result_writer", "mem__req"),
-    miter_proof("result_writer", "done"),
-    miter_proof("ttu", "c"),
-    miter_proof("ttu", "event"),
-    miter_proof("tcp", "dma__0"),
-    miter_proof("tcp", "ttu"),
-    miter_proof("tcp", "tvp"),
-    miter_proof("command_fetcher", "cmd", ties=_tie("flush")),
-    miter_proof("command_fetcher", "m_axi__ar", ties=_tie("flush"), flat_channels=True),
+    # --- two-copy valid / ready miters: every output's ready differs between the copies -------
+    miter_proof("element_decoder", quick=True),
+    miter_proof("dot_engine"),
+    miter_proof("mx_quantizer"),
+    miter_proof("vector_lane"),
+    miter_proof("uart_rx"),
+    miter_proof("tsram"),
+    miter_proof("result_writer"),
+    miter_proof("ttu"),
+    miter_proof("tcp"),
+    miter_proof("command_fetcher", ties=_tie("flush"), flat_channels=True),
+    miter_proof("host_bridge", flat_channels=True),
+    miter_proof("onchip", flat_channels=True),
+    miter_proof("tvp", timeout=300),
+    miter_proof("ttu_engine", solver="yices", timeout=300),
+    miter_proof("dma", flat_channels=True, solver="yices", timeout=300),
     Proof("miter_ready_dependent_stage",
-          lambda: ValidReadyMiter(ReadyDependentStage, under_test="o", state_equal="assume"),
+          lambda: ValidReadyMiter(ReadyDependentStage, state_equal="assume"),
           "prove", 2, False, True, "broken twin: a stage whose o.valid is gated by o.ready"),
 ]
 
