@@ -23,11 +23,12 @@ from .mapping import check_mapping, map_address_rtl
 from .timing import ORGANISATION, HbmOrganisation, HbmTiming, get_timing
 
 __all__ = ["HbmController", "HbmChannel", "HbmTimers", "RowCmd", "ColCmd", "FAULTS",
-           "TIMING_FAULTS", "HIST_BINS", "trace_layout", "stats_layout", "histogram_bin"]
+           "TIMING_FAULTS", "oldest_wait_bound", "HIST_BINS", "trace_layout", "stats_layout", "histogram_bin"]
 
 #: Deliberate bugs for the checker's mutation tests: each ``*_short`` shortens one limit by one
 #: cycle in :class:`HbmTimers`; ``no_refresh`` never refreshes; ``no_hit_cap`` drops the row-hit
-#: reordering cap.
+#: reordering cap; ``no_age_cap`` drops the age cap (the oldest request can starve);
+#: ``col_ignores_timers`` issues column commands without the timers' ``rd_ok`` / ``wr_ok``.
 TIMING_FAULTS = {
     "trcd_short": ("tRCD_RD", "tRCD_WR"), "trp_short": ("tRP",), "tras_short": ("tRAS",),
     "trc_short": ("tRC",), "twr_short": ("tWR",), "trtp_short": ("tRTP",),
@@ -36,7 +37,8 @@ TIMING_FAULTS = {
     "tfaw_short": ("tFAW",), "twtr_s_short": ("tWTR_S",), "twtr_l_short": ("tWTR_L",),
     "trfc_short": ("tRFC",),
 }
-FAULTS = frozenset(TIMING_FAULTS) | {"no_refresh", "no_hit_cap"}
+FAULTS = frozenset(TIMING_FAULTS) | {"no_refresh", "no_hit_cap", "no_age_cap",
+                                     "col_ignores_timers"}
 
 #: Latency histogram: bin 0 holds latencies below 16 cycles, bin k (1..15) holds
 #: [2**(k+3), 2**(k+4)), the last bin everything from 2**18 up.
@@ -49,6 +51,33 @@ def histogram_bin(latency: int) -> int:
     if latency < 16:
         return 0
     return min(latency.bit_length() - 4, HIST_BINS - 1)
+
+
+def oldest_wait_bound(timing: HbmTiming, organisation: HbmOrganisation = ORGANISATION) -> int:
+    """T of the age cap's bound (docs/hbm.md, "Scheduling"): once the oldest request has been
+    the oldest for ``age_cap`` cycles, its last burst issues within T more cycles.
+
+    With P = max(tRAS, tRTP, CWL + tBURST + tWR) (a bank's PRE), A = max(tRP, tRC, tRRD_L,
+    tRRD_S, tFAW, tRFC) (its ACT), C = max(tCCD_L, tCCD_R, CWL + tBURST + tWTR_L, tRTW) (its
+    first burst after other column commands): without a refresh it needs at most
+    N = P + A + max(tRCD_RD, tRCD_WR, C) + tCCD_L (PRE, ACT, first burst, second burst); a
+    refresh closes every bank (one PRE a cycle: at most P + banks - 2 after it falls due, REF
+    tRP later) and the request starts again from a closed bank, S = A + max(tRCD, C) + tCCD_L;
+    its progress before the refresh is lost, at most N - 1 cycles. T = N - 1 + P + banks - 2 +
+    tRP + S. Valid when at most one refresh falls due in the window:
+    tREFI >= P + banks - 1 + tRP + S (raises ``ValueError`` otherwise).
+    """
+    t, nb = timing, organisation.total_banks
+    p = max(t.tRAS, t.tRTP, t.CWL + t.tBURST + t.tWR)
+    a = max(t.tRP, t.tRC, t.tRRD_L, t.tRRD_S, t.tFAW, t.tRFC)
+    c = max(t.tCCD_L, t.tCCD_R, t.CWL + t.tBURST + t.tWTR_L, t.tRTW)
+    rcd = max(t.tRCD_RD, t.tRCD_WR, c)
+    n = p + a + rcd + t.tCCD_L
+    s = a + rcd + t.tCCD_L
+    if t.tREFI < p + nb - 1 + t.tRP + s:
+        raise ValueError(f"tREFI {t.tREFI} < {p + nb - 1 + t.tRP + s}: more than one refresh "
+                         f"can fall due while the oldest request waits; no bound derived")
+    return n - 1 + p + nb - 2 + t.tRP + s
 
 
 class RowCmd(enum.IntEnum):
@@ -293,6 +322,12 @@ class HbmChannel(wiring.Component):
         ahead of) an older request for another row of that bank; then the bank's column
         commands stop and it is precharged. Hits older than every waiting request for another
         row are not reordering and do not count. At least 2.
+    age_cap : int
+        Starvation cap: once the oldest queued request has been the oldest for ``age_cap``
+        cycles without finishing, only it may issue column and row commands (refresh keeps its
+        priority) until its last burst issues, so no stream of younger requests (row hits to
+        other banks keeping tWTR / tRTW loaded, or hits to its own bank) holds it back for
+        longer than ``age_cap`` + T cycles (docs/hbm.md, "Scheduling"). At least 1.
     capacity_bytes : int
         Bytes of the address space and of the backing store (a power of two, 4 KiB .. the
         organisation's 512 MiB); lines at or above it answer DECERR. The store is an
@@ -316,8 +351,8 @@ class HbmChannel(wiring.Component):
     """
 
     def __init__(self, *, timing="HBM3_6400", mapping="MOP4CLXOR", queue_depth=32,
-                 row_hit_cap=16, capacity_bytes=1 << 16, addr_width=32, data_width=128,
-                 id_width=4, timing_only=False, organisation: HbmOrganisation = ORGANISATION,
+                 row_hit_cap=16, age_cap=1024, capacity_bytes=1 << 16, addr_width=32,
+                 data_width=128, id_width=4, timing_only=False, organisation: HbmOrganisation = ORGANISATION,
                  faults=frozenset()):
         self.timing = get_timing(timing)
         check_mapping(mapping, organisation)
@@ -325,6 +360,8 @@ class HbmChannel(wiring.Component):
             raise ValueError(f"queue_depth must be an integer in 2..1024, not {queue_depth!r}")
         if not isinstance(row_hit_cap, int) or row_hit_cap < 2:
             raise ValueError(f"row_hit_cap must be an integer >= 2, not {row_hit_cap!r}")
+        if not isinstance(age_cap, int) or isinstance(age_cap, bool) or age_cap < 1:
+            raise ValueError(f"age_cap must be an integer >= 1, not {age_cap!r}")
         if (not isinstance(capacity_bytes, int) or capacity_bytes < 4096
                 or capacity_bytes & (capacity_bytes - 1) or capacity_bytes > organisation.bytes):
             raise ValueError(f"capacity_bytes must be a power of two in 4096..{organisation.bytes},"
@@ -342,6 +379,7 @@ class HbmChannel(wiring.Component):
         self.mapping = mapping
         self.queue_depth = queue_depth
         self.row_hit_cap = row_hit_cap
+        self.age_cap = age_cap
         self.capacity_bytes = capacity_bytes
         self.timing_only = bool(timing_only)
         self.organisation = organisation
@@ -499,26 +537,49 @@ class HbmChannel(wiring.Component):
         with m.Else():
             m.d.sync += refi.eq(refi - 1)
 
+        # age cap: cycles entry 0 has been the oldest without finishing (restarts when it
+        # leaves); at age_cap only entry 0 may issue (its bank's row-hit cap rules waived)
+        age = Signal(range(self.age_cap + 1))
+        aged = Signal()
+        m.d.comb += aged.eq((age == self.age_cap) & ("no_age_cap" not in self.faults))
+
         # per-entry candidates (bank one-hot AND per-bank status: no per-entry shifts)
         col_cand = Signal(N); row_cand = Signal(N)
         no_ref = Signal()
         m.d.comb += no_ref.eq(~ref_due)
         for i, e in enumerate(q):
             oh = onehots[i]
-            rd_ok = (oh & timers.rd_ok).any()
-            wr_ok = (oh & timers.wr_ok).any()
+            if "col_ignores_timers" in self.faults:
+                rd_ok = wr_ok = e.valid
+            else:
+                rd_ok = (oh & timers.rd_ok).any()
+                wr_ok = (oh & timers.wr_ok).any()
             is_open = (oh & bank_open).any()
             pre_ok = (oh & timers.pre_ok).any()
             act_ok = (oh & timers.act_ok).any()
             blk = (oh & col_block).any()
             hp = (oh & hits_pending).any()
             cr = (oh & cap_reached).any()
-            m.d.comb += [
-                col_cand[i].eq(e.hit & ~blk & no_ref & Mux(e.write, wr_ok, rd_ok)),
-                row_cand[i].eq(~e.hit & no_ref & Mux(is_open, pre_ok & (~hp | cr), act_ok)),
-            ]
+            if i:
+                m.d.comb += [
+                    col_cand[i].eq(e.hit & ~blk & no_ref & ~aged & Mux(e.write, wr_ok, rd_ok)),
+                    row_cand[i].eq(~e.hit & no_ref & ~aged
+                                   & Mux(is_open, pre_ok & (~hp | cr), act_ok)),
+                ]
+            else:
+                m.d.comb += [
+                    col_cand[i].eq(e.hit & (~blk | aged) & no_ref & Mux(e.write, wr_ok, rd_ok)),
+                    row_cand[i].eq(~e.hit & no_ref
+                                   & Mux(is_open, pre_ok & (~hp | cr | aged), act_ok)),
+                ]
 
         col_oh, col_ge, col_sel = _lowest(m, col_cand, "col")
+        oldest_leaves = Signal()
+        m.d.comb += oldest_leaves.eq(col_oh[0] & q[0].half)
+        with m.If(~q[0].valid | oldest_leaves):
+            m.d.sync += age.eq(0)
+        with m.Elif(age != self.age_cap):
+            m.d.sync += age.eq(age + 1)
         row_oh, _, row_sel = _lowest(m, row_cand, "row")
         col_go = Signal(); row_go = Signal()
         m.d.comb += [col_go.eq(col_cand.any()), row_go.eq(row_cand.any())]
@@ -925,6 +986,7 @@ class HbmController(wiring.Component):
         ch = self.channels[0]
         self.timing, self.mapping = ch.timing, ch.mapping
         self.queue_depth, self.row_hit_cap = ch.queue_depth, ch.row_hit_cap
+        self.age_cap = ch.age_cap
         self.capacity_bytes, self.organisation, self.faults = (ch.capacity_bytes,
                                                                ch.organisation, ch.faults)
         self.timing_only = ch.timing_only
@@ -936,14 +998,14 @@ class HbmController(wiring.Component):
         })
 
     @classmethod
-    def from_config(cls, config, *, capacity_bytes=1 << 16, row_hit_cap=16,
+    def from_config(cls, config, *, capacity_bytes=1 << 16, row_hit_cap=16, age_cap=1024,
                     timing_only=False, faults=frozenset()):
         """The controller of ``config`` (``hbm_preset`` must be an HBM preset, not ONCHIP)."""
         if config.hbm_preset == "ONCHIP":
             raise ValueError("hbm_preset ONCHIP has no HBM controller model")
         return cls(pseudo_channels=config.hbm_pseudo_channels, timing=config.hbm_preset,
                    mapping=config.hbm_mapping, queue_depth=config.hbm_queue_depth,
-                   row_hit_cap=row_hit_cap, capacity_bytes=capacity_bytes,
+                   row_hit_cap=row_hit_cap, age_cap=age_cap, capacity_bytes=capacity_bytes,
                    addr_width=config.axi_addr_bits, data_width=config.axi_data_bits,
                    id_width=config.axi_id_bits, timing_only=timing_only, faults=faults)
 
