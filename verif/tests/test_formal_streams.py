@@ -22,7 +22,7 @@ The block configurations are the smallest legal ones (below, :data:`BLOCKS`); ea
 """
 
 import pytest
-from amaranth.hdl import Const
+from amaranth.hdl import Const, Fragment
 from openmaia.compute.dot_engine import MxDotEngine
 from openmaia.compute.element_decoder import ElementDecoder
 from openmaia.compute.mx_quantizer import MxQuantizer
@@ -34,6 +34,9 @@ from openmaia.harness.formal_streams import (
     StreamRules,
     ValidReadyMiter,
     find_register,
+    registers_of,
+    requester_pairs,
+    stream_ports,
 )
 from openmaia.hbm.onchip import OnChipMemory
 from openmaia.numerics.formats import Format
@@ -199,7 +202,7 @@ PROOFS = [
     rules_proof("dot_engine"),
     rules_proof("mx_quantizer"),
     rules_proof("vector_lane"),
-    rules_proof("uart_rx", quick=True, note="; rx pin free"),
+    rules_proof("uart_rx", note="; rx pin free"),
     rules_proof("tsram", quick=True, depth=6, ties=_tie("counters_clear", "err_clear"),
                 conserve=[Conserve(("a", "req"), ("a", "rsp"), capacity=1, count_in=_is_read,
                                    held=_tsram_holds("a"))],
@@ -234,7 +237,8 @@ PROOFS = [
     rules_proof("onchip", suffix="_r_data_not_held", faults={"r_data_not_held"}, expect=False,
                 mode="bmc", depth=6, quick=True, flat_channels=True,
                 note="; R payload stability must fail"),
-    rules_proof("tsram_ecc", depth=6, ties=_tie("counters_clear", "err_clear"),
+    rules_proof("tsram_ecc", mode="bmc", depth=10, solver="yices",
+                ties=_tie("counters_clear", "err_clear"),
                 conserve=[Conserve((port, "req"), (port, "rsp"), capacity=2, count_in=_is_read,
                                    held=_tsram_holds(port)) for port in ("a", "b")],
                 invariants=[lambda m, rules, port=port: _pending(port)(m, rules)
@@ -278,8 +282,8 @@ PROOFS = [
     miter_proof("host_bridge", flat_channels=True),
     miter_proof("onchip", flat_channels=True),
     miter_proof("tvp", timeout=300),
-    miter_proof("ttu_engine", solver="yices", timeout=300),
-    miter_proof("dma", flat_channels=True, solver="yices", timeout=300),
+    miter_proof("ttu_engine", mode="bmc", depth=6, state_equal=None, solver="yices",
+                timeout=600),
     Proof("miter_ready_dependent_stage",
           lambda: ValidReadyMiter(ReadyDependentStage, state_equal="assume"),
           "prove", 2, False, True, "broken twin: a stage whose o.valid is gated by o.ready"),
@@ -298,3 +302,45 @@ QUICK = [p for p in PROOFS if p.quick]
 @pytest.mark.parametrize("proof", QUICK, ids=[p.name for p in QUICK])
 def test_formal_streams_quick(proof):
     _run(proof)
+
+
+def test_stream_ports_walks_sub_signatures():
+    """MemoryPortSignature's req / rsp, arrays of streams and (with ``flat_channels``) the AXI4
+    channels are found, each with the block's role."""
+    dma = BLOCKS["dma"][0]()
+    roles = {p.name: p.producer for p in stream_ports(dma)}
+    assert roles == {"tsram__req": True, "tsram__rsp": False, "desc__0": False, "event": True}
+    flat = {p.name: (p.producer, len(p.payload)) for p in stream_ports(dma, flat_channels=True)}
+    assert flat["m_axi__ar"] == (True, 10 + 1 + 8 + 3 + 2 + 1 + 4 + 3 + 4)
+    assert flat["m_axi__r"][0] is False and flat["m_axi__b"][0] is False
+    sram = BLOCKS["tsram"][0]()
+    assert {p.name: p.producer for p in stream_ports(sram)} == {
+        "a__req": False, "a__rsp": True, "inject": False}
+    assert [(req.name, rsp.name) for req, rsp in requester_pairs(stream_ports(dma))] == [
+        ("tsram__req", "tsram__rsp")]
+    assert requester_pairs(stream_ports(sram)) == []
+
+
+def test_checkers_check_their_arguments():
+    with pytest.raises(ValueError, match="no lib.stream member"):
+        StreamRules(HostBridge(divisor=4, mem_addr_bits=12, mem_data_bits=32))
+    with pytest.raises(ValueError, match="ties name no In port"):
+        StreamRules(DroppingStage(), ties={"nope": Const(0, 1)})
+    with pytest.raises(LookupError, match="no stream"):
+        StreamRules(DroppingStage()).port("nope")
+    with pytest.raises(ValueError, match="no producer stream"):
+        ValidReadyMiter(DroppingStage, under_test="i")
+    with pytest.raises(ValueError, match="state_equal"):
+        ValidReadyMiter(DroppingStage, state_equal="maybe")
+    with pytest.raises(TypeError, match="wiring.Component"):
+        StreamRules(object())
+
+
+def test_find_register():
+    fragment = Fragment.get(BLOCKS["tsram"][0](), None)
+    assert len(find_register(fragment, "a_pending")) == 1
+    assert len(find_register(fragment, "a_rsp_fifo/level")) == 1
+    with pytest.raises(LookupError, match="expected one register"):
+        find_register(fragment, "nope")
+    _, has_memory = registers_of(fragment)
+    assert has_memory
