@@ -42,9 +42,18 @@ requires).
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Assert, Assume, Cat, Const, Mux, ResetSignal, Signal, Value
+from amaranth.hdl import (
+    Array,
+    Assert,
+    Assume,
+    Cat,
+    Const,
+    Mux,
+    ResetSignal,
+    Signal,
+    Value,
+)
 from amaranth.lib import wiring
-
 from openmaia.bus.axi import (
     AXI4_MAX_BEATS,
     AXI_BOUNDARY_BYTES,
@@ -184,7 +193,7 @@ def axi4_rules(m, bus, *, under_test, max_reads, max_writes, incr_only=False, fu
         r.rule(M, (c["len"] == 1) | (c["len"] == 3) | (c["len"] == 7) | (c["len"] == 15),
                is_wrap)
         align = r.sig(f"{prefix}_misaligned")
-        m.d.comb += align.eq(((c["addr"] & ((Const(1, aw_bits + 1) << c["size"]) - 1)) != 0))
+        m.d.comb += align.eq((c["addr"] & ((Const(1, aw_bits + 1) << c["size"]) - 1)) != 0)
         r.rule(M, ~align, is_wrap)
         r.rule(M, c["len"] < 16, valid & (c["burst"] == AxiBurst.FIXED))
         page_bits = min(12, aw_bits)

@@ -24,14 +24,15 @@ The proof table, tiers and runner are those of verif/tests/test_formal.py (impor
 from dataclasses import dataclass
 
 import pytest
-from amaranth.hdl import Assert, Module, Mux, ResetSignal, Assume, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Assert, Assume, Cover, Module, ResetSignal, Signal
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from openmaia.bus.axi import Axi4Signature, AxiBurst, AxiResp
-from openmaia.harness.formal_axi import MANAGER, SUBORDINATE, axi4_rules
+from openmaia.bus.axi import Axi4Signature, AxiBurst, AxiLiteSignature, AxiResp
+from openmaia.harness.formal_axi import MANAGER, SUBORDINATE, axi4_rules, axi_lite_rules
 from openmaia.hbm.controller import HbmChannel
 from openmaia.hbm.onchip import OnChipMemory
 from openmaia.hbm.timing import HbmTiming
+from openmaia.tile.registers import HostRegisters
 from test_formal import Proof, _run
 from test_formal_dma import TileDmaHarness
 
@@ -53,7 +54,10 @@ class TileDmaAxiProof(TileDmaHarness):
     """The AXI4 manager rules on ``TileDma.m_axi`` (every burst INCR and full-size: docs/dma.md
     promises both), at most :data:`DMA_MAX_READS` read bursts outstanding; the subordinate's
     rules assumed (R only for an outstanding AR, RLAST on beat ARLEN, B after AW and last W,
-    RID / BID 0, R / B held until ready). TSRAM read data and ``rdata`` are zero."""
+    RID / BID 0, R / B held until ready). TSRAM read data and ``rdata`` are free."""
+
+    def __init__(self, **kwargs):
+        super().__init__(free_data=True, **kwargs)
 
     def properties(self, m, inner):
         axi4_rules(m, self.dut.m_axi, under_test=MANAGER, max_reads=DMA_MAX_READS,
@@ -62,7 +66,7 @@ class TileDmaAxiProof(TileDmaHarness):
 
 DMA_TEXT = ("TileDma, {aw}-bit AXI addresses, 16-bit bus, 1-bit ID, 2 queues of depth 1, 2 "
             "outstanding reads, counts 0..3, 5-bit TSRAM fields, 32-byte TSRAM, every input "
-            "free (subordinate rules assumed)")
+            "free (R / TSRAM data included; subordinate rules assumed)")
 DMA_DEPTH = 8
 TWIN_DEPTH = 6
 
@@ -75,7 +79,7 @@ class SubordinateAxiProof(wiring.Component):
     most ``max_reads`` / ``max_writes`` outstanding); reset low. Responses in request order
     over all IDs (both models document it)."""
 
-    def __init__(self, *, build, max_reads=4, max_writes=4, timing_only=False):
+    def __init__(self, *, build, max_reads=4, max_writes=4):
         self.dut = build()
         self.max_reads, self.max_writes = max_reads, max_writes
         super().__init__({"bus": In(self.dut.axi)})
@@ -85,8 +89,13 @@ class SubordinateAxiProof(wiring.Component):
         m.submodules.dut = dut = self.dut
         wiring.connect(m, wiring.flipped(self.bus), dut.s_axi)
         m.d.comb += Assume(~ResetSignal())
-        axi4_rules(m, dut.s_axi, under_test=SUBORDINATE, max_reads=self.max_reads,
-                   max_writes=self.max_writes)
+        t = axi4_rules(m, dut.s_axi, under_test=SUBORDINATE, max_reads=self.max_reads,
+                       max_writes=self.max_writes)
+        # Reachability (mode "cover"): a read burst of two beats or more completes, and a write
+        # burst is answered, so the bounded proof's depth covers whole transactions.
+        axi = dut.s_axi
+        m.d.comb += [Cover(axi.rvalid & axi.rready & axi.rlast & (t.r_beat != 0)),
+                     Cover(axi.bvalid & axi.bready)]
         return m
 
 
@@ -232,6 +241,72 @@ class ManagerAxiProof(wiring.Component):
         return m
 
 
+# --- AXI4-Lite: the host registers as the subordinate ----------------------------------------
+
+class LiteSubordinateProof(wiring.Component):
+    """The AXI4-Lite subordinate rules on ``build().axi``; the manager's signals and every other
+    input of the block are free (manager rules assumed, at most 4 reads and 4 writes
+    outstanding); reset low. ``invariants``: assert the checker's counts from the block's own
+    ports, for k-induction (:class:`~openmaia.tile.registers.HostRegisters` and
+    :class:`MiniLite` take one read and one AW + W at a time: reads outstanding = ``rvalid``,
+    AWs = ``~awready + bvalid``, Ws = ``~wready + bvalid``)."""
+
+    def __init__(self, *, build, invariants=True):
+        self.dut = build()
+        self.invariants = invariants
+        super().__init__(self.dut.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        wiring.connect(m, wiring.flipped(self), dut)
+        m.d.comb += Assume(~ResetSignal())
+        n_ar, n_aw, n_w = axi_lite_rules(m, dut.axi, under_test=SUBORDINATE, max_reads=4,
+                                         max_writes=4)
+        axi = dut.axi
+        if self.invariants:
+            m.d.comb += [Assert(n_ar == axi.rvalid), Assert(n_aw == ~axi.awready + axi.bvalid),
+                         Assert(n_w == ~axi.wready + axi.bvalid)]
+        return m
+
+
+class MiniLite(wiring.Component):
+    """A one-register AXI4-Lite subordinate (test block): AW and W each held in a register
+    until both are there, then B; AR answered with the register's value. Fault ``b_on_aw``:
+    B comes as soon as the AW is held, without waiting for W."""
+
+    def __init__(self, *, faults=()):
+        self.faults = frozenset(faults)
+        super().__init__({"axi": In(AxiLiteSignature(addr_width=4))})
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.axi
+        aw_full, w_full, value, w_data = Signal(), Signal(), Signal(32), Signal(32)
+        m.d.comb += [bus.awready.eq(~aw_full), bus.wready.eq(~w_full),
+                     bus.arready.eq(~bus.rvalid)]
+        with m.If(bus.awvalid & ~aw_full):
+            m.d.sync += aw_full.eq(1)
+        with m.If(bus.wvalid & ~w_full):
+            m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata)]
+        both = aw_full if "b_on_aw" in self.faults else aw_full & w_full
+        with m.If(both & ~bus.bvalid):
+            m.d.sync += [aw_full.eq(0), w_full.eq(0), bus.bvalid.eq(1), value.eq(w_data)]
+        with m.If(bus.bvalid & bus.bready):
+            m.d.sync += bus.bvalid.eq(0)
+        with m.If(bus.arvalid & ~bus.rvalid):
+            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(value)]
+        with m.If(bus.rvalid & bus.rready):
+            m.d.sync += bus.rvalid.eq(0)
+        return m
+
+
+def host_registers(**faults):
+    return HostRegisters(semaphores=2, tsram_counters=data.StructLayout({"reads": 32}),
+                         dma_queues=1, hbm_addr_bits=12, extra_counters={},
+                         faults=frozenset(faults))
+
+
 # --- the proof table ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -251,7 +326,7 @@ PROOFS = [
                "bmc", TWIN_DEPTH, False, False,
                "broken twin: TileDma fault unstable_wdata (W payload changes while waiting)"),
     YicesProof("axi_dma_full_strobes", lambda: TileDmaAxiProof(faults={"full_strobes"}),
-               "bmc", TWIN_DEPTH, False, True,
+               "bmc", TWIN_DEPTH, False, False,
                "broken twin: TileDma fault full_strobes (strobes below an unaligned start)"),
     YicesProof("axi_dma_no_4k_split",
                lambda: TileDmaAxiProof(addr_bits=13, faults={"no_4k_split"}),
@@ -265,24 +340,40 @@ PROOFS = [
                "broken twin: OnChipMemory fault r_data_not_held (R data changes while waiting)"),
     YicesProof("axi_hbm_channel",
                lambda: SubordinateAxiProof(build=lambda: hbm_channel(timing_only=False)),
-               "bmc", 16, True, False, HBM_TEXT + ": AXI4 subordinate rules, bounded, 16 cycles"),
+               "bmc", 12, True, False, HBM_TEXT + ": AXI4 subordinate rules, bounded, 12 cycles"),
+    YicesProof("axi_onchip_reach", lambda: SubordinateAxiProof(build=onchip), "cover", 12, True,
+               False, ONCHIP_TEXT + ": within 12 cycles a read burst of 2+ beats completes and "
+               "a B is taken (the bounded proof covers whole transactions)"),
+    YicesProof("axi_hbm_channel_reach",
+               lambda: SubordinateAxiProof(build=lambda: hbm_channel(timing_only=False)),
+               "cover", 12, True, False, "the same reachability for the HbmChannel proof"),
     YicesProof("axi_mini_subordinate", lambda: SubordinateAxiProof(build=MiniSubordinate),
-               "bmc", 8, True, True, "MiniSubordinate (test block), bounded, 8 cycles"),
+               "bmc", 8, True, False, "MiniSubordinate (test block), bounded, 8 cycles"),
     YicesProof("axi_mini_rlast_early",
                lambda: SubordinateAxiProof(build=lambda: MiniSubordinate(
-                   faults={"rlast_early"})), "bmc", 8, False, True,
+                   faults={"rlast_early"})), "bmc", 8, False, False,
                "broken twin: MiniSubordinate fault rlast_early"),
     YicesProof("axi_mini_b_early",
                lambda: SubordinateAxiProof(build=lambda: MiniSubordinate(faults={"b_early"})),
-               "bmc", 8, False, True, "broken twin: MiniSubordinate fault b_early"),
+               "bmc", 8, False, False, "broken twin: MiniSubordinate fault b_early"),
     YicesProof("axi_mini_r_with_ar",
                lambda: SubordinateAxiProof(build=lambda: MiniSubordinate(faults={"r_with_ar"})),
-               "bmc", 8, False, True, "broken twin: MiniSubordinate fault r_with_ar"),
+               "bmc", 8, False, False, "broken twin: MiniSubordinate fault r_with_ar"),
     YicesProof("axi_mini_writer", lambda: ManagerAxiProof(build=MiniWriter), "bmc", 8, True,
-               True, "MiniWriter (test block), bounded, 8 cycles"),
+               False, "MiniWriter (test block), bounded, 8 cycles"),
     YicesProof("axi_mini_wlast_early",
                lambda: ManagerAxiProof(build=lambda: MiniWriter(faults={"wlast_early"})),
                "bmc", 8, False, True, "broken twin: MiniWriter fault wlast_early"),
+    YicesProof("axil_host_registers", lambda: LiteSubordinateProof(build=host_registers),
+               "prove", 3, True, True, "HostRegisters (2 semaphores, 1 DMA queue, 12-bit HBM "
+               "addresses, 12-bit AXI4-Lite addresses), every input free: AXI4-Lite "
+               "subordinate rules, k-induction"),
+    YicesProof("axil_mini_lite", lambda: LiteSubordinateProof(build=MiniLite), "prove", 3,
+               True, False, "MiniLite (test block): AXI4-Lite subordinate rules, k-induction"),
+    YicesProof("axil_mini_lite_b_on_aw",
+               lambda: LiteSubordinateProof(build=lambda: MiniLite(faults={"b_on_aw"}),
+                                            invariants=False),
+               "bmc", 4, False, True, "broken twin: MiniLite fault b_on_aw (B before W)"),
 ]
 
 
@@ -293,6 +384,22 @@ def test_formal_axi(proof):
 
 
 QUICK = [p for p in PROOFS if p.quick]
+
+
+def test_axi_rules_check_arguments():
+    m = Module()
+    bus = Axi4Signature(addr_width=8, data_width=32).create()
+    with pytest.raises(ValueError, match="under_test"):
+        axi4_rules(m, bus, under_test="dut", max_reads=1, max_writes=1)
+    with pytest.raises(ValueError, match="max_reads"):
+        axi4_rules(m, bus, under_test=MANAGER, max_reads=0, max_writes=1)
+    with pytest.raises(ValueError, match="max_writes"):
+        axi4_rules(m, bus, under_test=MANAGER, max_reads=1, max_writes=300)
+    with pytest.raises(TypeError, match="Axi4Signature"):
+        axi4_rules(m, AxiLiteSignature(addr_width=4).create(), under_test=MANAGER,
+                   max_reads=1, max_writes=1)
+    with pytest.raises(TypeError, match="AxiLiteSignature"):
+        axi_lite_rules(m, bus, under_test=SUBORDINATE, max_reads=1, max_writes=1)
 
 
 @pytest.mark.parametrize("proof", QUICK, ids=[p.name for p in QUICK])

@@ -85,10 +85,11 @@ class TileDmaHarness(wiring.Component):
     low; a queue-``q`` descriptor carries ``q`` in tag bit 0 (the wrapper's way to know whose
     descriptor the HBM walker serves), its counts have ``count_bits`` bits, its TSRAM fields
     ``tsram_bits``. The AXI subordinate's inputs (``arready`` ... ``bresp``) are ports; the
-    subclass's :meth:`properties` adds what it assumes of them and what it asserts."""
+    subclass's :meth:`properties` adds what it assumes of them and what it asserts. ``rdata``
+    and the TSRAM read data are zero, or free ports (``free_data``)."""
 
     def __init__(self, *, addr_bits: int = 10, count_bits: int = 2, tsram_bits: int = 5,
-                 faults=()):
+                 free_data: bool = False, faults=()):
         self.aw, self.cb, self.tb = addr_bits, count_bits, tsram_bits
         self.dut = TileDma(axi_addr_bits=addr_bits, axi_data_bits=16, axi_id_bits=1,
                            tsram_bank_bytes=2, tsram_bytes=32, queues=2, queue_depth=1,
@@ -102,7 +103,9 @@ class TileDmaHarness(wiring.Component):
             "rresp": In(2), "rlast": In(1), "bvalid": In(1), "bresp": In(2),
             "ts_req_ready": In(1), "ts_rsp_valid": In(1), "ts_rsp_status": In(2),
             "event_ready": In(1), "counters_clear": In(1),
+            **({"rdata": In(16), "ts_rsp_data": In(16)} if free_data else {}),
         })
+        self.free_data = free_data
 
     def elaborate(self, platform):
         m = Module()
@@ -132,6 +135,9 @@ class TileDmaHarness(wiring.Component):
                      dut.tsram.rsp.payload.status.eq(self.ts_rsp_status),
                      dut.event.ready.eq(self.event_ready),
                      dut.counters_clear.eq(self.counters_clear)]
+        if self.free_data:
+            m.d.comb += [axi.rdata.eq(self.rdata),
+                         dut.tsram.rsp.payload.data.eq(self.ts_rsp_data)]
         self.properties(m, inner)
         return m
 
@@ -152,10 +158,7 @@ class TileDmaWindowProof(TileDmaHarness):
     """
 
     def properties(self, m, inner):
-        hw = inner.submodules.hbm_walk
-        check = inner.submodules.check
         axi = self.dut.m_axi
-        lb = 1
         # A legal subordinate: B only after the burst's AW and last W.
         aw_n, wl_n, b_n = Signal(6), Signal(6), Signal(6)
         m.d.sync += [aw_n.eq(aw_n + (axi.awvalid & axi.awready)),
@@ -163,10 +166,22 @@ class TileDmaWindowProof(TileDmaHarness):
                      b_n.eq(b_n + (axi.bvalid & axi.bready))]
         with m.If(self.bvalid):
             m.d.comb += [Assume(b_n < aw_n), Assume(b_n < wl_n)]
-        base, limit = Signal(self.aw), Signal(self.aw)
+        base, limit = self.sample_window(m, inner)
+        self.window_asserts(m, base, limit)
+
+    def sample_window(self, m, inner):
+        """The window of the queue whose descriptor the HBM walker starts, sampled then."""
+        hw = inner.submodules.hbm_walk
+        check = inner.submodules.check
+        base, limit = Signal(self.aw, name="w_base"), Signal(self.aw, name="w_limit")
         with m.If(hw.start & ~hw.busy):
             q = check.desc.tag[0]
             m.d.sync += [base.eq(self.window_base[q]), limit.eq(self.window_limit[q])]
+        return base, limit
+
+    def window_asserts(self, m, base, limit):
+        axi = self.dut.m_axi
+        lb = 1
         for valid, addr, length in ((axi.arvalid, axi.araddr, axi.arlen),
                                     (axi.awvalid, axi.awaddr, axi.awlen)):
             end_word = Signal(self.aw + 9)
