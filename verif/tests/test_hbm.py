@@ -458,3 +458,72 @@ def test_row_hit_cap_counts_reordering_only():
     assert passed == 4, f"{passed} younger hit bursts passed the waiting request (cap 4)"
     _, passed = _cap_counts(_cap_scenario(faults={"no_hit_cap"}))
     assert passed > 4, f"without the cap only {passed} younger hit bursts passed"
+
+
+def _age_scenario(age_cap, faults=(), extra=100):
+    """The oldest-request starvation scenario (docs/hbm.md, "Scheduling", age cap): one read of
+    bank (0, 0, 0), then a stream of single-line writes, row hits to two banks of bank group 1
+    (16 lines, round robin), every WR reloading the channel-wide tWTR counter. HBM3_6400, queue
+    8, RoBaRaCoCh, 256-bit port. Returns (the read's AR handshake cycle, the cycle of its last
+    RD burst or None within ``age_cap`` + T + ``extra`` cycles, the WR bursts issued)."""
+    from openmaia.hbm.controller import ColCmd, oldest_wait_bound
+    from openmaia.hbm.mapping import unmap_address
+    dut = HbmChannel(queue_depth=8, age_cap=age_cap, timing_only=True, capacity_bytes=1 << 20,
+                     mapping="RoBaRaCoCh", data_width=256, faults=faults)
+    cycles = age_cap + oldest_wait_bound(dut.timing) + extra
+    read = unmap_address("RoBaRaCoCh", row=0, col=0)
+    lines = [unmap_address("RoBaRaCoCh", bg=1, ba=k % 2, sid=k % 2, row=0, col=2 * (k // 2))
+             for k in range(16)]
+    out = {"ar": None, "last_rd": None, "wr": 0}
+
+    async def bench(ctx):
+        a = dut.s_axi
+        for sig, value in ((a.rready, 1), (a.bready, 1), (a.arlen, 1), (a.awlen, 1),
+                           (a.arsize, dut.axi.size_code), (a.awsize, dut.axi.size_code),
+                           (a.arburst, 1), (a.awburst, 1), (a.wstrb, (1 << 32) - 1),
+                           (a.araddr, read), (a.arvalid, 1)):
+            ctx.set(sig, value)
+        sent = w_beats = 0
+        rd_bursts = 0
+        for cycle in range(cycles):
+            if cycle == 2:
+                ctx.set(a.awvalid, 1)
+            ctx.set(a.awaddr, lines[sent % len(lines)])
+            ctx.set(a.wvalid, 1)
+            ctx.set(a.wlast, w_beats % 2)
+            _, _, ar_hs, aw_hs, w_hs, tr = await ctx.tick().sample(
+                a.arvalid & a.arready, a.awvalid & a.awready, a.wvalid & a.wready, dut.trace)
+            if ar_hs:
+                out["ar"] = cycle
+                ctx.set(a.arvalid, 0)
+            sent += aw_hs
+            w_beats += w_hs
+            if tr.col_valid and tr.col_cmd == ColCmd.RD:
+                rd_bursts += 1
+                if rd_bursts == 2:
+                    out["last_rd"] = tr.cycle
+            if tr.col_valid and tr.col_cmd == ColCmd.WR:
+                out["wr"] += 1
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["ar"], out["last_rd"], out["wr"], oldest_wait_bound(dut.timing)
+
+
+def test_age_cap_bounds_the_oldest_request():
+    """A read older than a stream of row-hit writes to other banks issues within ``age_cap``
+    + T cycles of becoming the oldest (T: ``oldest_wait_bound``, 1047 cycles for HBM3_6400;
+    2 cycles from the AR handshake to the queue). Without the cap (``no_age_cap``) the writes,
+    every one reloading tWTR, hold it back past that bound (the broken twin fails it)."""
+    age_cap = 16
+    ar, last_rd, wr, t = _age_scenario(age_cap)
+    assert last_rd is not None, "the read never issued"
+    waited = last_rd - ar - 2
+    print(f"age cap {age_cap}: read done {waited} cycles after entering the queue, {wr} WR")
+    assert waited <= age_cap + t, f"read waited {waited} > {age_cap} + {t}"
+    assert wr > 100, f"only {wr} WR bursts: the write stream did not run"
+    ar, last_rd, wr, t = _age_scenario(age_cap, faults={"no_age_cap"})
+    print(f"no_age_cap: read done at {last_rd} (AR at {ar}), {wr} WR")
+    assert last_rd is None or last_rd - ar - 2 > age_cap + t, \
+        f"without the cap the read still issued within the bound ({last_rd - ar - 2})"
