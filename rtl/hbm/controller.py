@@ -23,7 +23,8 @@ from .mapping import check_mapping, map_address_rtl
 from .timing import ORGANISATION, HbmOrganisation, HbmTiming, get_timing
 
 __all__ = ["HbmController", "HbmChannel", "HbmTimers", "RowCmd", "ColCmd", "FAULTS",
-           "TIMING_FAULTS", "oldest_wait_bound", "HIST_BINS", "trace_layout", "stats_layout", "histogram_bin"]
+           "TIMING_FAULTS", "oldest_wait_bound", "HIST_BINS", "trace_layout", "stats_layout",
+           "histogram_bin"]
 
 #: Deliberate bugs for the checker's mutation tests: each ``*_short`` shortens one limit by one
 #: cycle in :class:`HbmTimers`; ``no_refresh`` never refreshes; ``no_hit_cap`` drops the row-hit
@@ -352,8 +353,8 @@ class HbmChannel(wiring.Component):
 
     def __init__(self, *, timing="HBM3_6400", mapping="MOP4CLXOR", queue_depth=32,
                  row_hit_cap=16, age_cap=1024, capacity_bytes=1 << 16, addr_width=32,
-                 data_width=128, id_width=4, timing_only=False, organisation: HbmOrganisation = ORGANISATION,
-                 faults=frozenset()):
+                 data_width=128, id_width=4, timing_only=False,
+                 organisation: HbmOrganisation = ORGANISATION, faults=frozenset()):
         self.timing = get_timing(timing)
         check_mapping(mapping, organisation)
         if not isinstance(queue_depth, int) or not 2 <= queue_depth <= 1024:
