@@ -1,5 +1,6 @@
 """Formal proofs of the HBM model (issue 8): the scheduler never issues a command that breaks a
-timing limit, and a waiting request is passed by at most ``row_hit_cap`` younger row hits.
+timing limit, a waiting request is passed by at most ``row_hit_cap`` younger row hits, and the
+oldest request leaves within ``age_cap`` + T cycles (no starvation).
 
 The timing rules are asserted by :class:`~openmaia.harness.hbm_checker.HbmFormalChecker`, an
 independent checker written from the definitions of the timing parameters (docs/hbm.md,
@@ -12,8 +13,12 @@ its ``HbmTimers`` inputs, with the rows the channel issues them for).
 * :class:`HbmSchedulerProof` (``hbm_scheduler_contract``): the channel keeps that contract
   (every command has its timers bit, bank-state rules); k-induction, k = 2. With
   ``timing_rules=True`` (``hbm_channel_timing``) the checker's timing rules on the channel
-  itself; k-induction. Twins: ``trcd_short``, ``trrd_s_short`` in the channel.
+  itself; k-induction. Twins: ``trcd_short``, ``trrd_s_short`` in the channel; for the
+  contract, ``col_ignores_timers`` (bounded).
 * :class:`HbmCapProof` (``hbm_row_hit_cap``): the row-hit cap; bounded. Twin: ``no_hit_cap``.
+* :class:`HbmAgeProof` (``hbm_age_cap``): the age cap's bound on the oldest request (timing
+  :data:`AGE_TIMING`, ``age_cap`` 2, T = 36); bounded, deeper than a whole window from reset.
+  Twin: ``no_age_cap``.
 
 Reduced configuration (:data:`SMALL_ORGANISATION`, :data:`SMALL_TIMING`, queue 4, cap 2): the
 organisation needs an address mapping of its own, which the shared table of
@@ -47,6 +52,7 @@ from openmaia.hbm.controller import (
     RowCmd,
     _bits,
     _entry_layout,
+    oldest_wait_bound,
 )
 from openmaia.hbm.timing import HbmOrganisation, HbmTiming
 from test_formal import Proof, _run
@@ -412,6 +418,67 @@ class HbmCapProof(wiring.Component):
         return m
 
 
+#: The age-cap proof's timing: the smallest numbers that keep a stream of writes able to hold
+#: tWTR loaded (CWL + tBURST + tWTR_S = 4 cycles, while the front end admits a 64 B write every
+#: 5 cycles, two WR bursts tCCD_L = 2 apart) and every phase of the bound present (tRCD_RD 2,
+#: tRC 3 = tRAS 2 + tRP 1, tFAW 4 = 4 tRRD_S, tRFC 2), a refresh every 24 cycles (the smallest
+#: tREFI for which ``oldest_wait_bound`` holds: one refresh in a window). T = 36.
+AGE_TIMING = HbmTiming(
+    name="FORMAL_AGE", tck_ns=1.0, CL=1, CWL=2, tRCD_RD=2, tRCD_WR=1, tRP=1, tRAS=2, tRC=3,
+    tWR=1, tRTP=1, tRTW=2, tCCD_S=1, tCCD_L=2, tCCD_R=1, tRRD_S=1, tRRD_L=1, tFAW=4, tWTR_S=1,
+    tWTR_L=2, tREFI=24, tRFC=2, tBURST=1)
+AGE_TIMING_TEXT = ("CL 1, CWL 2, tRCD_RD/WR 2/1, tRP 1, tRAS 2, tRC 3, tWR 1, tRTP 1, tRTW 2, "
+                   "tCCD_S/R/L 1/1/2, tRRD_S/L 1/1, tFAW 4, tWTR_S/L 1/2, tREFI 24, tRFC 2, "
+                   "tBURST 1")
+AGE_CAP = 2
+
+
+class HbmAgeProof(wiring.Component):
+    """The age cap (docs/hbm.md, "Scheduling"): the oldest request's last burst issues within
+    ``age_cap`` + T cycles of it becoming the oldest (T = ``oldest_wait_bound``).
+
+    Free inputs: the AXI port (producer rules assumed, INCR full-width bursts of one or two
+    beats, zero write data, reset low; R and B ready free, so any backpressure). The oldest
+    request is queue entry 0 (the queue is age ordered); it leaves when a column command of
+    its tag (buffer tags are unique among queued requests) issues its second burst. ``wait``
+    counts the cycles entry 0 has been the oldest (restarting when it leaves or the queue is
+    empty); asserted: ``wait`` <= ``age_cap`` + T. Bounded (from reset).
+    """
+
+    def __init__(self, *, faults=(), **channel):
+        params = CHANNEL | {"timing": AGE_TIMING, "age_cap": AGE_CAP} | channel
+        self.dut = HbmChannel(**params, faults=frozenset(faults))
+        self.bound = self.dut.age_cap + oldest_wait_bound(self.dut.timing,
+                                                          self.dut.organisation)
+        super().__init__({"s_axi": In(self.dut.axi)})
+
+    def elaborate(self, platform):
+        m = Module()
+        dut, o = self.dut, self.dut.organisation
+        N = dut.queue_depth
+        m.submodules.dut = fragment = Fragment.get(dut, platform)
+        wiring.connect(m, wiring.flipped(self.s_axi), dut.s_axi)
+        started = Signal()
+        m.d.sync += started.eq(1)
+        m.d.comb += Assume(~ResetSignal())
+        _axi_producer_rules(m, self.s_axi, started, simple=True)
+        t = next(sub.origins[0] for sub, name, _ in fragment.subfragments if name == "timers")
+        (ce,) = sync_registers(fragment, "ce", domain="comb")
+        (q0,) = sync_registers(fragment, "q0")
+        layout = _entry_layout(o, _bits(N), _bits(dut.capacity_bytes // 64),
+                               64 // dut.axi.data_bytes)
+        ce, q0 = layout(ce), layout(q0)
+        leaves = Signal()
+        m.d.comb += leaves.eq(q0.valid & t.col_valid & ce.half & (ce.tag == q0.tag))
+        wait = Signal(range(self.bound + 2))
+        with m.If(~q0.valid | leaves):
+            m.d.sync += wait.eq(0)
+        with m.Elif(wait <= self.bound):
+            m.d.sync += wait.eq(wait + 1)
+        m.d.comb += Assert(wait <= self.bound)
+        return m
+
+
 TIMERS_K = 11
 #: The timers' twin that also runs in the default tier (one of the fastest to fail, about 7 s).
 QUICK_TWINS = ("trcd_short",)
@@ -419,6 +486,12 @@ TIMERS_TEXT = ("HbmTimers, organisation 2 SID x 2 BG x 2 banks, timing " + TIMIN
                + "; commands free under the scheduler's contract")
 CHANNEL_K = 11
 CAP_DEPTH = 12
+CONTRACT_TWIN_DEPTH = 8
+#: Deep enough for a whole window (age_cap + T + 1 = 39 cycles) to start after the first
+#: admission (step 3 at the earliest) and end in the bound; the twin fails at step 42.
+AGE_DEPTH = 46
+AGE_TEXT = (f"{CHANNEL_TEXT.split('; timing')[0]}, age_cap {AGE_CAP}, timing FORMAL_AGE "
+            f"({AGE_TIMING_TEXT}); AXI as hbm_scheduler_contract, R / B ready free")
 
 PROOFS = [
     Proof("hbm_timers", lambda: HbmTimersProof(), "prove", TIMERS_K, True, False,
@@ -427,6 +500,11 @@ PROOFS = [
           f"{CHANNEL_TEXT}; AXI producer rules, INCR full-width bursts of 1-2 beats, zero "
           "write data; every command has its timers bit, bank-state rules; k-induction, k = 2",
           timeout=600, solver="yices"),
+    Proof("hbm_scheduler_contract_col_ignores_timers",
+          lambda: HbmSchedulerProof(faults={"col_ignores_timers"}), "bmc", CONTRACT_TWIN_DEPTH,
+          False, True, "broken twin: channel fault col_ignores_timers (column commands without "
+          f"the timers' rd_ok / wr_ok); bounded, {CONTRACT_TWIN_DEPTH} cycles", timeout=600,
+          solver="yices"),
     Proof("hbm_channel_timing", lambda: HbmSchedulerProof(timing_rules=True), "prove",
           CHANNEL_K, True, False,
           f"{CHANNEL_TEXT}; AXI as hbm_scheduler_contract; every timing rule and bank-state "
@@ -447,6 +525,14 @@ PROOFS = [
           timeout=3600, solver="yices"),
     Proof("hbm_row_hit_cap_no_hit_cap", lambda: HbmCapProof(faults={"no_hit_cap"}), "bmc",
           CAP_DEPTH, False, False, "broken twin: channel fault no_hit_cap", timeout=3600,
+          solver="yices"),
+    Proof("hbm_age_cap", lambda: HbmAgeProof(), "bmc", AGE_DEPTH, True, False,
+          f"{AGE_TEXT}; the oldest request (queue entry 0) issues its last burst within "
+          f"age_cap + T = {AGE_CAP} + {oldest_wait_bound(AGE_TIMING, SMALL_ORGANISATION)} "
+          f"cycles of becoming the oldest; bounded, {AGE_DEPTH} cycles from reset",
+          timeout=3600, solver="yices"),
+    Proof("hbm_age_cap_no_age_cap", lambda: HbmAgeProof(faults={"no_age_cap"}), "bmc",
+          AGE_DEPTH, False, False, "broken twin: channel fault no_age_cap", timeout=3600,
           solver="yices"),
 ]
 for _fault in sorted(TIMING_FAULTS):
