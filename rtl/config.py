@@ -53,9 +53,10 @@ class Config:
     requests and maps addresses with ``hbm_mapping`` (one of :data:`HBM_MAPPINGS`).
 
     Tile DMA: ``dma_queues`` descriptor queues of ``dma_queue_depth`` entries (each queue with its
-    own allowed HBM window), at most ``dma_outstanding_reads`` read bursts in flight (the HBM
-    presets keep the read latency covered: 16 bursts on ``small``, 32 on ``default``; the
-    on-chip memory of the FPGA presets answers within a few cycles, and 4 do).
+    own allowed HBM window), ``dma_outstanding_reads`` read bursts queued and one more in
+    flight in the beat walker (the HBM presets keep the read latency covered: 16 bursts on
+    ``small``, 32 on ``default``; the on-chip memory of the FPGA presets answers within a few
+    cycles, and 4 do).
 
     Tile Control Processor: ``tcp_semaphores`` counting semaphores (16 bits each, at most 256);
     at most ``tcp_outstanding`` incomplete commands per engine (per DMA queue). The command

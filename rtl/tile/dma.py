@@ -418,7 +418,9 @@ class TileDma(wiring.Component):
     queues, queue_depth : int
         Descriptor queues ``desc[q]`` and the entries each buffers.
     outstanding_reads : int
-        AXI read bursts in flight (also the AXI write bursts the engine runs ahead of its data).
+        Depth of the read chunk FIFO: at most ``outstanding_reads + 1`` AXI read bursts are in
+        flight (the beat walker holds one more); also the AXI write bursts the engine runs ahead
+        of its data.
     tsram_reads : int
         TSRAM reads in flight.
     faults : collection of str
