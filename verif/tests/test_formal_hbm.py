@@ -17,7 +17,8 @@ its ``HbmTimers`` inputs, with the rows the channel issues them for).
   contract, ``col_ignores_timers`` (bounded).
 * :class:`HbmCapProof` (``hbm_row_hit_cap``): the row-hit cap; bounded. Twin: ``no_hit_cap``.
 * :class:`HbmAgeProof` (``hbm_age_cap``): the age cap's bound on the oldest request (timing
-  :data:`AGE_TIMING`, ``age_cap`` 2, T = 36); bounded, deeper than a whole window from reset.
+  :data:`AGE_TIMING`, ``age_cap`` 2, T = 36); bounded, deep enough for whole windows at every
+  refresh phase.
   Twin: ``no_age_cap``.
 
 Reduced configuration (:data:`SMALL_ORGANISATION`, :data:`SMALL_TIMING`, queue 4, cap 2): the
@@ -27,6 +28,7 @@ rtl/hbm/mapping.py does not have: :func:`small_mapping` registers it while a pro
 The proof table, tiers and runner are those of verif/tests/test_formal.py (imported).
 """
 
+import dataclasses
 from contextlib import contextmanager
 
 import pytest
@@ -487,8 +489,11 @@ TIMERS_TEXT = ("HbmTimers, organisation 2 SID x 2 BG x 2 banks, timing " + TIMIN
 CHANNEL_K = 11
 CAP_DEPTH = 12
 CONTRACT_TWIN_DEPTH = 8
-#: Deep enough for a whole window (age_cap + T + 1 = 39 cycles) to start after the first
-#: admission (step 3 at the earliest) and end in the bound; the twin fails at step 42.
+#: Whole windows (age_cap + T + 1 = 39 cycles) starting at steps 2..7 (entry 0 is valid at
+#: step 2 at the earliest). With tREFI 24 the first refresh falls due at step 24, 17..22 cycles
+#: into those windows; ``hbm_age_cap_no_refresh`` (tREFI 1000) covers windows without one.
+#: Every refresh phase needs 3 + 24 + 39 = 66 steps: stopped at step 53 after 18 minutes.
+#: The twin fails at step 42.
 AGE_DEPTH = 46
 AGE_TEXT = (f"{CHANNEL_TEXT.split('; timing')[0]}, age_cap {AGE_CAP}, timing FORMAL_AGE "
             f"({AGE_TIMING_TEXT}); AXI as hbm_scheduler_contract, R / B ready free")
@@ -531,6 +536,12 @@ PROOFS = [
           f"age_cap + T = {AGE_CAP} + {oldest_wait_bound(AGE_TIMING, SMALL_ORGANISATION)} "
           f"cycles of becoming the oldest; bounded, {AGE_DEPTH} cycles from reset",
           timeout=3600, solver="yices"),
+    Proof("hbm_age_cap_no_refresh",
+          lambda: HbmAgeProof(timing=dataclasses.replace(AGE_TIMING, tREFI=1000)), "bmc",
+          AGE_DEPTH, True, False,
+          f"{AGE_TEXT.replace('tREFI 24', 'tREFI 1000')}; as hbm_age_cap without a refresh "
+          f"within the bound; bounded, {AGE_DEPTH} cycles from reset", timeout=3600,
+          solver="yices"),
     Proof("hbm_age_cap_no_age_cap", lambda: HbmAgeProof(faults={"no_age_cap"}), "bmc",
           AGE_DEPTH, False, False, "broken twin: channel fault no_age_cap", timeout=3600,
           solver="yices"),
