@@ -172,6 +172,37 @@ def timer_bounds(timers: HbmTimers) -> dict:
     return {name: value - 1 for name, value in bounds.items()}
 
 
+def _watch_commands(m, chk, t, organisation, *, row, col, row_row, col_row, rule):
+    """Feed the commands ``row`` / ``col`` (``(valid, cmd, bank)``) into the checker ``chk`` and
+    apply ``rule`` (``Assume`` or ``Assert``) to "every command has its ``HbmTimers`` ok bit and
+    no PRE goes with a column command to its bank" (``t``: the timers)."""
+    (row_valid, row_cmd, row_bank), (col_valid, col_cmd, col_bank) = row, col
+    ba, bg = organisation.bits("ba"), organisation.bits("bg")
+    m.d.comb += [chk.row_valid.eq(row_valid), chk.row_cmd.eq(row_cmd),
+                 chk.row_ba.eq(row_bank[:ba]), chk.row_bg.eq(row_bank[ba:ba + bg]),
+                 chk.row_sid.eq(row_bank[ba + bg:]), chk.row_row.eq(row_row),
+                 chk.col_valid.eq(col_valid), chk.col_cmd.eq(col_cmd),
+                 chk.col_ba.eq(col_bank[:ba]), chk.col_bg.eq(col_bank[ba:ba + bg]),
+                 chk.col_sid.eq(col_bank[ba + bg:]), chk.col_row.eq(col_row)]
+    row_ok = Signal()
+    with m.Switch(row_cmd):
+        with m.Case(RowCmd.ACT):
+            m.d.comb += row_ok.eq(t.act_ok.bit_select(row_bank, 1))
+        with m.Case(RowCmd.PRE):
+            m.d.comb += row_ok.eq(t.pre_ok.bit_select(row_bank, 1))
+        with m.Case(RowCmd.REF):
+            m.d.comb += row_ok.eq(t.ref_ok)
+    col_ok = Signal()
+    m.d.comb += col_ok.eq(Mux(col_cmd == ColCmd.WR, t.wr_ok.bit_select(col_bank, 1),
+                              t.rd_ok.bit_select(col_bank, 1)))
+    with m.If(row_valid):
+        m.d.comb += rule(row_ok)
+    with m.If(col_valid):
+        m.d.comb += rule(col_ok)
+    with m.If(row_valid & (row_cmd == RowCmd.PRE) & col_valid):
+        m.d.comb += rule(row_bank != col_bank)
+
+
 class HbmTimersProof(wiring.Component):
     """``HbmTimers`` alone: every command it allows keeps every timing rule (k-induction).
 
@@ -210,35 +241,14 @@ class HbmTimersProof(wiring.Component):
         bounds = timer_bounds(self.dut)
         for name, signal in zip(bounds, sync_registers(fragment, *bounds)):
             m.d.comb += Assert(signal <= bounds[name])
-        o = self.dut.organisation
-        ba, bg = o.bits("ba"), o.bits("bg")
         m.d.comb += Assume(~ResetSignal())
         m.d.comb += [t.row_valid.eq(self.row_valid), t.row_cmd.eq(self.row_cmd),
                      t.row_bank.eq(self.row_bank), t.col_valid.eq(self.col_valid),
                      t.col_cmd.eq(self.col_cmd), t.col_bank.eq(self.col_bank)]
-        m.d.comb += [chk.row_valid.eq(self.row_valid), chk.row_cmd.eq(self.row_cmd),
-                     chk.row_ba.eq(self.row_bank[:ba]), chk.row_bg.eq(self.row_bank[ba:ba + bg]),
-                     chk.row_sid.eq(self.row_bank[ba + bg:]), chk.row_row.eq(self.row_row),
-                     chk.col_valid.eq(self.col_valid), chk.col_cmd.eq(self.col_cmd),
-                     chk.col_ba.eq(self.col_bank[:ba]), chk.col_bg.eq(self.col_bank[ba:ba + bg]),
-                     chk.col_sid.eq(self.col_bank[ba + bg:]), chk.col_row.eq(self.col_row)]
-        row_ok = Signal()
-        with m.Switch(self.row_cmd):
-            with m.Case(RowCmd.ACT):
-                m.d.comb += row_ok.eq(t.act_ok.bit_select(self.row_bank, 1))
-            with m.Case(RowCmd.PRE):
-                m.d.comb += row_ok.eq(t.pre_ok.bit_select(self.row_bank, 1))
-            with m.Case(RowCmd.REF):
-                m.d.comb += row_ok.eq(t.ref_ok)
-        col_ok = Signal()
-        m.d.comb += col_ok.eq(Mux(self.col_cmd == ColCmd.WR, t.wr_ok.bit_select(self.col_bank, 1),
-                                  t.rd_ok.bit_select(self.col_bank, 1)))
-        with m.If(self.row_valid):
-            m.d.comb += Assume(row_ok)
-        with m.If(self.col_valid):
-            m.d.comb += Assume(col_ok)
-        with m.If(self.row_valid & (self.row_cmd == RowCmd.PRE) & self.col_valid):
-            m.d.comb += Assume(self.row_bank != self.col_bank)
+        _watch_commands(m, chk, t, self.dut.organisation,
+                        row=(self.row_valid, self.row_cmd, self.row_bank),
+                        col=(self.col_valid, self.col_cmd, self.col_bank),
+                        row_row=self.row_row, col_row=self.col_row, rule=Assume)
         return m
 
 
@@ -293,30 +303,9 @@ class HbmSchedulerProof(wiring.Component):
         layout = _entry_layout(o, _bits(dut.queue_depth), _bits(dut.capacity_bytes // 64),
                                64 // dut.axi.data_bytes)
         ce = layout(ce)
-        ba, bg = o.bits("ba"), o.bits("bg")
-        m.d.comb += [chk.row_valid.eq(t.row_valid), chk.row_cmd.eq(t.row_cmd),
-                     chk.row_ba.eq(t.row_bank[:ba]), chk.row_bg.eq(t.row_bank[ba:ba + bg]),
-                     chk.row_sid.eq(t.row_bank[ba + bg:]), chk.row_row.eq(row_row),
-                     chk.col_valid.eq(t.col_valid), chk.col_cmd.eq(t.col_cmd),
-                     chk.col_ba.eq(t.col_bank[:ba]), chk.col_bg.eq(t.col_bank[ba:ba + bg]),
-                     chk.col_sid.eq(t.col_bank[ba + bg:]), chk.col_row.eq(ce.row)]
-        row_ok = Signal()
-        with m.Switch(t.row_cmd):
-            with m.Case(RowCmd.ACT):
-                m.d.comb += row_ok.eq(t.act_ok.bit_select(t.row_bank, 1))
-            with m.Case(RowCmd.PRE):
-                m.d.comb += row_ok.eq(t.pre_ok.bit_select(t.row_bank, 1))
-            with m.Case(RowCmd.REF):
-                m.d.comb += row_ok.eq(t.ref_ok)
-        col_ok = Signal()
-        m.d.comb += col_ok.eq(Mux(t.col_cmd == ColCmd.WR, t.wr_ok.bit_select(t.col_bank, 1),
-                                  t.rd_ok.bit_select(t.col_bank, 1)))
-        with m.If(t.row_valid):
-            m.d.comb += Assert(row_ok)
-        with m.If(t.col_valid):
-            m.d.comb += Assert(col_ok)
-        with m.If(t.row_valid & (t.row_cmd == RowCmd.PRE) & t.col_valid):
-            m.d.comb += Assert(t.row_bank != t.col_bank)
+        _watch_commands(m, chk, t, o, row=(t.row_valid, t.row_cmd, t.row_bank),
+                        col=(t.col_valid, t.col_cmd, t.col_bank),
+                        row_row=row_row, col_row=ce.row, rule=Assert)
         # induction helpers
         chk_open, chk_rows = chk.state()
         m.d.comb += Assert(chk_open == bank_open)
