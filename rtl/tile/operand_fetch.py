@@ -320,7 +320,11 @@ class OperandFetcher(wiring.Component):
         rsp = self.mem.rsp
         rtag = data.View(TAG, tags.r_data)
         poison_in = Signal()
-        m.d.comb += [rsp.ready.eq(1), tags.r_en.eq(rsp.valid),
+        # A response is taken only once its tag is out of the (buffered, two-cycle) tag FIFO: a
+        # port answering one cycle after the request must not find a stale tag.
+        rsp_take = Signal()
+        m.d.comb += [rsp.ready.eq(tags.r_rdy), rsp_take.eq(rsp.valid & tags.r_rdy),
+                     tags.r_en.eq(rsp_take),
                      poison_in.eq(rsp.payload.status == EccStatus.UNCORRECTABLE)]
         cbuf = [[Signal(64, name=f"cbuf{i}_{q}") for q in range(Q)] for i in range(G)]
         cpois = [Signal(SL, name=f"cpois{i}") for i in range(G)]
@@ -331,7 +335,7 @@ class OperandFetcher(wiring.Component):
         rdata = rsp.payload.data
         words = [rdata[8 * S * j:8 * S * (j + 1)] for j in range(W // S)]
         for i in range(G):
-            row_hit = rsp.valid & rtag.rows[i]
+            row_hit = rsp_take & rtag.rows[i]
             with m.If(row_hit & ~rtag.scale):
                 m.d.sync += c_wr_v[i].eq(c_wr_v[i] + 1)
                 for s in range(SL):

@@ -284,6 +284,10 @@ PROOFS = [
     miter_proof("tvp", timeout=300),
     miter_proof("ttu_engine", mode="bmc", depth=6, state_equal=None, solver="yices",
                 timeout=600),
+    # Failed at step 6 until the fetcher waited for its tag FIFO before taking a response
+    # (a memory answering the cycle after the request: test_memory_answering_the_next_cycle).
+    miter_proof("operand_fetch", mode="bmc", depth=10, state_equal=None, solver="yices",
+                timeout=600),
     Proof("miter_ready_dependent_stage",
           lambda: ValidReadyMiter(ReadyDependentStage, state_equal="assume"),
           "prove", 2, False, True, "broken twin: a stage whose o.valid is gated by o.ready"),

@@ -125,6 +125,17 @@ def _memory_case(seed, cfg, nops, formats=None):
 
 
 @pytest.mark.parametrize("side", ["a", "b"])
+def test_memory_answering_the_next_cycle(side, seed):
+    """The port contract sets no minimum latency: a memory answering one cycle after the request
+    (the tag FIFO is two cycles deep) still lands every word in its row's buffer."""
+    cfg = get_config("small")
+    mem, ops = _memory_case(seed, cfg, 4)
+    _, status, _, _, _ = run_fetch(cfg, side, ops, mem, seed=seed, gap=0.2, stall=0.3,
+                                   latency=(1, 2))
+    assert status == [0] * len(ops)
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
 def test_random_ops_every_format(side, seed):
     cfg = get_config("small")
     mem, ops = _memory_case(seed, cfg, 8)
