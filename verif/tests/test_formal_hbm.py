@@ -172,10 +172,9 @@ def timer_bounds(timers: HbmTimers) -> dict:
     return {name: value - 1 for name, value in bounds.items()}
 
 
-def _watch_commands(m, chk, t, organisation, *, row, col, row_row, col_row, rule):
-    """Feed the commands ``row`` / ``col`` (``(valid, cmd, bank)``) into the checker ``chk`` and
-    apply ``rule`` (``Assume`` or ``Assert``) to "every command has its ``HbmTimers`` ok bit and
-    no PRE goes with a column command to its bank" (``t``: the timers)."""
+def _feed_checker(m, chk, organisation, *, row, col, row_row, col_row):
+    """Drive the checker ``chk`` with the commands ``row`` / ``col`` (``(valid, cmd, bank)``,
+    the bank a flat index split into bank, bank group and stack ID)."""
     (row_valid, row_cmd, row_bank), (col_valid, col_cmd, col_bank) = row, col
     ba, bg = organisation.bits("ba"), organisation.bits("bg")
     m.d.comb += [chk.row_valid.eq(row_valid), chk.row_cmd.eq(row_cmd),
@@ -184,6 +183,14 @@ def _watch_commands(m, chk, t, organisation, *, row, col, row_row, col_row, rule
                  chk.col_valid.eq(col_valid), chk.col_cmd.eq(col_cmd),
                  chk.col_ba.eq(col_bank[:ba]), chk.col_bg.eq(col_bank[ba:ba + bg]),
                  chk.col_sid.eq(col_bank[ba + bg:]), chk.col_row.eq(col_row)]
+
+
+def _watch_commands(m, chk, t, organisation, *, row, col, row_row, col_row, rule):
+    """:func:`_feed_checker`, and apply ``rule`` (``Assume`` or ``Assert``) to "every command
+    has its ``HbmTimers`` ok bit and no PRE goes with a column command to its bank" (``t``: the
+    timers)."""
+    _feed_checker(m, chk, organisation, row=row, col=col, row_row=row_row, col_row=col_row)
+    (row_valid, row_cmd, row_bank), (col_valid, col_cmd, col_bank) = row, col
     row_ok = Signal()
     with m.Switch(row_cmd):
         with m.Case(RowCmd.ACT):
@@ -201,6 +208,21 @@ def _watch_commands(m, chk, t, organisation, *, row, col, row_row, col_row, rule
         m.d.comb += rule(col_ok)
     with m.If(row_valid & (row_cmd == RowCmd.PRE) & col_valid):
         m.d.comb += rule(row_bank != col_bank)
+
+
+def _channel_with_free_axi(m, component, platform):
+    """Add ``component.dut`` (an ``HbmChannel``) under ``m`` with its AXI port on the
+    component's free ``s_axi`` (the producer rules assumed, reset low); return the channel's
+    fragment, its ``HbmTimers`` and the timers' fragment."""
+    m.submodules.dut = fragment = Fragment.get(component.dut, platform)
+    wiring.connect(m, wiring.flipped(component.s_axi), component.dut.s_axi)
+    started = Signal()
+    m.d.sync += started.eq(1)
+    m.d.comb += Assume(~ResetSignal())
+    _axi_producer_rules(m, component.s_axi, started, simple=True)
+    timers, timers_fragment = next((sub.origins[0], sub) for sub, name, _
+                                   in fragment.subfragments if name == "timers")
+    return fragment, timers, timers_fragment
 
 
 class HbmTimersProof(wiring.Component):
@@ -281,16 +303,9 @@ class HbmSchedulerProof(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         dut, o = self.dut, self.dut.organisation
-        m.submodules.dut = fragment = Fragment.get(dut, platform)
+        fragment, t, t_fragment = _channel_with_free_axi(m, self, platform)
         chk = self.checker
         m.submodules.checker = Fragment.get(chk, platform)
-        wiring.connect(m, wiring.flipped(self.s_axi), dut.s_axi)
-        started = Signal()
-        m.d.sync += started.eq(1)
-        m.d.comb += Assume(~ResetSignal())
-        _axi_producer_rules(m, self.s_axi, started, simple=True)
-        t, t_fragment = next((sub.origins[0], sub) for sub, name, _ in fragment.subfragments
-                             if name == "timers")
         if self.timing_rules:
             bounds = timer_bounds(t)
             for name, signal in zip(bounds, sync_registers(t_fragment, *bounds)):
@@ -360,27 +375,16 @@ class HbmCapProof(wiring.Component):
         m = Module()
         dut, o = self.dut, self.dut.organisation
         N = dut.queue_depth
-        m.submodules.dut = fragment = Fragment.get(dut, platform)
+        fragment, t, _ = _channel_with_free_axi(m, self, platform)
         chk = self.checker
         m.submodules.checker = Fragment.get(chk, platform)
-        wiring.connect(m, wiring.flipped(self.s_axi), dut.s_axi)
-        started = Signal()
-        m.d.sync += started.eq(1)
-        m.d.comb += Assume(~ResetSignal())
-        _axi_producer_rules(m, self.s_axi, started, simple=True)
-        t = next(sub.origins[0] for sub, name, _ in fragment.subfragments if name == "timers")
         row_row, ce, admit, new = sync_registers(fragment, "row_row", "ce", "admit", "new",
                                                  domain="comb")
         layout = _entry_layout(o, _bits(N), _bits(dut.capacity_bytes // 64),
                                64 // dut.axi.data_bytes)
         ce, new = layout(ce), layout(new)
-        ba, bg = o.bits("ba"), o.bits("bg")
-        m.d.comb += [chk.row_valid.eq(t.row_valid), chk.row_cmd.eq(t.row_cmd),
-                     chk.row_ba.eq(t.row_bank[:ba]), chk.row_bg.eq(t.row_bank[ba:ba + bg]),
-                     chk.row_sid.eq(t.row_bank[ba + bg:]), chk.row_row.eq(row_row),
-                     chk.col_valid.eq(t.col_valid), chk.col_cmd.eq(t.col_cmd),
-                     chk.col_ba.eq(t.col_bank[:ba]), chk.col_bg.eq(t.col_bank[ba:ba + bg]),
-                     chk.col_sid.eq(t.col_bank[ba + bg:]), chk.col_row.eq(ce.row)]
+        _feed_checker(m, chk, o, row=(t.row_valid, t.row_cmd, t.row_bank),
+                      col=(t.col_valid, t.col_cmd, t.col_bank), row_row=row_row, col_row=ce.row)
         is_open, rows = chk.state()
         rows = Array(rows)
 
@@ -447,13 +451,7 @@ class HbmAgeProof(wiring.Component):
         m = Module()
         dut, o = self.dut, self.dut.organisation
         N = dut.queue_depth
-        m.submodules.dut = fragment = Fragment.get(dut, platform)
-        wiring.connect(m, wiring.flipped(self.s_axi), dut.s_axi)
-        started = Signal()
-        m.d.sync += started.eq(1)
-        m.d.comb += Assume(~ResetSignal())
-        _axi_producer_rules(m, self.s_axi, started, simple=True)
-        t = next(sub.origins[0] for sub, name, _ in fragment.subfragments if name == "timers")
+        fragment, t, _ = _channel_with_free_axi(m, self, platform)
         (ce,) = sync_registers(fragment, "ce", domain="comb")
         (q0,) = sync_registers(fragment, "q0")
         layout = _entry_layout(o, _bits(N), _bits(dut.capacity_bytes // 64),
