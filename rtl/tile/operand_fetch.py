@@ -36,8 +36,10 @@ __all__ = ["FetchJob", "FetchCounters", "OperandFetcher", "FAULTS"]
 
 #: Deliberate bugs for mutation tests: ``no_room_check`` (a row's next word is requested
 #: without waiting for room in its buffer, overwriting words not yet read), ``fp6_msb_first``
-#: (FP6 codes taken from the top of each 6-bit field's byte group, i.e. the wrong bit order).
-FAULTS = ("no_room_check", "fp6_msb_first")
+#: (FP6 codes taken from the top of each 6-bit field's byte group, i.e. the wrong bit order),
+#: ``regrant_while_stalled`` (the memory request re-arbitrated while stalled, so its address can
+#: change before the transfer: the stream-rule bug the handshake proof found).
+FAULTS = ("no_room_check", "fp6_msb_first", "regrant_while_stalled")
 
 COUNTER_BITS = 48
 _QW = 8   # bytes of the buffers' unit: every block is a whole number of them
@@ -268,10 +270,19 @@ class OperandFetcher(wiring.Component):
         m.d.comb += masked.eq(elig & ~((Const(2, 2 * G + 1) << last_grant) - 1)[:2 * G])
         pick_from = Signal(2 * G)
         m.d.comb += pick_from.eq(Mux(masked.any(), masked, elig))
-        grant = Signal(range(2 * G))
+        picked = Signal(range(2 * G))
         for n in reversed(range(2 * G)):
             with m.If(pick_from[n]):
-                m.d.comb += grant.eq(n)
+                m.d.comb += picked.eq(n)
+        # A stalled request keeps its grant: room freed meanwhile may make another candidate
+        # eligible, and switching to it would change `req.payload` before the transfer (the
+        # stream rule; found by the TileTensorEngine handshake proof, docs/verification.md).
+        # The held candidate stays eligible: eligibility only grows until a request is taken.
+        grant = Signal(range(2 * G))
+        stalled = Signal()
+        held_grant = Signal(range(2 * G))
+        m.d.comb += grant.eq(Mux(stalled & ("regrant_while_stalled" not in self._faults),
+                                 held_grant, picked))
 
         # A read serves every row that wants the same port word next (rows shorter than a
         # word, tight scale planes: one read for many rows). The tag records which rows take it,
@@ -304,6 +315,7 @@ class OperandFetcher(wiring.Component):
             tags.w_data.eq(tag),
             tags.w_en.eq(req.valid & req.ready),
         ]
+        m.d.sync += [stalled.eq(req.valid & ~req.ready), held_grant.eq(grant)]
         with m.If(req.valid & req.ready):
             m.d.sync += last_grant.eq(grant)
             for i in range(G):

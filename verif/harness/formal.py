@@ -103,21 +103,22 @@ def _solver_env(solver: str) -> dict:
     return env
 
 
-def _sby_text(mode: str, depth: int, timeout: int | None, solver: str) -> str:
+def _sby_text(mode: str, depth: int, timeout: int | None, solver: str,
+              script: tuple[str, ...] = ()) -> str:
     options = [f"mode {mode}", f"depth {depth}"]
     if timeout is not None:
         options.append(f"timeout {timeout}")
     return "\n".join([
         "[options]", *options, "",
         "[engines]", f"smtbmc {solver}", "",
-        "[script]", "read_rtlil top.il", "prep -top top", "",
+        "[script]", "read_rtlil top.il", "prep -top top", *script, "",
         "[files]", "top.il", "",
     ])
 
 
 def prove(design, *, name: str, mode: str = "prove", depth: int, workdir=None,
           timeout: int | None = 600, ports=None, solver: str = "z3",
-          quiet: bool = False) -> FormalResult:
+          quiet: bool = False, script=()) -> FormalResult:
     """Run SymbiYosys on ``design`` (a ``wiring.Component``, or an elaboratable with ``ports``).
 
     Parameters
@@ -141,6 +142,9 @@ def prove(design, *, name: str, mode: str = "prove", depth: int, workdir=None,
         The SMT solver of the ``smtbmc`` engine, a key of :data:`SOLVERS` (``"z3"``).
     quiet : bool
         Do not print where the log is.
+    script : sequence of str
+        Yosys commands run after ``prep -top top``, e.g. ``cutpoint`` to make a datapath's
+        values free (an over-approximation: a pass then holds for the real design too).
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
@@ -158,7 +162,10 @@ def prove(design, *, name: str, mode: str = "prove", depth: int, workdir=None,
     env = _solver_env(solver)
 
     il_text = rtlil.convert(design, ports=ports)
-    sby_text = _sby_text(mode, depth, timeout, solver)
+    script = tuple(script)
+    if not all(isinstance(command, str) and "\n" not in command for command in script):
+        raise ValueError(f"script must be Yosys commands, one string each, not {script!r}")
+    sby_text = _sby_text(mode, depth, timeout, solver, script)
     key = hashlib.sha256((il_text + sby_text).encode()).hexdigest()[:12]
     folder = Path(workdir) if workdir is not None else formal_root() / f"{name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)

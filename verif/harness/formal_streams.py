@@ -235,10 +235,14 @@ class StreamRules(wiring.Component):
     environment : callable, optional
         ``environment(m, rules)`` adds further assumptions (``rules.port(path)``,
         ``rules.transfer(path)``, ``rules.fragment`` are available).
+    withdraw : dict, optional
+        ``{path: condition(m, rules) -> Value}``: a producer stream the block may withdraw by
+        contract (e.g. a flush abandoning a queued command); its rule is not asserted in a cycle
+        where the condition is high, and holds in every other cycle.
     """
 
     def __init__(self, dut: wiring.Component, *, ties=None, conserve=(), invariants=(),
-                 environment=None, flat_channels=False, memory_contract=True):
+                 environment=None, flat_channels=False, memory_contract=True, withdraw=None):
         if not isinstance(dut, wiring.Component):
             raise TypeError(f"dut must be a wiring.Component, not {dut!r}")
         self.dut = dut
@@ -258,6 +262,10 @@ class StreamRules(wiring.Component):
         self.invariants = tuple(invariants)
         self.memory_contract = memory_contract
         self.environment = environment
+        self.withdraw = {(_join(k) if isinstance(k, tuple) else k): v
+                         for k, v in (withdraw or {}).items()}
+        for name in self.withdraw:
+            self.port(name)
         self.fragment = None
         super().__init__({_join(path): In(len(Value.cast(value)))
                           for path, value in self.inputs if _join(path) not in ties})
@@ -293,7 +301,9 @@ class StreamRules(wiring.Component):
             m.d.sync += [prev_valid.eq(port.valid), prev_ready.eq(port.ready),
                          prev_payload.eq(payload)]
             check = Assert if port.producer else Assume
-            with m.If(started & prev_valid & ~prev_ready):
+            withdrawn = (self.withdraw[port.name](m, self) if port.name in self.withdraw
+                         else Const(0))
+            with m.If(started & prev_valid & ~prev_ready & ~withdrawn):
                 m.d.comb += [check(port.valid), check(payload == prev_payload)]
         for k, term in enumerate(self.conserve):
             ins, outs = self.port(term.ins), self.port(term.outs)
@@ -355,6 +365,35 @@ def registers_of(fragment: Fragment, path=()) -> tuple[list, bool]:
     return keyed, has_memory
 
 
+def memories_of(fragment: Fragment) -> list:
+    """Every ``MemoryInstance`` inside ``fragment``, in elaboration order (the same order in two
+    copies of one block)."""
+    found = []
+    for sub, _, _ in fragment.subfragments:
+        if isinstance(sub, MemoryInstance):
+            found.append(sub)
+        else:
+            found += memories_of(sub)
+    return found
+
+
+def assume_same_memory_reads(m: Module, frag_a: Fragment, frag_b: Fragment):
+    """Assume what two copies of one block in the same state read from their memories is the
+    same: a synchronous read port's data register equal, an asynchronous port's data equal
+    whenever its address is (so a read address that differs, e.g. through a combinational path
+    from an input, is still free to read different data)."""
+    mems_a, mems_b = memories_of(frag_a), memories_of(frag_b)
+    if len(mems_a) != len(mems_b):
+        raise RuntimeError("the two copies elaborated to different memories")
+    for mem_a, mem_b in zip(mems_a, mems_b):
+        for port_a, port_b in zip(mem_a._read_ports, mem_b._read_ports):
+            if port_a._domain == "comb":
+                m.d.comb += Assume((port_a._addr != port_b._addr)
+                                   | (port_a._data == port_b._data))
+            else:
+                m.d.comb += Assume(port_a._data == port_b._data)
+
+
 def find_register(fragment: Fragment, name: str) -> Signal:
     """The one register called ``name`` in ``fragment`` or its subfragments (a proof's read-only
     view of a block's state, e.g. for :attr:`Conserve.held`); ``name`` may be qualified by the
@@ -373,21 +412,22 @@ class ValidReadyMiter(wiring.Component):
     """Two copies of the block ``build()`` makes (see the module docstring).
 
     ``under_test``: the path of the producer stream whose ``ready`` differs between the copies,
-    or ``"all"``: the ``ready`` of every producer stream differs (one free input per stream and
-    copy: ``<stream>__ready_a``, ``<stream>__ready_b``). ``all_valids``: assert the ``valid`` of
-    every producer stream (not only the one under test). ``state_equal``: ``"assert"``: also
-    assert the copies' registers equal while the readies were (the induction strengthening);
+    a list of such paths, or ``"all"``: the ``ready`` of every producer stream differs (one free
+    input per stream and copy: ``<stream>__ready_a``, ``<stream>__ready_b``). ``all_valids``:
+    assert the ``valid`` of every producer stream (not only those under test); ``valids``, a
+    list of paths, names the asserted ones instead. ``state_equal``: ``"assert"``: also assert
+    the copies' registers equal while the readies were (the induction strengthening);
     ``"assume"``: assume them equal in every cycle and assert the valids equal in every cycle
     (the check then covers every state, reachable or not, in one step: no next-state datapath
-    to compare, so it finishes where ``"assert"`` does not; the contents of a ``lib.memory``
-    are not constrained, so a ``valid`` read from a memory fails it); ``None``: no state
-    comparison (bounded use only). ``ties``, ``flat_channels``, ``memory_contract``: as for
-    :class:`StreamRules`, for both copies.
+    to compare, so it finishes where ``"assert"`` does not; a ``lib.memory``'s contents are
+    state too: the copies' reads are assumed equal, :func:`assume_same_memory_reads`);
+    ``None``: no state comparison (bounded use only). ``ties``, ``flat_channels``,
+    ``memory_contract``: as for :class:`StreamRules`, for both copies.
     """
 
     def __init__(self, build: Callable[[], wiring.Component], *, under_test="all",
-                 all_valids=True, state_equal="assert", ties=None, flat_channels=False,
-                 memory_contract=True):
+                 all_valids=True, valids=None, state_equal="assert", ties=None,
+                 flat_channels=False, memory_contract=True):
         if state_equal not in ("assert", "assume", None):
             raise ValueError(f"state_equal must be 'assert', 'assume' or None, not "
                              f"{state_equal!r}")
@@ -395,16 +435,23 @@ class ValidReadyMiter(wiring.Component):
         self.ports_a = stream_ports(self.a, flat_channels=flat_channels)
         self.ports_b = stream_ports(self.b, flat_channels=flat_channels)
         producers = [p.name for p in self.ports_a if p.producer]
+        def names(paths):
+            found = [_join(p) if isinstance(p, tuple) else p for p in paths]
+            for name in found:
+                if name not in producers:
+                    raise ValueError(f"{name!r} is no producer stream of "
+                                     f"{type(self.a).__name__}: {producers}")
+            return found
+
         if under_test == "all":
             tested = producers
         else:
-            tested = [_join(under_test) if isinstance(under_test, tuple) else under_test]
-            if tested[0] not in producers:
-                raise ValueError(f"{tested[0]!r} is no producer stream of "
-                                 f"{type(self.a).__name__}: {producers}")
+            tested = names(under_test if isinstance(under_test, list) else [under_test])
         if not tested:
             raise ValueError(f"{type(self.a).__name__} produces no stream")
         self.under_test = tuple(tested)
+        self.valids = (tuple(names(valids)) if valids is not None
+                       else tuple(producers) if all_valids else self.under_test)
         self.all_valids, self.state_equal = all_valids, state_equal
         self.memory_contract = memory_contract
         self.ties = {(_join(k) if isinstance(k, tuple) else k): v
@@ -442,7 +489,7 @@ class ValidReadyMiter(wiring.Component):
         m.d.sync += same_so_far.eq(same_so_far & same.all())
         with m.If(same_so_far | (self.state_equal == "assume")):
             for pa, pb in zip(self.ports_a, self.ports_b):
-                if pa.producer and (self.all_valids or pa.name in self.under_test):
+                if pa.producer and pa.name in self.valids:
                     m.d.comb += Assert(pa.valid == pb.valid)
         if self.state_equal is not None:
             regs_a, mem_a = registers_of(frag_a)
@@ -456,6 +503,7 @@ class ValidReadyMiter(wiring.Component):
                     m.d.comb += [Assert(sa == sb) for (_, sa), (_, sb) in zip(regs_a, regs_b)]
             else:
                 m.d.comb += [Assume(sa == sb) for (_, sa), (_, sb) in zip(regs_a, regs_b)]
+                assume_same_memory_reads(m, frag_a, frag_b)
         return m
 
 

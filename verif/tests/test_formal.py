@@ -293,7 +293,8 @@ class ReadyMiter(wiring.Component):
 class Proof:
     """One proof run: ``build()`` makes the design; ``expect``: it must pass (or fail);
     ``quick``: also in the default tier; ``timeout``: SymbiYosys's limit in seconds;
-    ``solver``: the SMT solver smtbmc drives (:func:`prove`)."""
+    ``solver``: the SMT solver smtbmc drives; ``script``: Yosys commands after ``prep``
+    (:func:`prove`)."""
     name: str
     build: Callable[[], wiring.Component]
     mode: str
@@ -303,6 +304,7 @@ class Proof:
     config: str
     timeout: int = 600
     solver: str = "z3"
+    script: tuple[str, ...] = ()
 
 
 PROOFS = [
@@ -357,7 +359,7 @@ PROOFS = [
 def _run(proof: Proof):
     try:
         result = prove(proof.build(), name=proof.name, mode=proof.mode, depth=proof.depth,
-                       timeout=proof.timeout, solver=proof.solver)
+                       timeout=proof.timeout, solver=proof.solver, script=proof.script)
     except FormalToolMissing as error:
         pytest.skip(str(error))
     assert result.status in ("PASS", "FAIL"), result

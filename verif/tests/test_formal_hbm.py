@@ -36,6 +36,7 @@ from amaranth.hdl import (
     Array,
     Assert,
     Assume,
+    Cover,
     Fragment,
     Module,
     Mux,
@@ -438,9 +439,16 @@ class HbmAgeProof(wiring.Component):
     its tag (buffer tags are unique among queued requests) issues its second burst. ``wait``
     counts the cycles entry 0 has been the oldest (restarting when it leaves or the queue is
     empty); asserted: ``wait`` <= ``age_cap`` + T. Bounded (from reset).
+
+    ``free_refresh_phase``: the refresh interval counter ``refi`` starts at any value below
+    tREFI (the proof's script removes its ``init``, :data:`FREE_REFI`), as after any number
+    of idle cycles since reset, so the first refresh falls anywhere in the windows checked.
+    ``reach_refi``: instead of the bound, cover a start with ``refi`` at that value (the check
+    that the phase is free).
     """
 
-    def __init__(self, *, faults=(), **channel):
+    def __init__(self, *, faults=(), free_refresh_phase=False, reach_refi=None, **channel):
+        self.free_refresh_phase, self.reach_refi = free_refresh_phase, reach_refi
         params = CHANNEL | {"timing": AGE_TIMING, "age_cap": AGE_CAP} | channel
         self.dut = HbmChannel(**params, faults=frozenset(faults))
         self.bound = self.dut.age_cap + oldest_wait_bound(self.dut.timing,
@@ -452,6 +460,15 @@ class HbmAgeProof(wiring.Component):
         dut, o = self.dut, self.dut.organisation
         N = dut.queue_depth
         fragment, t, _ = _channel_with_free_axi(m, self, platform)
+        if self.free_refresh_phase:
+            (refi,) = sync_registers(fragment, "refi")
+            first = Signal(init=1)
+            m.d.sync += first.eq(0)
+            with m.If(first):
+                m.d.comb += Assume(refi < dut.timing.tREFI)
+            if self.reach_refi is not None:
+                m.d.comb += Cover(first & (refi == self.reach_refi))
+                return m
         (ce,) = sync_registers(fragment, "ce", domain="comb")
         (q0,) = sync_registers(fragment, "q0")
         layout = _entry_layout(o, _bits(N), _bits(dut.capacity_bytes // 64),
@@ -482,6 +499,8 @@ CONTRACT_TWIN_DEPTH = 8
 #: Every refresh phase needs 3 + 24 + 39 = 66 steps: stopped at step 53 after 18 minutes.
 #: The twin fails at step 42.
 AGE_DEPTH = 46
+#: Yosys command for ``free_refresh_phase``: the channel's refresh counter without its init.
+FREE_REFI = ("setattr -unset init top.dut/w:refi",)
 AGE_TEXT = (f"{CHANNEL_TEXT.split('; timing')[0]}, age_cap {AGE_CAP}, timing FORMAL_AGE "
             f"({AGE_TIMING_TEXT}); AXI as hbm_scheduler_contract, R / B ready free")
 
@@ -532,6 +551,15 @@ PROOFS = [
     Proof("hbm_age_cap_no_age_cap", lambda: HbmAgeProof(faults={"no_age_cap"}), "bmc",
           AGE_DEPTH, False, False, "broken twin: channel fault no_age_cap", timeout=3600,
           solver="yices"),
+    Proof("hbm_age_cap_any_refresh_phase", lambda: HbmAgeProof(free_refresh_phase=True),
+          "bmc", AGE_DEPTH, True, False,
+          f"{AGE_TEXT}; as hbm_age_cap, the refresh counter starting at any value below tREFI "
+          f"(every phase of the first refresh against the windows); bounded, {AGE_DEPTH} cycles",
+          timeout=7200, solver="yices", script=FREE_REFI),
+    Proof("hbm_age_cap_any_refresh_phase_reach",
+          lambda: HbmAgeProof(free_refresh_phase=True, reach_refi=0), "cover", 1, True, True,
+          "cover: with the init removed the refresh counter can start at 0 (its init is "
+          "tREFI - 1)", timeout=600, solver="yices", script=FREE_REFI),
 ]
 for _fault in sorted(TIMING_FAULTS):
     PROOFS.append(Proof(f"hbm_timers_{_fault}",
