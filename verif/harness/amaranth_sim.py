@@ -159,10 +159,12 @@ def memory_process(port, memory, *, word_bytes, rng, stall=0.0, latency=(2, 4),
     accepted and answers it, in order, ``latency`` (an inclusive range) cycles later or as soon as
     the previous answers have gone; words in ``poison`` answer ``UNCORRECTABLE`` (status 2).
     A write stores the bytes whose strobe is set. ``log``, a list, collects ``(write, addr)`` of
-    every accepted request. Addresses past the memory fail the test.
+    every accepted request. Addresses past the memory fail the test, and so does a request
+    withdrawn or changed while it waits for ``ready`` (the stream rule).
     """
     async def process(ctx):
         pending, presenting, cycle, ready_at = deque(), None, 0, 0
+        waiting = None
         req, rsp = port.req, port.rsp
         while True:
             ready = rng.random() >= stall
@@ -178,6 +180,12 @@ def memory_process(port, memory, *, word_bytes, rng, stall=0.0, latency=(2, 4),
                 req.payload.strb, rsp.ready)
             if presenting is not None and rsp_ready:
                 presenting = None
+            offered = (addr, write, wdata, strb)
+            if waiting is not None:
+                assert valid and offered == waiting, (
+                    f"cycle {cycle}: a stalled request was withdrawn or changed: "
+                    f"{waiting} -> {offered if valid else 'withdrawn'}")
+            waiting = offered if valid and not ready else None
             if valid and ready:
                 base = addr * word_bytes
                 assert base + word_bytes <= len(memory), f"request past the memory: {addr:#x}"

@@ -79,10 +79,10 @@ def _fetcher(cfg, side, **kw):
 
 
 def run_fetch(cfg, side, ops, mem, *, seed, gap=0.0, stall=0.0, mem_stall=0.0,
-              latency=(2, 4), poison=frozenset(), budget=None):
+              latency=(2, 4), poison=frozenset(), budget=None, faults=frozenset()):
     """Run the ops' jobs of one side through a fetcher; return (beats, statuses, counters,
-    cycles, request log)."""
-    dut = _fetcher(cfg, side)
+    cycles, request log). The memory model fails the run if a stalled request changes."""
+    dut = _fetcher(cfg, side, faults=frozenset(faults))
     rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
     count = rows if side == "a" else cols
     jobs, want = [], []
@@ -133,6 +133,30 @@ def test_memory_answering_the_next_cycle(side, seed):
     _, status, _, _, _ = run_fetch(cfg, side, ops, mem, seed=seed, gap=0.2, stall=0.3,
                                    latency=(1, 2))
     assert status == [0] * len(ops)
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_stalled_request_keeps_its_address(side, seed):
+    """A request the memory stalls keeps its address until taken, though room freed meanwhile
+    makes other words eligible (the stream rule; the memory model checks it). The fault
+    ``regrant_while_stalled`` re-arbitrates; it needs a stall just as room frees, so the
+    mutant runs on up to four workloads and must be caught on one."""
+    cfg = get_config("small")
+    caught = False
+    for sub in range(4):
+        case = seed * 4 + sub
+        mem, ops = _memory_case(case, cfg, 6)
+        _, status, _, _, _ = run_fetch(cfg, side, ops, mem.copy(), seed=case, stall=0.5,
+                                       mem_stall=0.7, latency=(1, 2))
+        assert status == [0] * len(ops)
+        try:
+            run_fetch(cfg, side, ops, mem.copy(), seed=case, stall=0.5, mem_stall=0.7,
+                      latency=(1, 2), faults={"regrant_while_stalled"})
+        except AssertionError as error:
+            assert "stalled request" in str(error), error
+            caught = True
+            break
+    assert caught, "the regrant_while_stalled fault went unnoticed"
 
 
 @pytest.mark.parametrize("side", ["a", "b"])
