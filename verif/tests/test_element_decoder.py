@@ -255,8 +255,15 @@ def test_cocotb(formats):
     assert result.tests == 2
 
 
+#: The cocotb bench's own fault runs cost about 50 s each; the default tier runs one (every
+#: fault is caught in the default tier by the simulator test ``test_fault_caught``).
+COCOTB_QUICK_FAULT = "subnormal_hidden_bit"
+
+
 @pytest.mark.sim
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=() if f == COCOTB_QUICK_FAULT
+                                                else pytest.mark.slow)
+                                   for f in sorted(FAULTS)])
 def test_cocotb_catches_fault(fault):
     from openmaia.harness import simulate
     lanes = PRESETS["small"].lanes
