@@ -22,7 +22,7 @@ The block configurations are the smallest legal ones (below, :data:`BLOCKS`); ea
 """
 
 import pytest
-from amaranth.hdl import Assume, Cat, Const, Fragment, Module, Signal
+from amaranth.hdl import Assume, Cat, Const, Cover, Fragment, Module, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -95,6 +95,8 @@ BLOCKS = {
                    "MxDotEngine, E2M1 only, 1 lane, 1 slot, single rate"),
     "mx_quantizer": (lambda faults=(): MxQuantizer(formats={"e2m1"}, lanes=32, faults=faults),
                      "MxQuantizer, E2M1 only, 32 lanes (a block a beat)"),
+    "mx_quantizer_1": (lambda faults=(): MxQuantizer(formats={"e2m1"}, lanes=1, faults=faults),
+                       "MxQuantizer, E2M1 only, 1 lane (a block in 32 beats: the TVP's)"),
     "vector_lane": (lambda faults=(): VectorAlu(lanes=1, faults=faults), "VectorAlu, 1 lane"),
     "result_writer": (lambda faults=(): ResultWriter(cols=1, word_bytes=4, addr_width=4,
                                                      faults=faults),
@@ -242,6 +244,50 @@ def _legal_jobs(m, rules):
                      Assume(payload.fmt == Format.E2M1.spec.hw_code), Assume(~payload.pair)]
 
 
+def _submodule(rules, name):
+    """The component elaborated as submodule ``name`` of the block under proof."""
+    found = [sub for sub, sub_name, _ in rules.fragment.subfragments if sub_name == name]
+    if len(found) != 1:
+        raise LookupError(f"no submodule {name!r}")
+    return found[0].origins[0]
+
+
+def _assume_unit_contract(m, rules, name, *, no_output_without_input):
+    """Assume of submodule ``name``, whose logic the proof's script cuts away (``cutpoint``),
+    only what its own proofs establish: the producer rules on its ``o`` (valid held, payload
+    stable) and, if ``no_output_without_input``, never more outputs than inputs."""
+    unit = _submodule(rules, name)
+    started, prev_valid, prev_ready = (Signal(name=f"{name}_{n}") for n in
+                                       ("started", "prev_valid", "prev_ready"))
+    payload = Value.cast(unit.o.payload)
+    prev_payload = Signal(len(payload), name=f"{name}_prev_payload")
+    m.d.sync += [started.eq(1), prev_valid.eq(unit.o.valid), prev_ready.eq(unit.o.ready),
+                 prev_payload.eq(payload)]
+    with m.If(started & prev_valid & ~prev_ready):
+        m.d.comb += [Assume(unit.o.valid), Assume(payload == prev_payload)]
+    if no_output_without_input:
+        take_in, take_out = unit.i.valid & unit.i.ready, unit.o.valid & unit.o.ready
+        held = Signal(range(64), name=f"{name}_held")
+        with m.If(take_in & ~take_out):
+            m.d.sync += held.eq(held + 1)
+        with m.Elif(take_out & ~take_in):
+            m.d.sync += held.eq(held - 1)
+        m.d.comb += [Assume(~take_out | take_in | (held != 0)), Assume(held <= 62)]
+
+
+def _tvp_unit_contracts(m, rules):
+    """The TVP's ALU and quantiser replaced by their proved contracts (``streams_vector_lane``:
+    rules and ins - outs = what it holds, so never more outputs than inputs;
+    ``streams_mx_quantizer_1``: rules)."""
+    _assume_unit_contract(m, rules, "alu", no_output_without_input=True)
+    _assume_unit_contract(m, rules, "quant", no_output_without_input=False)
+
+
+#: The TVP with its ALU and quantiser cut away (their outputs free under
+#: :func:`_tvp_unit_contracts`) and its span-check multipliers free.
+CUT_TVP_UNITS = ("cutpoint top.dut.alu top.dut.quant", "cutpoint top.dut/t:$mul")
+
+
 def _alu_stages(m, rules):
     """Transfers the ALU holds: the valid bits of its tag pipeline (``tag_d0`` ... the last,
     which is ``o.valid``), one per accepted beat until it is taken."""
@@ -278,6 +324,19 @@ CUT_TVP_DATAPATH = (*cut_arithmetic("top.dut.alu.l0_*"),
                     *cut_arithmetic("top.dut.quant", min_width=8),
                     "cutpoint top.dut/t:$mul")
 
+
+TVP_ABSTRACT_DEPTH = 13
+
+
+class _CoverOkEvent(StreamRules):
+    """:class:`StreamRules` plus a cover of an ``event`` with status 0 (a command done): the
+    reach check behind a proof's "latency + 4" depth."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        event = self.dut.event
+        m.d.comb += Cover(event.valid & (event.payload.status == 0))
+        return m
 
 _PASS_THROUGH = Conserve(("i",), ("o",), capacity=1, held=lambda m, rules: rules.dut.o.valid)
 _CLEAR = _tie("counters_clear")
@@ -376,6 +435,28 @@ PROOFS = [
                 note="; datapath cut points (the dot engine's adder and rounding, its wide "
                      "cells); memory ports: a response only for an outstanding read; events "
                      "never outnumber commands"),
+    rules_proof("mx_quantizer_1", solver="yices"),
+    # The TVP with its ALU and quantiser replaced by their proved contracts: its first OK event
+    # then comes at step 9 (cover), so 13 = latency + 4; every ALU / quantiser latency is in.
+    rules_proof("tvp", suffix="_units_abstracted", mode="bmc", depth=TVP_ABSTRACT_DEPTH,
+                solver="yices", timeout=3600, script=CUT_TVP_UNITS,
+                environment=_tvp_unit_contracts,
+                conserve=[Conserve(("cmd",), ("event",), capacity=None)],
+                note="; ALU and quantiser cut away, their outputs free under their proved "
+                     "contracts (producer rules; the ALU never outputs more than it took), span "
+                     "multipliers free; events never outnumber commands"),
+    Proof("streams_tvp_units_abstracted_reach",
+          lambda: _CoverOkEvent(BLOCKS["tvp"][0](), environment=_tvp_unit_contracts),
+          "cover", TVP_ABSTRACT_DEPTH - 3, True, False,
+          "cover: a command's OK event at step 9 (depth 10 checks steps 0..9; the latency "
+          "behind the depth above, counted as the other proofs count it: event step + 4)",
+          600, "yices", CUT_TVP_UNITS),
+    rules_proof("tvp", suffix="_units_abstracted_no_alu_count", mode="bmc", depth=13,
+                solver="yices", timeout=3600, script=CUT_TVP_UNITS, expect=False,
+                environment=lambda m, rules: [_assume_unit_contract(
+                    m, rules, unit, no_output_without_input=False) for unit in ("alu", "quant")],
+                note="; twin of the above without the ALU's no-output-without-input contract: "
+                     "must fail (the contract is what the TVP relies on)"),
     rules_proof("tvp", mode="bmc", depth=12, solver="yices", timeout=900,
                 conserve=[Conserve(("cmd",), ("event",), capacity=None)],
                 note="; memory ports: a response only for an outstanding read; events never "
