@@ -85,6 +85,26 @@ class TableStage(wiring.Component):
 
 E2M1 = frozenset({Format.E2M1})
 
+def _lanes_text(lanes):
+    return "1 lane" if lanes == 1 else f"{lanes} lanes (a block in {32 // lanes} beats)"
+
+
+def _operand_fetcher(lanes):
+    return (lambda faults=(): OperandFetcher(
+        count=1, tiles=1, lanes=lanes, formats=E2M1, fp4_double_rate=False, word_bytes=8,
+        scale_bytes=4, addr_width=4, panel_blocks=1, faults=faults),
+        f"OperandFetcher, 1 row, 1 tile, {_lanes_text(lanes)}, E2M1, single rate, 8-byte "
+        "words, 4-byte scales, 4 address bits, panel_blocks 1")
+
+
+def _ttu_engine(lanes):
+    return (lambda faults=(): TileTensorEngine(
+        formats=E2M1, rows=1, cols=1, lanes=lanes, slots=2, panel_blocks=1, tsram_bytes=64,
+        port_bytes=8, bank_bytes=4, fp4_double_rate=False),
+        f"TileTensorEngine, E2M1, 1 x 1 engines of {_lanes_text(lanes)}, 2 slots, "
+        "panel_blocks 1, 64-byte TSRAM, 8-byte operand port, 4-byte banks, single rate")
+
+
 #: name -> (build, configuration): the smallest legal configuration of each block.
 BLOCKS = {
     "element_decoder": (lambda faults=(): ElementDecoder(formats={"e2m1"}, lanes=1,
@@ -101,31 +121,15 @@ BLOCKS = {
     "result_writer": (lambda faults=(): ResultWriter(cols=1, word_bytes=4, addr_width=4,
                                                      faults=faults),
                       "ResultWriter, 1 column, 4-byte words, 4 address bits"),
-    "operand_fetch": (lambda faults=(): OperandFetcher(
-        count=1, tiles=1, lanes=1, formats=E2M1, fp4_double_rate=False, word_bytes=8,
-        scale_bytes=4, addr_width=4, panel_blocks=1, faults=faults),
-        ("OperandFetcher, 1 row, 1 tile, 1 lane, E2M1, single rate, 8-byte words, "
-         "4-byte scales, 4 address bits, panel_blocks 1")),
+    "operand_fetch": _operand_fetcher(1),
     "ttu": (lambda faults=(): TileTensorUnit(formats=E2M1, rows=1, cols=1, lanes=1, slots=2,
                                              panel_blocks=1, fp4_double_rate=False,
                                              engine_faults=faults),
             ("TileTensorUnit, E2M1, 1 x 1 engines of 1 lane, 2 slots, panel_blocks 1, "
              "single rate")),
-    "ttu_engine": (lambda faults=(): TileTensorEngine(
-        formats=E2M1, rows=1, cols=1, lanes=1, slots=2, panel_blocks=1, tsram_bytes=64,
-        port_bytes=8, bank_bytes=4, fp4_double_rate=False),
-        ("TileTensorEngine, E2M1, 1 x 1 engines of 1 lane, 2 slots, panel_blocks 1, 64-byte "
-         "TSRAM, 8-byte operand port, 4-byte banks, single rate")),
-    "operand_fetch_16": (lambda faults=(): OperandFetcher(
-        count=1, tiles=1, lanes=16, formats=E2M1, fp4_double_rate=False, word_bytes=8,
-        scale_bytes=4, addr_width=4, panel_blocks=1, faults=faults),
-        ("OperandFetcher, 1 row, 1 tile, 16 lanes (a block in 2 beats), E2M1, single rate, "
-         "8-byte words, 4-byte scales, 4 address bits, panel_blocks 1")),
-    "ttu_engine_16": (lambda faults=(): TileTensorEngine(
-        formats=E2M1, rows=1, cols=1, lanes=16, slots=2, panel_blocks=1, tsram_bytes=64,
-        port_bytes=8, bank_bytes=4, fp4_double_rate=False),
-        ("TileTensorEngine, E2M1, 1 x 1 engines of 16 lanes (a block in 2 beats), 2 slots, "
-         "panel_blocks 1, 64-byte TSRAM, 8-byte operand port, 4-byte banks, single rate")),
+    "ttu_engine": _ttu_engine(1),
+    "operand_fetch_16": _operand_fetcher(16),
+    "ttu_engine_16": _ttu_engine(16),
     "tsram": (lambda faults=(): TileSram(banks=1, bank_bytes=4, depth=2, ports={"a": 1},
                                          ecc=False, rsp_depth=1, counter_width=8,
                                          faults=faults),
