@@ -177,6 +177,7 @@ class OperandFetcher(wiring.Component):
     tiles = property(lambda self: self._tiles)
     lanes = property(lambda self: self._lanes)
     word_bytes = property(lambda self: self._word_bytes)
+    panel_blocks = property(lambda self: self._panel_blocks)
     slots = property(lambda self: self._slots)
 
     def elaborate(self, platform):

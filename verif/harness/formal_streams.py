@@ -294,17 +294,10 @@ class StreamRules(wiring.Component):
         started = Signal()
         m.d.sync += started.eq(1)
         for port in self.ports:
-            payload = port.payload
-            prev_valid = Signal(name=f"{port.name}__prev_valid")
-            prev_ready = Signal(name=f"{port.name}__prev_ready")
-            prev_payload = Signal(len(payload), name=f"{port.name}__prev_payload")
-            m.d.sync += [prev_valid.eq(port.valid), prev_ready.eq(port.ready),
-                         prev_payload.eq(payload)]
-            check = Assert if port.producer else Assume
             withdrawn = (self.withdraw[port.name](m, self) if port.name in self.withdraw
                          else Const(0))
-            with m.If(started & prev_valid & ~prev_ready & ~withdrawn):
-                m.d.comb += [check(port.valid), check(payload == prev_payload)]
+            hold_rule(m, port.interface, Assert if port.producer else Assume, started=started,
+                      name=port.name, exempt=withdrawn)
         for k, term in enumerate(self.conserve):
             ins, outs = self.port(term.ins), self.port(term.outs)
             take_in = ins.valid & ins.ready
@@ -314,11 +307,7 @@ class StreamRules(wiring.Component):
             if term.count_out is not None:
                 take_out = take_out & term.count_out(outs.interface.payload)
             limit = term.capacity if term.capacity is not None else 62
-            count = Signal(range(limit + 2), name=f"conserve{k}_count")
-            with m.If(take_in & ~take_out):
-                m.d.sync += count.eq(count + 1)
-            with m.Elif(take_out & ~take_in):
-                m.d.sync += count.eq(count - 1)
+            count = in_minus_out(m, take_in, take_out, limit + 1, name=f"conserve{k}_count")
             m.d.comb += Assert(~take_out | take_in | (count != 0))
             if term.capacity is not None:
                 m.d.comb += Assert(count <= term.capacity)
@@ -334,6 +323,31 @@ class StreamRules(wiring.Component):
         if self.environment is not None:
             self.environment(m, self)
         return m
+
+
+def hold_rule(m: Module, interface, check, *, started: Value, name: str, exempt=Const(0)):
+    """Amaranth's stream rule on ``interface`` (``valid``, ``ready``, ``payload``) as ``check``
+    (``Assert`` for a stream under test, ``Assume`` for its environment): after a cycle with
+    ``valid`` high and ``ready`` low, ``valid`` is still high and ``payload`` unchanged, except
+    in a cycle with ``exempt`` high. ``started`` is low in the first cycle (no cycle before)."""
+    payload = Value.cast(interface.payload)
+    prev_valid = Signal(name=f"{name}__prev_valid")
+    prev_ready = Signal(name=f"{name}__prev_ready")
+    prev_payload = Signal(len(payload), name=f"{name}__prev_payload")
+    m.d.sync += [prev_valid.eq(interface.valid), prev_ready.eq(interface.ready),
+                 prev_payload.eq(payload)]
+    with m.If(started & prev_valid & ~prev_ready & ~exempt):
+        m.d.comb += [check(interface.valid), check(payload == prev_payload)]
+
+
+def in_minus_out(m: Module, take_in: Value, take_out: Value, limit: int, *, name: str) -> Signal:
+    """A counter of transfers ``take_in`` minus transfers ``take_out`` (0 to ``limit``)."""
+    count = Signal(range(limit + 1), name=name)
+    with m.If(take_in & ~take_out):
+        m.d.sync += count.eq(count + 1)
+    with m.Elif(take_out & ~take_in):
+        m.d.sync += count.eq(count - 1)
+    return count
 
 
 def registers_of(fragment: Fragment, path=()) -> tuple[list, bool]:

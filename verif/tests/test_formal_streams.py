@@ -22,7 +22,7 @@ The block configurations are the smallest legal ones (below, :data:`BLOCKS`); ea
 """
 
 import pytest
-from amaranth.hdl import Assume, Cat, Const, Cover, Fragment, Module, Signal, Value
+from amaranth.hdl import Assume, Cat, Const, Cover, Fragment, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,6 +37,8 @@ from openmaia.harness.formal_streams import (
     StreamRules,
     ValidReadyMiter,
     find_register,
+    hold_rule,
+    in_minus_out,
     registers_of,
     requester_pairs,
     stream_ports,
@@ -231,12 +233,6 @@ def _is_read(payload):
     return ~payload.write
 
 
-def _in_flight(m, rules):
-    """The pipeline's own count of accepted transfers not yet taken from ``o`` (its
-    ``in_flight`` register)."""
-    return find_register(rules.fragment, "in_flight")
-
-
 def _legal_jobs(m, rules):
     """The TTU's contract with its operand fetcher (docs/ttu.md): a job has 1 or more rows, 1 to
     ``panel_blocks`` blocks, a built-in format, and FP4 pairing only when built."""
@@ -244,7 +240,7 @@ def _legal_jobs(m, rules):
     payload, dut = job.interface.payload, rules.dut
     with m.If(job.valid):
         m.d.comb += [Assume(payload.rows >= 1), Assume(payload.k >= 1),
-                     Assume(payload.k <= dut._panel_blocks),
+                     Assume(payload.k <= dut.panel_blocks),
                      Assume(payload.fmt == Format.E2M1.spec.hw_code), Assume(~payload.pair)]
 
 
@@ -261,21 +257,12 @@ def _assume_unit_contract(m, rules, name, *, no_output_without_input):
     only what its own proofs establish: the producer rules on its ``o`` (valid held, payload
     stable) and, if ``no_output_without_input``, never more outputs than inputs."""
     unit = _submodule(rules, name)
-    started, prev_valid, prev_ready = (Signal(name=f"{name}_{n}") for n in
-                                       ("started", "prev_valid", "prev_ready"))
-    payload = Value.cast(unit.o.payload)
-    prev_payload = Signal(len(payload), name=f"{name}_prev_payload")
-    m.d.sync += [started.eq(1), prev_valid.eq(unit.o.valid), prev_ready.eq(unit.o.ready),
-                 prev_payload.eq(payload)]
-    with m.If(started & prev_valid & ~prev_ready):
-        m.d.comb += [Assume(unit.o.valid), Assume(payload == prev_payload)]
+    started = Signal(name=f"{name}_started")
+    m.d.sync += started.eq(1)
+    hold_rule(m, unit.o, Assume, started=started, name=f"{name}__o")
     if no_output_without_input:
         take_in, take_out = unit.i.valid & unit.i.ready, unit.o.valid & unit.o.ready
-        held = Signal(range(64), name=f"{name}_held")
-        with m.If(take_in & ~take_out):
-            m.d.sync += held.eq(held + 1)
-        with m.Elif(take_out & ~take_in):
-            m.d.sync += held.eq(held - 1)
+        held = in_minus_out(m, take_in, take_out, 63, name=f"{name}_held")
         m.d.comb += [Assume(~take_out | take_in | (held != 0)), Assume(held <= 62)]
 
 
@@ -332,15 +319,31 @@ CUT_TVP_DATAPATH = (*cut_arithmetic("top.dut.alu.l0_*"),
 TVP_ABSTRACT_DEPTH = 13
 
 
-class _CoverOkEvent(StreamRules):
-    """:class:`StreamRules` plus a cover of an ``event`` with status 0 (a command done): the
-    reach check behind a proof's "latency + 4" depth."""
+class _Reach(StreamRules):
+    """:class:`StreamRules` plus a cover of ``target(dut)`` (by default an ``event`` with status
+    0, a command done): the reach check behind a bounded proof's "latency + 4" depth. Run with
+    depth s + 1, it passes when the target can be reached by step s."""
+
+    def __init__(self, dut, *, target=None, **kwargs):
+        super().__init__(dut, **kwargs)
+        self.target = target or (lambda dut: dut.event.valid & (dut.event.payload.status == 0))
 
     def elaborate(self, platform):
         m = super().elaborate(platform)
-        event = self.dut.event
-        m.d.comb += Cover(event.valid & (event.payload.status == 0))
+        m.d.comb += Cover(self.target(self.dut))
         return m
+
+
+def reach_proof(name, step, *, what="a command's OK event", target=None, suffix="",
+                script=(), **kwargs):
+    """The cover that a block's first output (``target``) can come by ``step``."""
+    build, config = BLOCKS[name]
+    return Proof(f"reach_{name}{suffix}",
+                 lambda: _Reach(build(), target=target, **kwargs), "cover", step + 1, True,
+                 False, f"cover on {config}: {what} by step {step} (the latency behind the "
+                 "depth of its bounded proof, which is that step + 4)", 900, "yices",
+                 tuple(script))
+
 
 _PASS_THROUGH = Conserve(("i",), ("o",), capacity=1, held=lambda m, rules: rules.dut.o.valid)
 _CLEAR = _tie("counters_clear")
@@ -432,7 +435,7 @@ PROOFS = [
                 note="; memory ports: a response only for an outstanding read; events never "
                      "outnumber commands"),
     # 16 lanes: a command's first event can come at step 18 (cover), so 22 = latency + 4; the
-    # 1-lane engine needs 32 beats a block (its first event is beyond 40 cycles).
+    # 1-lane engine needs 32 beats a block; its first event comes far later).
     rules_proof("ttu_engine_16", mode="bmc", depth=22, solver="yices", timeout=3600,
                 conserve=[Conserve(("cmd",), ("event",), capacity=None)],
                 script=CUT_TTE_DATAPATH,
@@ -449,12 +452,8 @@ PROOFS = [
                 note="; ALU and quantiser cut away, their outputs free under their proved "
                      "contracts (producer rules; the ALU never outputs more than it took), span "
                      "multipliers free; events never outnumber commands"),
-    Proof("streams_tvp_units_abstracted_reach",
-          lambda: _CoverOkEvent(BLOCKS["tvp"][0](), environment=_tvp_unit_contracts),
-          "cover", TVP_ABSTRACT_DEPTH - 3, True, False,
-          "cover: a command's OK event at step 9 (depth 10 checks steps 0..9; the latency "
-          "behind the depth above, counted as the other proofs count it: event step + 4)",
-          600, "yices", CUT_TVP_UNITS),
+    reach_proof("tvp", TVP_ABSTRACT_DEPTH - 4, suffix="_units_abstracted",
+                script=CUT_TVP_UNITS, environment=_tvp_unit_contracts),
     rules_proof("tvp", suffix="_units_abstracted_no_alu_count", mode="bmc", depth=13,
                 solver="yices", timeout=3600, script=CUT_TVP_UNITS, expect=False,
                 environment=lambda m, rules: [_assume_unit_contract(
@@ -473,6 +472,18 @@ PROOFS = [
     rules_proof("dma", suffix="_unstable_wdata", faults={"unstable_wdata"}, expect=False,
                 mode="bmc", depth=6, solver="yices", flat_channels=True, timeout=900,
                 note="; W / TSRAM write payload stability must fail"),
+    # --- the latencies behind the bounded depths (covers of a first output) ---------------------
+    reach_proof("operand_fetch_16", 9, what="a job's status", environment=_legal_jobs,
+                target=lambda dut: dut.status.valid),
+    reach_proof("ttu_engine_16", 18, script=CUT_TTE_DATAPATH),
+    reach_proof("tvp", 32, script=CUT_TVP_DATAPATH),
+    reach_proof("dma", 2, flat_channels=True),
+    reach_proof("tsram_ecc", 2, what="a read response", target=lambda dut: dut.a.rsp.valid,
+                ties=_tie("counters_clear", "err_clear")),
+    reach_proof("onchip", 2, what="an R beat", flat_channels=True,
+                target=lambda dut: dut.s_axi.rvalid),
+    reach_proof("onchip", 2, what="a B", flat_channels=True, suffix="_b",
+                target=lambda dut: dut.s_axi.bvalid),
     # --- twins of the checkers ------------------------------------------------------------------
     twin_rules("streams_dropping_stage", DroppingStage, conserve=[_PASS_THROUGH],
                note="broken twin: a stage that ignores o.ready"),
