@@ -435,7 +435,7 @@ PROOFS = [
                 note="; memory ports: a response only for an outstanding read; events never "
                      "outnumber commands"),
     # 16 lanes: a command's first event can come at step 18 (cover), so 22 = latency + 4; the
-    # 1-lane engine needs 32 beats a block; its first event comes far later).
+    # 1-lane engine needs 32 beats a block, so its first event comes far later.
     rules_proof("ttu_engine_16", mode="bmc", depth=22, solver="yices", timeout=3600,
                 conserve=[Conserve(("cmd",), ("event",), capacity=None)],
                 script=CUT_TTE_DATAPATH,
