@@ -7,7 +7,9 @@ issue its HBM reads while the read before it lands, anything else runs alone):
 
 * :class:`DmaCheck` decides, from the descriptor and the queue's window alone, whether the
   descriptor runs or is rejected with an :class:`~openmaia.errors.ErrorCode`. It is
-  combinational and small, on purpose (issue 8 proves the window property on it).
+  combinational and small, on purpose (issue 8 proves the window property on it); with
+  ``serial_checks`` its four multiplications share one shift-and-add multiplier, and the head
+  descriptor waits for them.
 * Two :class:`DmaChunkWalker` (HBM side, TSRAM side) walk the rows of the pattern and cut them
   into chunks that never cross an aligned ``split_bytes`` boundary (HBM side: the smaller of
   4 KiB and 256 beats, so one chunk is one legal AXI INCR burst). HBM rows without gaps between
@@ -34,6 +36,7 @@ from ..bus.axi import (
     AxiResp,
 )
 from ..bus.memory_port import EccStatus, MemoryPortSignature
+from ..compute.serial_multiplier import SerialMultiplier
 from ..errors import ERROR_CODE_BITS, ErrorCode
 from .dma_descriptor import (
     COUNT_BITS,
@@ -62,6 +65,8 @@ FAULTS = {
     "decerr_as_slverr": "any AXI error response (resp[1] set) is reported as AXI_SLVERR",
     "read_status_at_finish": "R errors go to the read that finishes next, not to the read "
                              "whose beat carried them",
+    "serial_check_skip": "the serial descriptor check reports done when its last product starts, "
+                         "not when it is ready (needs serial_checks)",
 }
 
 #: The counter outputs, each 32 bits.
@@ -86,26 +91,53 @@ class _State(enum.Enum, shape=1):
 
 
 class DmaCheck(wiring.Component):
-    """Whether a descriptor may run: combinational, no state.
+    """Whether a descriptor may run.
 
     Ports: ``desc`` (:class:`DmaDescriptorLayout`), ``window_base``, ``window_limit`` (inclusive
     byte addresses), ``status`` (``ErrorCode``; ``OK`` = run), ``hbm_last`` (last HBM byte the
     pattern touches) and ``hbm_plane`` (bytes from a plane's first HBM byte to one past its last
     row's end), both valid when the status is ``OK``.
+
+    ``serial=False``: combinational, no state (issue 8 proves the window property on it).
+
+    ``serial=True`` (``Config.serial_checks``): the four row-count x stride products come from
+    one shared :class:`~openmaia.compute.serial_multiplier.SerialMultiplier`, one after the
+    other, instead of four multipliers; everything else stays combinational, the window too.
+    Extra ports ``start`` (In) and ``busy`` (Out). Contract: in a cycle with ``start`` high and
+    ``busy`` low a check of ``desc`` begins (a ``start`` while ``busy`` is ignored); ``busy`` is
+    then high for :attr:`cycles` ``- 1`` cycles, so the outputs are valid from :attr:`cycles`
+    cycles after the start, until the next start. They equal the combinational check's for
+    the same ``desc`` and the current window (``hbm_last`` and ``hbm_plane`` when the status is
+    ``OK``), provided ``desc`` does not change from the start until they are used.
     """
 
-    def __init__(self, *, hbm_addr_bits, tsram_bytes, faults=frozenset()):
+    def __init__(self, *, hbm_addr_bits, tsram_bytes, serial=False, faults=frozenset()):
+        if not isinstance(serial, bool):
+            raise TypeError(f"serial must be a bool, not {serial!r}")
         self.hbm_addr_bits = hbm_addr_bits
         self.tsram_bytes = tsram_bytes
+        self.serial = serial
         self._faults = frozenset(faults)
-        super().__init__({
+        members = {
             "desc": In(DmaDescriptorLayout.of(hbm_addr_bits)),
             "window_base": In(hbm_addr_bits),
             "window_limit": In(hbm_addr_bits),
             "status": Out(ERROR_CODE_BITS),
             "hbm_last": Out(hbm_addr_bits + ROW_BITS + 2),
             "hbm_plane": Out(hbm_addr_bits + ROW_BITS + 2),
-        })
+        }
+        if serial:
+            members.update({"start": In(1), "busy": Out(1)})
+        super().__init__(members)
+
+    #: Cycles from ``start`` to valid outputs (serial): four products of COUNT_BITS cycles
+    #: each, plus one cycle each to take the product and start the next.
+    SERIAL_CYCLES = 4 * (COUNT_BITS + 1)
+
+    @property
+    def cycles(self):
+        """Cycles from ``start`` to valid outputs (0: combinational)."""
+        return self.SERIAL_CYCLES if self.serial else 0
 
     def elaborate(self, platform):
         m = Module()
@@ -123,6 +155,31 @@ class DmaCheck(wiring.Component):
             m.d.comb += [row_bytes.eq(0), bad_element.eq(1)]
         m.d.comb += zero_count.eq((d.count0 == 0) | (d.count1 == 0) | (d.count2 == 0))
 
+        if self.serial:
+            overflow, ts_range = self._serial(m, row_bytes)
+        else:
+            overflow, ts_range = self._combinational(m, row_bytes)
+        limit = Signal(self.hbm_addr_bits + 1)
+        m.d.comb += limit.eq(self.window_limit + int("window_off_by_one" in self._faults))
+        out_of_window = Signal()
+        m.d.comb += out_of_window.eq((d.hbm_addr < self.window_base) | (self.hbm_last > limit))
+        with m.If(bad_element):
+            m.d.comb += self.status.eq(ErrorCode.DESC_BAD_ELEMENT)
+        with m.Elif(zero_count):
+            m.d.comb += self.status.eq(ErrorCode.DESC_ZERO_COUNT)
+        with m.Elif(overflow):
+            m.d.comb += self.status.eq(ErrorCode.DESC_STRIDE_OVERFLOW)
+        with m.Elif(out_of_window):
+            m.d.comb += self.status.eq(ErrorCode.DESC_OUT_OF_WINDOW)
+        with m.Elif(ts_range):
+            m.d.comb += self.status.eq(ErrorCode.TSRAM_OUT_OF_RANGE)
+        with m.Else():
+            m.d.comb += self.status.eq(ErrorCode.OK)
+        return m
+
+    def _combinational(self, m, row_bytes):
+        d = self.desc
+
         def plane_and_last(addr, stride1, stride2, width):
             plane = Signal(width + ROW_BITS + 2)
             last = Signal(width + ROW_BITS + 2)
@@ -138,25 +195,73 @@ class DmaCheck(wiring.Component):
         overflow = Signal()
         m.d.comb += overflow.eq((hbm_last >> self.hbm_addr_bits).any()
                                 | (ts_last >> TSRAM_ADDR_BITS).any())
-        limit = Signal(self.hbm_addr_bits + 1)
-        m.d.comb += limit.eq(self.window_limit + int("window_off_by_one" in self._faults))
-        out_of_window = Signal()
-        m.d.comb += out_of_window.eq((d.hbm_addr < self.window_base) | (hbm_last > limit))
         ts_range = Signal()
         m.d.comb += ts_range.eq(ts_last >= self.tsram_bytes)
-        with m.If(bad_element):
-            m.d.comb += self.status.eq(ErrorCode.DESC_BAD_ELEMENT)
-        with m.Elif(zero_count):
-            m.d.comb += self.status.eq(ErrorCode.DESC_ZERO_COUNT)
-        with m.Elif(overflow):
-            m.d.comb += self.status.eq(ErrorCode.DESC_STRIDE_OVERFLOW)
-        with m.Elif(out_of_window):
-            m.d.comb += self.status.eq(ErrorCode.DESC_OUT_OF_WINDOW)
-        with m.Elif(ts_range):
-            m.d.comb += self.status.eq(ErrorCode.TSRAM_OUT_OF_RANGE)
-        with m.Else():
-            m.d.comb += self.status.eq(ErrorCode.OK)
-        return m
+        return overflow, ts_range
+
+    def _serial(self, m, row_bytes):
+        """Products in the order TSRAM stride1, TSRAM stride2, HBM stride2, HBM stride1, each
+        ``count - 1`` (COUNT_BITS cycles) x stride. ``acc`` holds the TSRAM products' sum, whose
+        two verdicts are then kept as flags, and next the HBM stride2 product; the HBM stride1
+        product stays in the multiplier."""
+        d = self.desc
+        aw = self.hbm_addr_bits
+        m.submodules.mul = mul = SerialMultiplier(a_width=COUNT_BITS,
+                                                  b_width=max(aw, TSRAM_ADDR_BITS))
+        step = Signal(range(4))
+        running = Signal()
+        product_ready = Signal()
+        last_done = Signal()
+        idle = Signal()
+        m.d.comb += [
+            product_ready.eq(running & ~mul.busy),
+            last_done.eq((step == 3) & (product_ready | ("serial_check_skip" in self._faults))),
+            idle.eq(~running | last_done),
+            self.busy.eq(~idle),
+        ]
+        # The operands of the product started in this cycle: step 0 at a check's start, else
+        # the step after the one that has just finished.
+        operand_step = Signal(range(4))
+        count1_m1, count2_m1 = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        m.d.comb += [operand_step.eq(Mux(idle, 0, step + 1)),
+                     count1_m1.eq(d.count1 - 1), count2_m1.eq(d.count2 - 1)]
+        with m.Switch(operand_step):
+            for k, (count, stride) in enumerate(((count1_m1, d.tsram_stride1),
+                                                 (count2_m1, d.tsram_stride2),
+                                                 (count2_m1, d.hbm_stride2),
+                                                 (count1_m1, d.hbm_stride1))):
+                with m.Case(k):
+                    m.d.comb += [mul.a.eq(count), mul.b.eq(stride)]
+
+        acc = Signal(COUNT_BITS + max(aw, TSRAM_ADDR_BITS) + 1)
+        ts_last = Signal(TSRAM_ADDR_BITS + ROW_BITS + 2)
+        ts_over, ts_range = Signal(), Signal()
+        m.d.comb += ts_last.eq(d.tsram_addr + acc + row_bytes - 1)
+        with m.If(product_ready):
+            with m.If(step == 1):
+                m.d.sync += acc.eq(acc + mul.product)
+            with m.Elif(step != 3):
+                m.d.sync += acc.eq(mul.product)
+            with m.If(step == 2):
+                m.d.sync += [ts_over.eq((ts_last >> TSRAM_ADDR_BITS).any()),
+                             ts_range.eq(ts_last >= self.tsram_bytes)]
+            with m.If(step == 3):
+                m.d.sync += running.eq(0)
+            with m.Else():
+                m.d.comb += mul.start.eq(1)
+                m.d.sync += step.eq(step + 1)
+        with m.If(idle & self.start):
+            m.d.comb += mul.start.eq(1)
+            m.d.sync += [running.eq(1), step.eq(0)]
+
+        hbm_plane = Signal(aw + ROW_BITS + 2)
+        hbm_last = Signal(aw + ROW_BITS + 2)
+        m.d.comb += [hbm_plane.eq(mul.product[:aw + COUNT_BITS] + row_bytes),
+                     hbm_last.eq(d.hbm_addr + acc[:aw + COUNT_BITS] + hbm_plane - 1),
+                     self.hbm_last.eq(hbm_last), self.hbm_plane.eq(hbm_plane)]
+        overflow = Signal()
+        m.d.comb += overflow.eq((hbm_last >> aw).any() | ts_over)
+        return overflow, ts_range
 
 
 def _chunk_layout(addr_bits, split_bytes):
@@ -423,6 +528,11 @@ class TileDma(wiring.Component):
         of its data.
     tsram_reads : int
         TSRAM reads in flight.
+    serial_checks : bool
+        Check descriptors with the serial :class:`DmaCheck` (``Config.serial_checks``): the
+        same verdicts from one shift-and-add multiplier instead of four combinational ones;
+        the head descriptor waits :attr:`DmaCheck.SERIAL_CYCLES` cycles for its check, which
+        overlaps the transfer before it.
     faults : collection of str
         Deliberate bugs from :data:`FAULTS`; empty for the real design.
 
@@ -434,7 +544,7 @@ class TileDma(wiring.Component):
 
     def __init__(self, *, axi_addr_bits, axi_data_bits, axi_id_bits, tsram_bank_bytes,
                  tsram_bytes, queues, queue_depth, outstanding_reads, tsram_reads=4,
-                 faults=frozenset()):
+                 serial_checks=False, faults=frozenset()):
         for name, value in (("axi_addr_bits", axi_addr_bits), ("axi_id_bits", axi_id_bits),
                             ("queues", queues), ("queue_depth", queue_depth),
                             ("outstanding_reads", outstanding_reads),
@@ -458,6 +568,11 @@ class TileDma(wiring.Component):
         if faults - FAULTS.keys():
             raise ValueError(f"unknown faults {sorted(faults - FAULTS.keys())}; "
                              f"known: {', '.join(FAULTS)}")
+        if not isinstance(serial_checks, bool):
+            raise TypeError(f"serial_checks must be a bool, not {serial_checks!r}")
+        if "serial_check_skip" in faults and not serial_checks:
+            raise ValueError("fault serial_check_skip needs serial_checks=True")
+        self._serial_checks = serial_checks
         self.axi_addr_bits = axi_addr_bits
         self.tsram_bank_bytes = tsram_bank_bytes
         self.tsram_bytes = tsram_bytes
@@ -486,8 +601,11 @@ class TileDma(wiring.Component):
         members.update({name: Out(COUNTER_BITS) for name in COUNTERS})
         super().__init__(members)
 
+    serial_checks = property(lambda self: self._serial_checks)
+
     @classmethod
     def from_config(cls, config, **kwargs):
+        kwargs.setdefault("serial_checks", config.serial_checks)
         return cls(axi_addr_bits=config.axi_addr_bits, axi_data_bits=config.axi_data_bits,
                    axi_id_bits=config.axi_id_bits, tsram_bank_bytes=config.tsram_bank_bytes,
                    tsram_bytes=config.tsram_bytes, queues=config.dma_queues,
@@ -531,8 +649,9 @@ class TileDma(wiring.Component):
         pick = Signal(qbits)
         xfer_status = Signal(ERROR_CODE_BITS)
 
-        m.submodules.check = check = DmaCheck(hbm_addr_bits=aw, tsram_bytes=self.tsram_bytes,
-                                              faults=self.faults & {"window_off_by_one"})
+        m.submodules.check = check = DmaCheck(
+            hbm_addr_bits=aw, tsram_bytes=self.tsram_bytes, serial=self._serial_checks,
+            faults=self.faults & {"window_off_by_one", "serial_check_skip"})
         base_sel = Signal(aw)
         limit_sel = Signal(aw)
         for q in range(nq):
@@ -773,6 +892,7 @@ class TileDma(wiring.Component):
                                     & ((pending == 0) | ((pending == 1) & b_fire)))
 
         any_ready = Signal()
+        rr_pick = Signal(qbits) if self._serial_checks else pick
         for k in reversed(range(nq)):
             cand = Signal(qbits, name=f"cand{k}")
             m.d.comb += cand.eq(Mux(rr + k >= nq, rr + k - nq, rr + k))
@@ -781,8 +901,28 @@ class TileDma(wiring.Component):
                 with m.If(cand == q):
                     m.d.comb += ready_k.eq(heads[q][0])
             with m.If(ready_k):
-                m.d.comb += pick.eq(cand)
+                m.d.comb += rr_pick.eq(cand)
         m.d.comb += any_ready.eq(Cat(h[0] for h in heads).any())
+        # `head_ready`: the picked head may be popped (its check, if serial, is done).
+        head_ready = Signal()
+        pop = Signal()
+        early = Signal()
+        if self._serial_checks:
+            # A check starts on the round-robin pick and locks the pick to that queue until its
+            # head is popped. A queue's head changes only when it is popped (an arriving
+            # descriptor that is the head of an empty queue is written into the queue in that
+            # cycle, the same bits), so the check result belongs to the head while locked.
+            locked = Signal()
+            locked_q = Signal(qbits)
+            m.d.comb += [pick.eq(Mux(locked, locked_q, rr_pick)),
+                         check.start.eq(any_ready & ~locked),
+                         head_ready.eq(locked & ~check.busy)]
+            with m.If(check.start):
+                m.d.sync += [locked.eq(1), locked_q.eq(rr_pick)]
+            with m.If(pop | early):
+                m.d.sync += locked.eq(0)
+        else:
+            m.d.comb += head_ready.eq(any_ready)
 
         # Events: one produced in a cycle (`ev_load`) is offered on `event` in that cycle; if
         # `event` does not take it, a one-entry register holds it. While the register is full,
@@ -814,8 +954,6 @@ class TileDma(wiring.Component):
         # Writes, and descriptors the check rejects, enter only an idle engine, so events keep
         # the pop order.
         state = Signal(_State)
-        pop = Signal()
-        early = Signal()
         finish = Signal()
         nxt_valid = Signal()
         nxt_queue = Signal(qbits)
@@ -839,10 +977,10 @@ class TileDma(wiring.Component):
                 m.d.sync += state.eq(_State.IDLE)
         with m.If((state == _State.IDLE) | (finish & ~nxt_valid)):
             # A rejected descriptor needs the event register, which `finish` is filling.
-            m.d.comb += pop.eq(any_ready & ((check.status == ErrorCode.OK)
-                                            | (ev_free & ~finish)))
+            m.d.comb += pop.eq(head_ready & ((check.status == ErrorCode.OK)
+                                             | (ev_free & ~finish)))
         with m.Elif((state == _State.RUN) & ~finish & desc_is_read & ~nxt_valid & ~hw.busy):
-            m.d.comb += early.eq(any_ready & head_is_read & (check.status == ErrorCode.OK))
+            m.d.comb += early.eq(head_ready & head_is_read & (check.status == ErrorCode.OK))
         with m.If(pop | early):
             for q in range(nq):
                 with m.If(pick == q):

@@ -347,7 +347,7 @@ def test_parameter_checks():
     with pytest.raises(TypeError, match="faults"):
         TileDma.from_config(small, faults="no_4k_split")
     assert set(FAULTS) == {"no_4k_split", "window_off_by_one", "full_strobes", "unstable_wdata",
-                           "decerr_as_slverr", "read_status_at_finish"}
+                           "decerr_as_slverr", "read_status_at_finish", "serial_check_skip"}
 
 
 @pytest.mark.parametrize("preset", ["small", "ulx3s"])

@@ -144,7 +144,9 @@ def test_other_shapes(preset, testcase):
 def test_fault_is_caught(fault):
     testcase = {"no_4k_split": "strided", "window_off_by_one": "protection",
                 "full_strobes": "contiguous", "unstable_wdata": "strided",
-                "decerr_as_slverr": "errors", "read_status_at_finish": "overlap"}[fault]
-    result = run(testcase, faults={fault}, check=False, lengths=SHORT_LENGTHS,
+                "decerr_as_slverr": "errors", "read_status_at_finish": "overlap",
+                "serial_check_skip": "protection"}[fault]
+    config = SMALL.replace(serial_checks=True) if fault == "serial_check_skip" else SMALL
+    result = run(testcase, config=config, faults={fault}, check=False, lengths=SHORT_LENGTHS,
                  offsets=SHORT_OFFSETS)
     assert result.tests == 1 and result.failed == 1, f"fault {fault} not caught"
