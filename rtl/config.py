@@ -71,6 +71,12 @@ class Config:
     the low ``counter_bits`` bits of every performance counter the host registers show (they
     wrap at ``2 ** counter_bits``; the upper bits read 0 and synthesis removes their logic),
     except ``tile.cycles``, the host driver's clock, which stays whole.
+
+    Area: ``serial_checks`` computes the row-count x stride products of the TTU's command
+    checks and the DMA's descriptor checks with one shift-and-add multiplier each
+    (:class:`~openmaia.compute.serial_multiplier.SerialMultiplier`, a few dozen cycles a
+    command or descriptor) instead of combinational multipliers (same cycle): the same
+    verdicts, a fraction of the logic, no DSP blocks.
     """
     name: str
     array_rows: int
@@ -101,6 +107,7 @@ class Config:
     command_fetch_depth: int = 8
     tvp_lanes: int = 4
     counter_bits: int | None = None
+    serial_checks: bool = False
     clock_mhz: float
 
     def __post_init__(self):
@@ -157,6 +164,8 @@ class Config:
                 or not 8 <= self.counter_bits <= 48):
             raise ValueError(f"counter_bits must be None or an integer in 8..48, "
                              f"not {self.counter_bits!r}")
+        if not isinstance(self.serial_checks, bool):
+            raise TypeError(f"serial_checks must be a bool, not {self.serial_checks!r}")
         for name in ("tsram_ecc", "tsram_single_port"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
@@ -275,7 +284,7 @@ PRESETS: dict[str, Config] = {
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, dma_queue_depth=2, dma_outstanding_reads=2,
                     tcp_outstanding=2, command_fetch_depth=1, counter_bits=16,
-                    clock_mhz=24.0),
+                    serial_checks=True, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
                     ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=8,

@@ -96,6 +96,22 @@ def _block_bytes(fmt_code, formats):
     return value
 
 
+def _times_block_bytes(k, fmt_code, formats):
+    """``k`` x the bytes a block of the format ``fmt_code`` packs into, as shifts and adds of
+    ``k`` selected by format (a multiplier by a variable would cost an array or a DSP)."""
+    def times(n):
+        terms = [k << i for i in range(n.bit_length()) if n >> i & 1]
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+    value = times(BLOCK_SIZE)
+    for f in formats:
+        if f.spec.bits != 8:
+            value = Mux(fmt_code == f.spec.hw_code, times(BLOCK_SIZE * f.spec.bits // 8), value)
+    return value
+
+
 class OperandFetcher(wiring.Component):
     """Operand rows in tile SRAM -> :class:`OperandBeat` stream (module docstring).
 
@@ -200,7 +216,7 @@ class OperandFetcher(wiring.Component):
             """(code word addr, code byte offset, code words, scale word addr, scale offset,
             scale words) of every row of ``job`` (rows past ``job.rows``: zero words)."""
             kbytes = Signal(DIM_BITS + 6)
-            m.d.comb += kbytes.eq(job.k * _block_bytes(job.fmt, formats))
+            m.d.comb += kbytes.eq(_times_block_bytes(job.k, job.fmt, formats))
             out = []
             for i in range(G):
                 caddr = Signal(ADDR_BITS, name=f"x_caddr{i}")

@@ -49,6 +49,16 @@ def _pick(pair, index):
     return Mux(index, pair[1], pair[0])
 
 
+def tiles_exceed(m_tiles, n_tiles, slots: int):
+    """Whether ``m_tiles x n_tiles`` (unsigned values) exceeds ``slots``, without a full
+    multiplier: each factor saturates at ``slots + 1``, which changes no verdict."""
+    width = (slots + 1).bit_length()
+
+    def sat(x):
+        return Mux(x > slots, slots + 1, x[:width])
+    return sat(m_tiles) * sat(n_tiles) > slots
+
+
 def _log2(n):
     return n.bit_length() - 1
 
@@ -181,15 +191,15 @@ class TileTensorUnit(wiring.Component):
         # (separate signals, not fields of `new`: Verilator sees a struct feeding itself as a
         # combinational loop)
         m_tiles, n_tiles, status = Signal(DIM_BITS), Signal(DIM_BITS), Signal(8)
-        tiles = Signal(2 * DIM_BITS)
+        too_many_tiles = Signal()
         m.d.comb += [m_tiles.eq((cmd.m + rows - 1) >> _log2(rows)),
                      n_tiles.eq((cmd.n + cols - 1) >> _log2(cols)),
-                     tiles.eq(m_tiles * n_tiles)]
+                     too_many_tiles.eq(tiles_exceed(m_tiles, n_tiles, slots))]
         with m.If((cmd.m == 0) | (cmd.n == 0) | (cmd.k == 0) | (cmd.k > self._panel_blocks)):
             m.d.comb += status.eq(ErrorCode.ILLEGAL_SHAPE)
         with m.Elif(~fmt_ok_a | ~fmt_ok_b):
             m.d.comb += status.eq(ErrorCode.FORMAT_NOT_BUILT)
-        with m.Elif((cmd.accumulate | cmd.keep) & (tiles > slots)):
+        with m.Elif((cmd.accumulate | cmd.keep) & too_many_tiles):
             m.d.comb += status.eq(ErrorCode.ILLEGAL_SHAPE)
         op_new = Signal(_OP)
         m.d.comb += [

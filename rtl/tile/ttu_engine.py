@@ -14,20 +14,27 @@ requester ports for three ports of :class:`~.tsram.TileSram`. The fetchers run u
 ahead of the array, so the next op's operands stream while this one computes.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
+from ..compute.serial_multiplier import SerialMultiplier
 from ..errors import ErrorCode
 from ..numerics.formats import Format
-from .operand_fetch import FetchCounters, FetchJob, OperandFetcher, _block_bytes
+from .operand_fetch import FetchCounters, FetchJob, OperandFetcher, _times_block_bytes
 from .result_writer import ResultWriter, WriterCounters
 from .tile_op import ADDR_BITS, C_ALIGN, CODE_ALIGN, OperandAddress, ResultAddress, TileOpCommand
-from .ttu import TileTensorUnit, TtuCounters
+from .ttu import TileTensorUnit, TtuCounters, tiles_exceed
 from .ttu_stream import DIM_BITS, TAG_BITS, TtuEvent
 
-__all__ = ["TileTensorEngine", "EngineCounters"]
+__all__ = ["TileTensorEngine", "EngineCounters", "CHECK_FAULTS"]
+
+#: Deliberate bugs of the check stage (mutation-testing hooks).
+CHECK_FAULTS = {
+    "dispatch_before_verdict": "with serial checks, an op leaves the check stage before its "
+                               "range verdicts are in",
+}
 
 
 class EngineCounters(data.Struct):
@@ -57,8 +64,14 @@ class TileTensorEngine(wiring.Component):
         Bytes an operand read moves.
     bank_bytes : int
         Bytes a tile SRAM word.
-    engine_faults, fetch_faults, writer_faults : collections of str
-        Deliberate bugs (of the dot engines, both fetchers, the writer) for mutation tests.
+    serial_checks : bool
+        Compute the range checks' row x stride products with one
+        :class:`~openmaia.compute.serial_multiplier.SerialMultiplier` (an op waits about
+        ``5 x (DIM_BITS + 2)`` cycles in the check stage) instead of combinational multipliers
+        (``Config.serial_checks``). The verdicts are the same.
+    engine_faults, fetch_faults, writer_faults, check_faults : collections of str
+        Deliberate bugs (of the dot engines, both fetchers, the writer, the check stage:
+        :data:`CHECK_FAULTS`) for mutation tests.
 
     Ports
     -----
@@ -70,8 +83,16 @@ class TileTensorEngine(wiring.Component):
     """
 
     def __init__(self, *, formats, rows, cols, lanes, slots, panel_blocks, tsram_bytes,
-                 port_bytes, bank_bytes, fp4_double_rate=True, engine_faults=frozenset(),
-                 fetch_faults=frozenset(), writer_faults=frozenset()):
+                 port_bytes, bank_bytes, fp4_double_rate=True, serial_checks=False,
+                 engine_faults=frozenset(), fetch_faults=frozenset(), writer_faults=frozenset(),
+                 check_faults=frozenset()):
+        if not isinstance(serial_checks, bool):
+            raise TypeError(f"serial_checks must be a bool, not {serial_checks!r}")
+        self._serial_checks = serial_checks
+        self._check_faults = frozenset(check_faults)
+        if not self._check_faults <= set(CHECK_FAULTS):
+            raise ValueError(f"unknown check faults "
+                             f"{sorted(self._check_faults - set(CHECK_FAULTS))}")
         self.ttu = TileTensorUnit(formats=formats, rows=rows, cols=cols, lanes=lanes,
                                   slots=slots, panel_blocks=panel_blocks,
                                   fp4_double_rate=fp4_double_rate, engine_faults=engine_faults)
@@ -106,6 +127,7 @@ class TileTensorEngine(wiring.Component):
     @classmethod
     def from_config(cls, config, **kwargs):
         """The engine of a :class:`~openmaia.config.Config`."""
+        kwargs.setdefault("serial_checks", config.serial_checks)
         return cls(formats=config.formats, rows=config.array_rows, cols=config.array_cols,
                    lanes=config.lanes, slots=config.acc_depth,
                    panel_blocks=config.ttu_panel_blocks, tsram_bytes=config.tsram_bytes,
@@ -115,6 +137,7 @@ class TileTensorEngine(wiring.Component):
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
     tsram_bytes = property(lambda self: self._tsram_bytes)
+    serial_checks = property(lambda self: self._serial_checks)
 
     def elaborate(self, platform):
         m = Module()
@@ -150,44 +173,93 @@ class TileTensorEngine(wiring.Component):
 
         m_tiles, n_tiles = Signal(DIM_BITS), Signal(DIM_BITS)
         m.d.comb += [m_tiles.eq((op.m + R - 1) >> _log2(R)), n_tiles.eq((op.n + C - 1) >> _log2(C))]
-        tiles = Signal(2 * DIM_BITS)
-        m.d.comb += tiles.eq(m_tiles * n_tiles)
-        end_bits = ADDR_BITS + DIM_BITS + 2
+        too_many_tiles = Signal()
+        m.d.comb += too_many_tiles.eq(tiles_exceed(m_tiles, n_tiles, self._slots))
 
-        def plane_end(base, stride, nrows, row_bytes):
-            end = Signal(end_bits)
-            m.d.comb += end.eq(base + (nrows - 1) * stride + row_bytes)
-            return end
+        # A plane is out of range when base + (rows - 1) x stride + row bytes > tsram_bytes
+        # (= 2 ** T). A base or stride of 2 ** T or more saturates to 2 ** T: the verdict only
+        # matters for an op with no earlier error, whose row bytes are >= 1, so it is unchanged.
+        # The products are therefore (DIM_BITS) x (T + 1) bits.
+        T = _log2(self._tsram_bytes)
+
+        def sat(x):
+            return Mux(x[T:].any(), 1 << T, x[:T])
 
         bad_field, out_of_range = Signal(), Signal()
-        field_checks, range_checks = [], []
+        field_checks, planes = [], []
         for place, fmt, nrows in ((cmd.a, op.fmt_a, op.m), (cmd.b, op.fmt_b, op.n)):
             kbytes = Signal(DIM_BITS + 6)
-            m.d.comb += kbytes.eq(op.k * _block_bytes(fmt, formats))
+            m.d.comb += kbytes.eq(_times_block_bytes(op.k, fmt, formats))
             field_checks += [place.codes[:_log2(CODE_ALIGN)] != 0,
                              place.codes_stride[:_log2(CODE_ALIGN)] != 0,
                              place.codes_stride < kbytes, place.scales_stride < op.k]
-            range_checks += [plane_end(place.codes, place.codes_stride, nrows, kbytes)
-                             > self._tsram_bytes,
-                             plane_end(place.scales, place.scales_stride, nrows, op.k)
-                             > self._tsram_bytes]
+            planes += [(place.codes, place.codes_stride, nrows, kbytes),
+                       (place.scales, place.scales_stride, nrows, op.k)]
+        planes.append((cmd.c.base, cmd.c.stride, op.m, 4 * op.n))     # C: last
         c_bad_field = ((cmd.c.base[:_log2(C_ALIGN)] != 0) | (cmd.c.stride[:_log2(C_ALIGN)] != 0)
                        | (cmd.c.stride < 4 * op.n))
-        c_out = plane_end(cmd.c.base, cmd.c.stride, op.m, 4 * op.n) > self._tsram_bytes
+        end_bits = T + DIM_BITS + 8
+
+        def past_end(base, row_bytes, product):
+            end = Signal(end_bits)
+            m.d.comb += end.eq(sat(base) + product + row_bytes)
+            return end > self._tsram_bytes
+
+        def rows_less_one(nrows):
+            value = Signal(DIM_BITS)
+            m.d.comb += value.eq(nrows - 1)
+            return value
+
+        accept = Signal()
+        m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
+        checked = Signal()            # the range verdicts of the held op are in
+        if self._serial_checks:
+            m.submodules.check_mul = mul = SerialMultiplier(a_width=DIM_BITS, b_width=T + 1)
+            step = Signal(range(len(planes)))
+            base_sel, row_bytes_sel = Signal(T + 1), Signal(DIM_BITS + 6)
+            with m.Switch(step):
+                for n, (base, stride, nrows, row_bytes) in enumerate(planes):
+                    with m.Case(n):
+                        m.d.comb += [mul.a.eq(rows_less_one(nrows)), mul.b.eq(sat(stride)),
+                                     base_sel.eq(sat(base)), row_bytes_sel.eq(row_bytes)]
+            verdict = Signal()
+            m.d.comb += verdict.eq(past_end(base_sel, row_bytes_sel, mul.product))
+            ab_out, c_out = Signal(), Signal()
+            with m.FSM(name="range_check"):
+                with m.State("Idle"):
+                    m.d.comb += checked.eq(1)
+                    with m.If(accept):
+                        m.d.sync += [step.eq(0), ab_out.eq(0), c_out.eq(0)]
+                        m.next = "Start"
+                with m.State("Start"):
+                    m.d.comb += mul.start.eq(1)
+                    m.next = "Multiply"
+                with m.State("Multiply"):
+                    with m.If(~mul.busy):
+                        with m.If(step == len(planes) - 1):
+                            m.d.sync += c_out.eq(verdict)
+                            m.next = "Idle"
+                        with m.Else():
+                            m.d.sync += [ab_out.eq(ab_out | verdict), step.eq(step + 1)]
+                            m.next = "Start"
+            range_bad, c_out_of_range = ab_out, c_out
+        else:
+            verdicts = [past_end(base, row_bytes, rows_less_one(nrows) * sat(stride))
+                        for base, stride, nrows, row_bytes in planes]
+            range_bad = Cat(*verdicts[:-1]).any()
+            c_out_of_range = verdicts[-1]
+            m.d.comb += checked.eq(1)
         fields_bad = field_checks[0]
         for x in field_checks[1:]:
             fields_bad = fields_bad | x
-        range_bad = range_checks[0]
-        for x in range_checks[1:]:
-            range_bad = range_bad | x
         m.d.comb += [bad_field.eq(fields_bad | (~op.keep & c_bad_field)),
-                     out_of_range.eq(range_bad | (~op.keep & c_out))]
+                     out_of_range.eq(range_bad | (~op.keep & c_out_of_range))]
         status = Signal(8)
         with m.If((op.m == 0) | (op.n == 0) | (op.k == 0) | (op.k > self._panel_blocks)):
             m.d.comb += status.eq(ErrorCode.ILLEGAL_SHAPE)
         with m.Elif(~built(op.fmt_a) | ~built(op.fmt_b)):
             m.d.comb += status.eq(ErrorCode.FORMAT_NOT_BUILT)
-        with m.Elif((op.accumulate | op.keep) & (tiles > self._slots)):
+        with m.Elif((op.accumulate | op.keep) & too_many_tiles):
             m.d.comb += status.eq(ErrorCode.ILLEGAL_SHAPE)
         with m.Elif(bad_field):
             m.d.comb += status.eq(ErrorCode.ILLEGAL_FIELD)
@@ -211,7 +283,9 @@ class TileTensorEngine(wiring.Component):
         room = Signal()
         m.d.comb += room.eq(order_q.w_rdy & (~good | (ttu.cmd.ready & a_q.w_rdy & b_q.w_rdy
                                                       & (op.keep | c_q.w_rdy))))
-        m.d.comb += dispatch.eq(held & room)
+        if "dispatch_before_verdict" in self._check_faults:
+            checked = Const(1)
+        m.d.comb += dispatch.eq(held & room & checked)
         a_gen, b_gen, order = Signal(GEN), Signal(GEN), Signal(ORDER)
         m.d.comb += [
             a_gen.place.eq(cmd.a), a_gen.m.eq(op.m), a_gen.n.eq(op.n), a_gen.k.eq(op.k),

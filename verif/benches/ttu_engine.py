@@ -41,6 +41,8 @@ from openmaia.harness.streams import (
 from openmaia.layout import packed_row_bytes
 from openmaia.numerics.formats import BLOCK_SIZE, Format
 from openmaia.tile.tile_op import (
+    C_ALIGN,
+    CODE_ALIGN,
     OperandPlace,
     ResultPlace,
     TileOp,
@@ -183,6 +185,50 @@ class EngineWorkload:
         t = self.add(places=(a, b, c), kind=kind, **fields)
         assert tile_op_status(t, **self.geom) != ErrorCode.OK, kind
         return t
+
+    def range_edges(self):
+        """Ops whose planes end exactly at the top of the SRAM (legal) and one alignment step
+        past it, with the largest aligned stride (out of range over two rows, legal over one)
+        and a base past the SRAM, one plane at a time. Returns the statuses the rules give."""
+        top = (1 << 32) - CODE_ALIGN
+        f = self.formats[0]
+        m, n, k = self.rows + 1, self.cols + 1, 1
+        if not self.fits(m, n, k):
+            raise MemoryError("workload does not fit the SRAM")
+        template = self.add(m=m, n=n, k=k, fmt_a=f, fmt_b=f, kind="template")
+        self.ops.pop(), self.kinds.pop()
+        statuses = []
+
+        def add(a, b, c, m=m, n=n):
+            t = self.add(m=m, n=n, k=k, fmt_a=f, fmt_b=f, places=(a, b, c), kind="range_edge")
+            statuses.append(tile_op_status(t, **self.geom))
+
+        kb = k * block_bytes(f)
+        for side, nrows in (("a", m), ("b", n)):
+            place = getattr(template, side)
+            for field, stride, row_bytes, align in (
+                    ("codes", place.codes_stride, kb, CODE_ALIGN),
+                    ("scales", place.scales_stride, k, 1)):
+                end_base = self.tsram_bytes - (nrows - 1) * stride - row_bytes
+                variants = [dict(base=end_base), dict(base=end_base + align), dict(base=top),
+                            dict(stride=top)]
+                for change in variants:
+                    fields = dict(codes=place.codes, codes_stride=place.codes_stride,
+                                  scales=place.scales, scales_stride=place.scales_stride)
+                    fields[field] = change.get("base", fields[field])
+                    fields[f"{field}_stride"] = change.get("stride", fields[f"{field}_stride"])
+                    new = OperandPlace(**fields)
+                    a, b = (new, template.b) if side == "a" else (template.a, new)
+                    add(a, b, template.c)
+                    if "stride" in change:          # the same stride over one row is legal
+                        add(a, b, template.c, **{"m" if side == "a" else "n": 1})
+        c = template.c
+        end_base = self.tsram_bytes - (m - 1) * c.stride - 4 * n
+        for place in (ResultPlace(end_base, c.stride), ResultPlace(end_base + C_ALIGN, c.stride),
+                      ResultPlace(top + 4, c.stride), ResultPlace(c.base, top + 4)):
+            add(template.a, template.b, place)
+        add(template.a, template.b, ResultPlace(c.base, top + 4), m=1)
+        return statuses
 
     def random(self, count, *, illegal=0.15, chains=2):
         """``count`` random ops, ``chains`` resident chains and one of each illegal kind (with

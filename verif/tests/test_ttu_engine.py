@@ -105,6 +105,38 @@ def test_uncorrectable_operand_word_fails_its_op_only(seed):
     run_engine(cfg, wl, seed=seed, poison={word}, want_events=events)
 
 
+@pytest.mark.parametrize("config, serial", [("small", False), ("small", True),
+                                            ("ice40", True)])
+def test_range_checks_at_the_sram_edges(config, serial, seed):
+    """Each plane ending exactly at the top of the SRAM runs; one step past, a stride or base
+    of 2**32 - 8, refuse with TSRAM_OUT_OF_RANGE, with the combinational and the serial
+    (Config.serial_checks) range checks; good ops in between still run."""
+    cfg = get_config(config)
+    wl = _workload(cfg, seed)
+    statuses = wl.range_edges()
+    assert ErrorCode.OK in statuses and ErrorCode.TSRAM_OUT_OF_RANGE in statuses
+    wl.random_op(max_m_tiles=1, max_n_tiles=1, max_k=1)
+    dut_cycles, _ = run_engine(cfg, wl, seed=seed, stall=0.2, serial_checks=serial)
+    print(f"{config} serial={serial}: {len(wl.ops)} ops in {dut_cycles} cycles")
+
+
+def test_range_check_fault_is_caught(seed):
+    """The broken twin: leaving the check stage before the serial verdicts are in."""
+    cfg = get_config("ice40")
+    wl = _workload(cfg, seed)
+    wl.range_edges()
+    with pytest.raises(AssertionError):
+        run_engine(cfg, wl, seed=seed, check_faults={"dispatch_before_verdict"})
+
+
+def test_serial_checks_follow_the_config():
+    assert not TileTensorEngine.from_config(get_config("small")).serial_checks
+    assert TileTensorEngine.from_config(get_config("ice40")).serial_checks
+    assert not TileTensorEngine.from_config(get_config("ice40"), serial_checks=False).serial_checks
+    with pytest.raises(TypeError, match="serial_checks"):
+        TileTensorEngine.from_config(get_config("small"), serial_checks=1)
+
+
 @pytest.mark.parametrize("fault", ["no_room_check", "fp6_msb_first", "full_strobes",
                                    "drop_high_word"])
 def test_faults_are_caught(fault, seed):
