@@ -57,16 +57,18 @@ class FetchJob(data.Struct):
     """One group of operand rows (:meth:`of` gives the layout for ``tiles x count`` rows).
 
     ``codes``, ``codes_stride``, ``scales``, ``scales_stride``: byte address of the group's
-    first row in each plane and the row strides; ``rows``: rows in the group (1 ..
+    first row in each plane and the row strides (``addr_bits`` bits: the SRAM's byte address
+    bits; a legal job's addresses fit, and a stride that does not matters only for a single
+    row, whose stride is never used); ``rows``: rows in the group (1 ..
     ``tiles x count``); ``k``: blocks; ``fmt``: element format (``hw_code``); ``pair``: FP4 x
     FP4 double-rate mode (packed beats of ``2 x lanes`` codes); ``last``: the op's last job.
     """
 
     @staticmethod
-    def of(group_rows: int) -> data.StructLayout:
+    def of(group_rows: int, addr_bits: int = ADDR_BITS) -> data.StructLayout:
         return data.StructLayout({
-            "codes": ADDR_BITS, "codes_stride": ADDR_BITS,
-            "scales": ADDR_BITS, "scales_stride": ADDR_BITS,
+            "codes": addr_bits, "codes_stride": addr_bits,
+            "scales": addr_bits, "scales_stride": addr_bits,
             "rows": range(group_rows + 1), "k": DIM_BITS, "fmt": 3, "pair": 1, "last": 1,
         })
 
@@ -96,19 +98,23 @@ def _block_bytes(fmt_code, formats):
     return value
 
 
+def _times_const(x, n: int):
+    """``x * n`` for a constant ``n >= 1`` as shifts and adds (never a DSP block)."""
+    terms = [x << i for i in range(n.bit_length()) if n >> i & 1]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
 def _times_block_bytes(k, fmt_code, formats):
     """``k`` x the bytes a block of the format ``fmt_code`` packs into, as shifts and adds of
     ``k`` selected by format (a multiplier by a variable would cost an array or a DSP)."""
-    def times(n):
-        terms = [k << i for i in range(n.bit_length()) if n >> i & 1]
-        total = terms[0]
-        for t in terms[1:]:
-            total = total + t
-        return total
-    value = times(BLOCK_SIZE)
+    value = _times_const(k, BLOCK_SIZE)
     for f in formats:
         if f.spec.bits != 8:
-            value = Mux(fmt_code == f.spec.hw_code, times(BLOCK_SIZE * f.spec.bits // 8), value)
+            value = Mux(fmt_code == f.spec.hw_code,
+                        _times_const(k, BLOCK_SIZE * f.spec.bits // 8), value)
     return value
 
 
@@ -140,7 +146,7 @@ class OperandFetcher(wiring.Component):
 
     Ports
     -----
-    job : In(stream of FetchJob.of(tiles * count))
+    job : In(stream of FetchJob.of(tiles * count, job_addr_bits))
     mem : Out(MemoryPortSignature(addr_width=addr_width, data_width=8 * word_bytes))
     beats : Out(stream of OperandBeat.of(count, lanes))
     status : Out(stream of 8)         one ``ErrorCode`` per job with ``last``, in order
@@ -176,13 +182,14 @@ class OperandFetcher(wiring.Component):
         self._pair = fp4_double_rate and Format.E2M1 in formats
         self._word_bytes, self._scale_bytes = word_bytes, scale_bytes
         self._addr_width, self._panel_blocks = addr_width, panel_blocks
+        self._job_addr_bits = min(ADDR_BITS, addr_width + _log2(word_bytes))
         # A block spans at most ceil(32 / word) + 1 words; two more let the next word arrive
         # while a row's block is read (a 64-byte word or wider holds a block most of the time).
         span = -(-BLOCK_SIZE // word_bytes) + 1
         self._slots = 2 if word_bytes >= 64 else 1 << (span + 2 - 1).bit_length()
         self._scale_slots = 2
         super().__init__({
-            "job": In(stream.Signature(FetchJob.of(tiles * count))),
+            "job": In(stream.Signature(FetchJob.of(tiles * count, self._job_addr_bits))),
             "mem": Out(MemoryPortSignature(addr_width=addr_width, data_width=8 * word_bytes)),
             "beats": Out(stream.Signature(OperandBeat.of(count, lanes))),
             "status": Out(stream.Signature(8)),
@@ -194,6 +201,7 @@ class OperandFetcher(wiring.Component):
     lanes = property(lambda self: self._lanes)
     word_bytes = property(lambda self: self._word_bytes)
     panel_blocks = property(lambda self: self._panel_blocks)
+    job_addr_bits = property(lambda self: self._job_addr_bits)
     slots = property(lambda self: self._slots)
 
     def elaborate(self, platform):
@@ -201,6 +209,7 @@ class OperandFetcher(wiring.Component):
         R, T, lanes = self._count, self._tiles, self._lanes
         G = T * R                                   # rows of a group
         W, S = self._word_bytes, self._scale_bytes
+        A = self._job_addr_bits                     # byte address bits (mod 2 ** A)
         SL, SSL = self._slots, self._scale_slots
         QPW = W // _QW                              # qwords a word
         Q = SL * QPW                                # qwords a row buffer
@@ -219,8 +228,8 @@ class OperandFetcher(wiring.Component):
             m.d.comb += kbytes.eq(_times_block_bytes(job.k, job.fmt, formats))
             out = []
             for i in range(G):
-                caddr = Signal(ADDR_BITS, name=f"x_caddr{i}")
-                saddr = Signal(ADDR_BITS, name=f"x_saddr{i}")
+                caddr = Signal(A, name=f"x_caddr{i}")
+                saddr = Signal(A, name=f"x_saddr{i}")
                 nw = Signal(WORDS, name=f"x_nw{i}")
                 ns = Signal(SWORDS, name=f"x_ns{i}")
                 m.d.comb += [caddr.eq(job.codes + job.codes_stride * i),
@@ -235,7 +244,7 @@ class OperandFetcher(wiring.Component):
 
         # ---- requester ---------------------------------------------------------------------
         RJOB = data.StructLayout({
-            "job": FetchJob.of(G),
+            "job": FetchJob.of(G, A),
             "rows": data.ArrayLayout(data.StructLayout({
                 "coff": range(W), "nw": WORDS, "soff": range(S), "ns": SWORDS}), G),
         })
@@ -255,10 +264,10 @@ class OperandFetcher(wiring.Component):
             rjobs.w_en.eq(load_job), rjobs.w_data.eq(rj),
         ]
 
-        c_next = [Signal(ADDR_BITS - _log2(W), name=f"c_next{i}") for i in range(G)]
+        c_next = [Signal(A - _log2(W), name=f"c_next{i}") for i in range(G)]
         c_left = [Signal(WORDS, name=f"c_left{i}") for i in range(G)]
         c_req_v = [Signal(VB, name=f"c_req_v{i}") for i in range(G)]
-        s_next = [Signal(ADDR_BITS - _log2(S), name=f"s_next{i}") for i in range(G)]
+        s_next = [Signal(A - _log2(S), name=f"s_next{i}") for i in range(G)]
         s_left = [Signal(SWORDS, name=f"s_left{i}") for i in range(G)]
         s_req_v = [Signal(VB, name=f"s_req_v{i}") for i in range(G)]
         c_rd_v = [Signal(VB, name=f"c_rd_v{i}") for i in range(G)]    # from the reader
@@ -315,7 +324,7 @@ class OperandFetcher(wiring.Component):
         g_scale = Signal()
         m.d.comb += [g_scale.eq(grant < G), g_row.eq(Mux(g_scale, grant, grant - G))]
         sel_c_next = _sel(c_next, g_row)
-        sel_s_port = Signal(ADDR_BITS)
+        sel_s_port = Signal(A)
         m.d.comb += sel_s_port.eq(_sel(s_next, g_row) >> _log2(W // S))
         takes = Signal(G)                  # rows served by this request
         for i in range(G):
@@ -397,6 +406,28 @@ class OperandFetcher(wiring.Component):
         bbytes = Signal(6)
         m.d.comb += [bpb.eq((1 << bpb_log) >> (job.pair if self._pair else 0)),
                      bbytes.eq(_block_bytes(job.fmt, formats))]
+        window = 8 * lanes
+        # packed bits a beat takes, by format (FP4 x FP4 double rate: 8, the bytes as they are)
+        beat_bits = {f.spec.bits * lanes for f in formats} | {window}
+        grain = 64
+        for b in beat_bits:
+            while b % grain:
+                grain //= 2
+        positions = Q * 64 // grain
+        fmt_bits6 = Signal()
+        fmt_fp4 = Signal()                          # FP4 codes widened (not double rate)
+        m.d.comb += [
+            fmt_bits6.eq(Cat(*(job.fmt == f.spec.hw_code for f in formats
+                               if f.spec.bits == 6)).any()),
+            fmt_fp4.eq(Cat(*(job.fmt == f.spec.hw_code for f in formats
+                             if f.spec.bits == 4)).any() & ~(job.pair if self._pair else 0)),
+        ]
+        beat_grains = Signal(range(BLOCK_SIZE * 8 // grain + 1))    # the beat's offset / grain
+        m.d.comb += beat_grains.eq(_times_const(beat, window // grain))
+        for bits, is_fmt in ((6, fmt_bits6), (4, fmt_fp4)):
+            if any(f.spec.bits == bits for f in formats):
+                with m.If(is_fmt):
+                    m.d.comb += beat_grains.eq(_times_const(beat, bits * lanes // grain))
         ok, poison, blocks, scales, active = [], [], [], [], []
         for i in range(G):
             pos, spos = Signal(DIM_BITS + 7, name=f"pos{i}"), Signal(DIM_BITS + 1, name=f"spos{i}")
@@ -416,11 +447,17 @@ class OperandFetcher(wiring.Component):
                          s_rd_v[i].eq(Mux(have & act, s_w, seg_sv[i]))]
             row_ok = Signal(name=f"row_ok{i}")
             m.d.comb += row_ok.eq(~act | ((c_have > 0) & (s_have > 0)))
-            q0 = Signal(range(Q), name=f"q0_{i}")
-            m.d.comb += q0.eq(seg_cv[i] * QPW + (pos >> 3))
-            block = Signal(256, name=f"block{i}")
-            m.d.comb += block.eq(Cat(*(Array(cbuf[i])[(q0 + j)[:_log2(Q)]]
-                                       for j in range(4))))
+            # The beat's packed bits: a window of 8 x lanes bits of the circular row buffer,
+            # at the block's first qword plus the beat's offset in the block (a multiple of
+            # `grain` bits). Only this window is selected, never the whole block.
+            at = Signal(range(positions), name=f"at{i}")
+            m.d.comb += at.eq((((seg_cv[i] * QPW + (pos >> 3)) << (6 - _log2(grain)))
+                               + beat_grains)[:_log2(positions)])
+            flat = Cat(*cbuf[i])
+            flat = Cat(flat, flat[:window - grain])
+            block = Signal(window, name=f"window{i}")
+            m.d.comb += block.eq(_sel([flat[p * grain:p * grain + window]
+                                       for p in range(positions)], at))
             sc = Signal(8, name=f"scale{i}")
             m.d.comb += sc.eq(Array(sbuf[i])[(seg_sv[i] * S + spos)[:_log2(SSL * S)]])
             po = Signal(name=f"poison{i}")
@@ -438,35 +475,25 @@ class OperandFetcher(wiring.Component):
         tile_ok, tile_poison = Signal(), Signal()
         m.d.comb += [tile_ok.eq(Cat(*(of_tile(ok, j) for j in range(R))).all()),
                      tile_poison.eq(Cat(*(of_tile(poison, j) for j in range(R))).any())]
-        fmt_bits6 = Signal()
-        fmt_fp4 = Signal()
-        m.d.comb += [
-            fmt_bits6.eq(Cat(*(job.fmt == f.spec.hw_code for f in formats
-                               if f.spec.bits == 6)).any()),
-            fmt_fp4.eq(Cat(*(job.fmt == f.spec.hw_code for f in formats
-                             if f.spec.bits == 4)).any() & ~(job.pair if self._pair else 0)),
-        ]
         out = Signal(OperandBeat.of(R, lanes))
         for j in range(R):
-            blk = Signal(256, name=f"tblock{j}")
+            blk = Signal(window, name=f"tblock{j}")
             m.d.comb += blk.eq(of_tile(blocks, j))
-            unpacked = Signal(256, name=f"unpacked{j}")
+            unpacked = Signal(window, name=f"unpacked{j}")
             m.d.comb += unpacked.eq(blk)
             if any(f.spec.bits == 6 for f in formats):
                 with m.If(fmt_bits6):
-                    fields = [blk[6 * n:6 * n + 6] for n in range(BLOCK_SIZE)]
+                    fields = [blk[6 * n:6 * n + 6] for n in range(lanes)]
                     if "fp6_msb_first" in self._faults:
                         fields = [Cat(*reversed([f[b] for b in range(6)])) for f in fields]
                     m.d.comb += unpacked.eq(Cat(*(Cat(f, Const(0, 2)) for f in fields)))
             if any(f.spec.bits == 4 for f in formats):
                 with m.If(fmt_fp4):
                     m.d.comb += unpacked.eq(Cat(*(Cat(blk[4 * n:4 * n + 4], Const(0, 4))
-                                                  for n in range(BLOCK_SIZE))))
-            slices = [unpacked[b * 8 * lanes:(b + 1) * 8 * lanes]
-                      for b in range(BLOCK_SIZE // lanes)]
+                                                  for n in range(lanes))))
             act = of_tile(active, j)
             m.d.comb += [
-                out.data[j].eq(Mux(act, _sel(slices, beat[:_log2(len(slices))]), 0)),
+                out.data[j].eq(Mux(act, unpacked, 0)),
                 out.scale[j].eq(Mux(act, of_tile(scales, j), 0)),
             ]
 

@@ -24,7 +24,7 @@ from ..errors import ErrorCode
 from ..numerics.formats import Format
 from .operand_fetch import FetchCounters, FetchJob, OperandFetcher, _times_block_bytes
 from .result_writer import ResultWriter, WriterCounters
-from .tile_op import ADDR_BITS, C_ALIGN, CODE_ALIGN, OperandAddress, ResultAddress, TileOpCommand
+from .tile_op import ADDR_BITS, C_ALIGN, CODE_ALIGN, ResultAddress, TileOpCommand
 from .ttu import TileTensorUnit, TtuCounters, tiles_exceed
 from .ttu_stream import DIM_BITS, TAG_BITS, TtuEvent
 
@@ -273,7 +273,11 @@ class TileTensorEngine(wiring.Component):
             m.d.comb += pair.eq((op.fmt_a == code) & (op.fmt_b == code))
 
         # ---- dispatch ----------------------------------------------------------------------
-        GEN = data.StructLayout({"place": OperandAddress, "m": DIM_BITS, "n": DIM_BITS,
+        # A checked op's addresses are below tsram_bytes: T bits each (a stride that is not
+        # matters only for one row, and is never used).
+        place_t = data.StructLayout({"codes": T, "codes_stride": T, "scales": T,
+                                     "scales_stride": T})
+        GEN = data.StructLayout({"place": place_t, "m": DIM_BITS, "n": DIM_BITS,
                                  "k": DIM_BITS, "fmt": 3, "pair": 1})
         ORDER = data.StructLayout({"tag": TAG_BITS, "status": 8, "keep": 1})
         m.submodules.a_q = a_q = SyncFIFOBuffered(width=GEN.size, depth=4)
@@ -288,9 +292,17 @@ class TileTensorEngine(wiring.Component):
         m.d.comb += dispatch.eq(held & room & checked)
         a_gen, b_gen, order = Signal(GEN), Signal(GEN), Signal(ORDER)
         m.d.comb += [
-            a_gen.place.eq(cmd.a), a_gen.m.eq(op.m), a_gen.n.eq(op.n), a_gen.k.eq(op.k),
+            a_gen.place.codes.eq(cmd.a.codes),
+            a_gen.place.codes_stride.eq(cmd.a.codes_stride),
+            a_gen.place.scales.eq(cmd.a.scales),
+            a_gen.place.scales_stride.eq(cmd.a.scales_stride),
+            a_gen.m.eq(op.m), a_gen.n.eq(op.n), a_gen.k.eq(op.k),
             a_gen.fmt.eq(op.fmt_a), a_gen.pair.eq(pair),
-            b_gen.place.eq(cmd.b), b_gen.m.eq(op.m), b_gen.n.eq(op.n), b_gen.k.eq(op.k),
+            b_gen.place.codes.eq(cmd.b.codes),
+            b_gen.place.codes_stride.eq(cmd.b.codes_stride),
+            b_gen.place.scales.eq(cmd.b.scales),
+            b_gen.place.scales_stride.eq(cmd.b.scales_stride),
+            b_gen.m.eq(op.m), b_gen.n.eq(op.n), b_gen.k.eq(op.k),
             b_gen.fmt.eq(op.fmt_b), b_gen.pair.eq(pair),
             order.tag.eq(op.tag), order.status.eq(status), order.keep.eq(op.keep),
             ttu.cmd.valid.eq(dispatch & good), ttu.cmd.payload.eq(op),
@@ -309,8 +321,8 @@ class TileTensorEngine(wiring.Component):
             g = data.View(GEN, q.r_data)
             side_rows = g.m if name == "a" else g.n
             left = Signal(DIM_BITS + 1, name=f"{name}_left")       # rows of this pass to go
-            offset_c = Signal(ADDR_BITS, name=f"{name}_off_c")
-            offset_s = Signal(ADDR_BITS, name=f"{name}_off_s")
+            offset_c = Signal(T, name=f"{name}_off_c")
+            offset_s = Signal(T, name=f"{name}_off_s")
             started = Signal(name=f"{name}_started")
             m_left = Signal(DIM_BITS + 1, name=f"{name}_m_left")   # B: M rows still to pass
             here = Signal(DIM_BITS + 1, name=f"{name}_here")

@@ -100,7 +100,7 @@ def run_fetch(cfg, side, ops, mem, *, seed, gap=0.0, stall=0.0, mem_stall=0.0,
     async def probe(ctx):
         return unpack(FetchCounters, ctx.get(dut.counters.as_value()))
 
-    layout = FetchJob.of(dut.tiles * count)
+    layout = FetchJob.of(dut.tiles * count, dut.job_addr_bits)
     out, last, counters = run_streams(
         dut, sources={"job": [pack(layout, j) for j in jobs]},
         sinks={"beats": len(want), "status": len(ops)}, gap=gap, stall=stall,
