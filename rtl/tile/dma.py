@@ -201,11 +201,14 @@ class DmaCheck(wiring.Component):
 
     def _serial(self, m, row_bytes):
         """Products in the order TSRAM stride1, TSRAM stride2, HBM stride2, HBM stride1, each
-        ``count - 1`` (COUNT_BITS cycles) x stride. ``acc`` holds the TSRAM products' sum, whose
-        two verdicts are then kept as flags, and next the HBM stride2 product; the HBM stride1
-        product stays in the multiplier."""
+        ``count - 1`` (COUNT_BITS cycles) x stride. A product too large for its side to pass
+        (TSRAM: at least 2**33; HBM: at least 2**hbm_addr_bits) only sets ``big`` (the pattern
+        overflows, as the combinational check finds), so the sums are narrow. ``acc`` holds the
+        TSRAM products' sum, whose two verdicts are then kept as flags, and next the HBM
+        stride2 product; the HBM stride1 product stays in the multiplier."""
         d = self.desc
         aw = self.hbm_addr_bits
+        tw = TSRAM_ADDR_BITS + 1
         m.submodules.mul = mul = SerialMultiplier(a_width=COUNT_BITS,
                                                   b_width=max(aw, TSRAM_ADDR_BITS))
         step = Signal(range(4))
@@ -222,28 +225,32 @@ class DmaCheck(wiring.Component):
         # The operands of the product started in this cycle: step 0 at a check's start, else
         # the step after the one that has just finished.
         operand_step = Signal(range(4))
-        count1_m1, count2_m1 = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        count = Signal(COUNT_BITS)
         m.d.comb += [operand_step.eq(Mux(idle, 0, step + 1)),
-                     count1_m1.eq(d.count1 - 1), count2_m1.eq(d.count2 - 1)]
+                     count.eq(Mux(operand_step[0] ^ operand_step[1], d.count2, d.count1)),
+                     mul.a.eq(count - 1)]
         with m.Switch(operand_step):
-            for k, (count, stride) in enumerate(((count1_m1, d.tsram_stride1),
-                                                 (count2_m1, d.tsram_stride2),
-                                                 (count2_m1, d.hbm_stride2),
-                                                 (count1_m1, d.hbm_stride1))):
+            for k, stride in enumerate((d.tsram_stride1, d.tsram_stride2, d.hbm_stride2,
+                                        d.hbm_stride1)):
                 with m.Case(k):
-                    m.d.comb += [mul.a.eq(count), mul.b.eq(stride)]
+                    m.d.comb += mul.b.eq(stride)
 
-        acc = Signal(COUNT_BITS + max(aw, TSRAM_ADDR_BITS) + 1)
-        ts_last = Signal(TSRAM_ADDR_BITS + ROW_BITS + 2)
+        ts_big, hbm_big = Signal(), Signal()
+        m.d.comb += [ts_big.eq((mul.product >> tw).any()),
+                     hbm_big.eq((mul.product >> aw).any())]
+        acc = Signal(max(tw + 1, aw))
+        big = Signal()
+        ts_last = Signal(tw + 3)
         ts_over, ts_range = Signal(), Signal()
         m.d.comb += ts_last.eq(d.tsram_addr + acc + row_bytes - 1)
         with m.If(product_ready):
-            with m.If(step == 1):
-                m.d.sync += acc.eq(acc + mul.product)
-            with m.Elif(step != 3):
-                m.d.sync += acc.eq(mul.product)
-            with m.If(step == 2):
-                m.d.sync += [ts_over.eq((ts_last >> TSRAM_ADDR_BITS).any()),
+            with m.If(step == 0):
+                m.d.sync += [acc.eq(mul.product[:tw]), big.eq(ts_big)]
+            with m.Elif(step == 1):
+                m.d.sync += [acc.eq(acc + mul.product[:tw]), big.eq(big | ts_big)]
+            with m.Elif(step == 2):
+                m.d.sync += [acc.eq(mul.product[:aw]), big.eq(hbm_big),
+                             ts_over.eq(big | (ts_last >> TSRAM_ADDR_BITS).any()),
                              ts_range.eq(ts_last >= self.tsram_bytes)]
             with m.If(step == 3):
                 m.d.sync += running.eq(0)
@@ -254,13 +261,13 @@ class DmaCheck(wiring.Component):
             m.d.comb += mul.start.eq(1)
             m.d.sync += [running.eq(1), step.eq(0)]
 
-        hbm_plane = Signal(aw + ROW_BITS + 2)
-        hbm_last = Signal(aw + ROW_BITS + 2)
-        m.d.comb += [hbm_plane.eq(mul.product[:aw + COUNT_BITS] + row_bytes),
-                     hbm_last.eq(d.hbm_addr + acc[:aw + COUNT_BITS] + hbm_plane - 1),
+        hbm_plane = Signal(max(aw, ROW_BITS) + 1)
+        hbm_last = Signal(max(aw, ROW_BITS) + 2)
+        m.d.comb += [hbm_plane.eq(mul.product[:aw] + row_bytes),
+                     hbm_last.eq(d.hbm_addr + acc[:aw] + hbm_plane - 1),
                      self.hbm_last.eq(hbm_last), self.hbm_plane.eq(hbm_plane)]
         overflow = Signal()
-        m.d.comb += overflow.eq((hbm_last >> aw).any() | ts_over)
+        m.d.comb += overflow.eq((hbm_last >> aw).any() | big | hbm_big | ts_over)
         return overflow, ts_range
 
 
