@@ -108,7 +108,8 @@ class DmaCheck(wiring.Component):
     then high for :attr:`cycles` ``- 1`` cycles, so the outputs are valid from :attr:`cycles`
     cycles after the start, until the next start. They equal the combinational check's for
     the same ``desc`` and the current window (``hbm_last`` and ``hbm_plane`` when the status is
-    ``OK``), provided ``desc`` does not change from the start until they are used.
+    ``OK``; they are :attr:`extent_bits` = ``max(hbm_addr_bits, 18) + 2`` bits wide, which
+    holds them then), provided ``desc`` does not change from the start until they are used.
     """
 
     def __init__(self, *, hbm_addr_bits, tsram_bytes, serial=False, faults=frozenset()):
@@ -118,13 +119,16 @@ class DmaCheck(wiring.Component):
         self.tsram_bytes = tsram_bytes
         self.serial = serial
         self._faults = frozenset(faults)
+        # Serial: narrow sums (see _serial), which still hold any passing descriptor's extent.
+        self.extent_bits = (max(hbm_addr_bits, ROW_BITS) + 2 if serial
+                            else hbm_addr_bits + ROW_BITS + 2)
         members = {
             "desc": In(DmaDescriptorLayout.of(hbm_addr_bits)),
             "window_base": In(hbm_addr_bits),
             "window_limit": In(hbm_addr_bits),
             "status": Out(ERROR_CODE_BITS),
-            "hbm_last": Out(hbm_addr_bits + ROW_BITS + 2),
-            "hbm_plane": Out(hbm_addr_bits + ROW_BITS + 2),
+            "hbm_last": Out(self.extent_bits),
+            "hbm_plane": Out(self.extent_bits),
         }
         if serial:
             members.update({"start": In(1), "busy": Out(1)})
@@ -261,8 +265,8 @@ class DmaCheck(wiring.Component):
             m.d.comb += mul.start.eq(1)
             m.d.sync += [running.eq(1), step.eq(0)]
 
-        hbm_plane = Signal(max(aw, ROW_BITS) + 1)
-        hbm_last = Signal(max(aw, ROW_BITS) + 2)
+        hbm_plane = Signal(self.extent_bits)
+        hbm_last = Signal(self.extent_bits)
         m.d.comb += [hbm_plane.eq(mul.product[:aw] + row_bytes),
                      hbm_last.eq(d.hbm_addr + acc[:aw] + hbm_plane - 1),
                      self.hbm_last.eq(hbm_last), self.hbm_plane.eq(hbm_plane)]
