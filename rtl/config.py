@@ -44,7 +44,9 @@ class Config:
     SECDED-protected when ``tsram_ecc``. ``tsram_single_port``: each bank is a single-ported
     memory (one access, read or write, through one address a cycle), as the iCE40 UP5K's SPRAM
     (``SB_SPRAM256KA``); otherwise a bank has a read port and a separate write port.
-    ``tsram_rsp_depth``: read responses each TSRAM port holds (3 or more for one read a cycle
+    ``ttu_queue_depth``: ops (and operand-fetch jobs) each queue inside the TTU and its
+    operand path holds (run-ahead between command checks, fetchers and the array; the order
+    queue holds twice as many). ``tsram_rsp_depth``: read responses each TSRAM port holds (3 or more for one read a cycle
     per port; fewer saves the response FIFOs' area and slows back-to-back reads).
 
     Memory: ``hbm_preset`` (one of :data:`HBM_PRESETS`) with ``hbm_pseudo_channels``
@@ -86,6 +88,7 @@ class Config:
     formats: frozenset = field(default=ALL_FORMATS)
     ttu_panel_blocks: int = 16
     ttu_port_words: int = 2
+    ttu_queue_depth: int = 4
     tsram_banks: int
     tsram_bank_bytes: int
     tsram_bank_depth: int
@@ -115,7 +118,8 @@ class Config:
         for name in ("array_rows", "array_cols", "acc_depth", "tsram_banks", "tsram_bank_depth",
                      "hbm_pseudo_channels", "ttu_panel_blocks", "axi_id_bits", "hbm_queue_depth", "dma_queues",
                      "dma_queue_depth", "dma_outstanding_reads", "tcp_semaphores",
-                     "tcp_outstanding", "tsram_rsp_depth", "command_fetch_depth"):
+                     "tcp_outstanding", "tsram_rsp_depth", "command_fetch_depth",
+                     "ttu_queue_depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -164,6 +168,8 @@ class Config:
                 or not 8 <= self.counter_bits <= 48):
             raise ValueError(f"counter_bits must be None or an integer in 8..48, "
                              f"not {self.counter_bits!r}")
+        if self.ttu_queue_depth < 2:
+            raise ValueError(f"ttu_queue_depth must be at least 2, not {self.ttu_queue_depth}")
         if not isinstance(self.serial_checks, bool):
             raise TypeError(f"serial_checks must be a bool, not {self.serial_checks!r}")
         for name in ("tsram_ecc", "tsram_single_port"):
@@ -277,7 +283,7 @@ PRESETS: dict[str, Config] = {
     # register map. 16-bit counters (tile.cycles excepted; the SDK's differences wrap). One
     # buffered command: a 512-bit register instead of 32 of the 30 EBR.
     "ice40": Config(name="ice40", array_rows=1, array_cols=1, lanes=4, acc_depth=2,
-                    ttu_panel_blocks=4, ttu_port_words=2, tvp_lanes=0,
+                    ttu_panel_blocks=4, ttu_port_words=2, ttu_queue_depth=2, tvp_lanes=0,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=2, tsram_bank_bytes=4, tsram_bank_depth=16384, tsram_ecc=False,
                     tsram_single_port=True, tsram_rsp_depth=2,

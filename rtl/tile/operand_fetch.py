@@ -30,7 +30,7 @@ from ..bus.memory_port import EccStatus, MemoryPortSignature
 from ..errors import ErrorCode
 from ..numerics.formats import BLOCK_SIZE, Format
 from .tile_op import ADDR_BITS, CODE_ALIGN
-from .ttu_stream import DIM_BITS, OperandBeat
+from .ttu_stream import DIM_BITS, OperandBeat, queue
 
 __all__ = ["FetchJob", "FetchCounters", "OperandFetcher", "FAULTS"]
 
@@ -141,6 +141,8 @@ class OperandFetcher(wiring.Component):
         Address bits of the port (in ``word_bytes`` units).
     panel_blocks : int
         Largest ``k`` of a job.
+    job_depth : int
+        Jobs the fetcher holds (requested ahead of the reader).
     faults : collection of str
         Deliberate bugs from :data:`FAULTS`; empty for the real design.
 
@@ -154,7 +156,7 @@ class OperandFetcher(wiring.Component):
     """
 
     def __init__(self, *, count, tiles, lanes, formats, fp4_double_rate, word_bytes,
-                 scale_bytes, addr_width, panel_blocks, faults=frozenset()):
+                 scale_bytes, addr_width, panel_blocks, job_depth=4, faults=frozenset()):
         formats = frozenset(Format.of(f) for f in formats)
         faults = frozenset(faults)
         if not faults <= set(FAULTS):
@@ -182,6 +184,9 @@ class OperandFetcher(wiring.Component):
         self._pair = fp4_double_rate and Format.E2M1 in formats
         self._word_bytes, self._scale_bytes = word_bytes, scale_bytes
         self._addr_width, self._panel_blocks = addr_width, panel_blocks
+        if not isinstance(job_depth, int) or isinstance(job_depth, bool) or job_depth < 2:
+            raise ValueError(f"job_depth must be an integer >= 2, not {job_depth!r}")
+        self._job_depth = job_depth
         self._job_addr_bits = min(ADDR_BITS, addr_width + _log2(word_bytes))
         # A block spans at most ceil(32 / word) + 1 words; two more let the next word arrive
         # while a row's block is read (a 64-byte word or wider holds a block most of the time).
@@ -248,7 +253,7 @@ class OperandFetcher(wiring.Component):
             "rows": data.ArrayLayout(data.StructLayout({
                 "coff": range(W), "nw": WORDS, "soff": range(S), "ns": SWORDS}), G),
         })
-        m.submodules.rjobs = rjobs = SyncFIFOBuffered(width=RJOB.size, depth=4)
+        m.submodules.rjobs = rjobs = queue(width=RJOB.size, depth=self._job_depth)
         busy_req = Signal()
         job_in = self.job.payload
         x = expand(job_in)

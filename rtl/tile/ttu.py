@@ -17,7 +17,7 @@ from ..compute.dot_engine import MxDotEngine
 from ..errors import ErrorCode
 from ..numerics.dot import FP32_NEG_ZERO
 from ..numerics.formats import BLOCK_SIZE, Format
-from .ttu_stream import DIM_BITS, TAG_BITS, CRow, OperandBeat, TtuCommand, TtuEvent
+from .ttu_stream import DIM_BITS, TAG_BITS, CRow, OperandBeat, TtuCommand, TtuEvent, queue
 
 __all__ = ["TileTensorUnit", "TtuCounters", "COUNTER_BITS"]
 
@@ -91,6 +91,8 @@ class TileTensorUnit(wiring.Component):
         ``panel_blocks`` blocks of ``rows`` rows.
     fp4_double_rate : bool
         Build the engines' second FP4 product per lane.
+    queue_depth : int
+        Commands the load and compute queues hold (``Config.ttu_queue_depth``).
     engine_faults : frozenset of str
         Deliberate engine bugs (``MxDotEngine`` faults), for mutation tests.
 
@@ -105,8 +107,11 @@ class TileTensorUnit(wiring.Component):
     """
 
     def __init__(self, *, formats, rows, cols, lanes, slots, panel_blocks,
-                 fp4_double_rate=True, engine_faults=frozenset()):
+                 fp4_double_rate=True, queue_depth=4, engine_faults=frozenset()):
         formats = frozenset(Format.of(f) for f in formats)
+        if not isinstance(queue_depth, int) or isinstance(queue_depth, bool) or queue_depth < 2:
+            raise ValueError(f"queue_depth must be an integer >= 2, not {queue_depth!r}")
+        self._queue_depth = queue_depth
         for name, value in (("rows", rows), ("cols", cols)):
             if not _is_pow2(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
@@ -143,7 +148,8 @@ class TileTensorUnit(wiring.Component):
         """The TTU of a :class:`~openmaia.config.Config`."""
         return cls(formats=config.formats, rows=config.array_rows, cols=config.array_cols,
                    lanes=config.lanes, slots=config.acc_depth,
-                   panel_blocks=config.ttu_panel_blocks, **kwargs)
+                   panel_blocks=config.ttu_panel_blocks, queue_depth=config.ttu_queue_depth,
+                   **kwargs)
 
     formats = property(lambda self: self._formats)
     rows = property(lambda self: self._rows)
@@ -177,8 +183,8 @@ class TileTensorUnit(wiring.Component):
 
         # ---- command intake and validation -------------------------------------------------
         op_w = _OP.size
-        m.submodules.load_q = load_q = SyncFIFOBuffered(width=op_w, depth=4)
-        m.submodules.comp_q = comp_q = SyncFIFOBuffered(width=op_w, depth=4)
+        m.submodules.load_q = load_q = queue(width=op_w, depth=self._queue_depth)
+        m.submodules.comp_q = comp_q = queue(width=op_w, depth=self._queue_depth)
         cmd = self.cmd.payload
         fmt_ok_a, fmt_ok_b = Signal(), Signal()
         for fmt_sel, ok in ((cmd.fmt_a, fmt_ok_a), (cmd.fmt_b, fmt_ok_b)):

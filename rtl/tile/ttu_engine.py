@@ -26,7 +26,7 @@ from .operand_fetch import FetchCounters, FetchJob, OperandFetcher, _times_block
 from .result_writer import ResultWriter, WriterCounters
 from .tile_op import ADDR_BITS, C_ALIGN, CODE_ALIGN, ResultAddress, TileOpCommand
 from .ttu import TileTensorUnit, TtuCounters, tiles_exceed
-from .ttu_stream import DIM_BITS, TAG_BITS, TtuEvent
+from .ttu_stream import DIM_BITS, TAG_BITS, TtuEvent, queue
 
 __all__ = ["TileTensorEngine", "EngineCounters", "CHECK_FAULTS"]
 
@@ -56,8 +56,9 @@ class TileTensorEngine(wiring.Component):
 
     Parameters
     ----------
-    formats, rows, cols, lanes, slots, panel_blocks, fp4_double_rate
-        As :class:`TileTensorUnit`.
+    formats, rows, cols, lanes, slots, panel_blocks, fp4_double_rate, queue_depth
+        As :class:`TileTensorUnit`; ``queue_depth`` also sizes the fetchers' job queues and
+        the engine's own (the order queue: twice that).
     tsram_bytes : int
         Size of the tile SRAM (ops reaching past it are refused).
     port_bytes : int
@@ -83,7 +84,7 @@ class TileTensorEngine(wiring.Component):
     """
 
     def __init__(self, *, formats, rows, cols, lanes, slots, panel_blocks, tsram_bytes,
-                 port_bytes, bank_bytes, fp4_double_rate=True, serial_checks=False,
+                 port_bytes, bank_bytes, fp4_double_rate=True, queue_depth=4, serial_checks=False,
                  engine_faults=frozenset(), fetch_faults=frozenset(), writer_faults=frozenset(),
                  check_faults=frozenset()):
         if not isinstance(serial_checks, bool):
@@ -95,7 +96,8 @@ class TileTensorEngine(wiring.Component):
                              f"{sorted(self._check_faults - set(CHECK_FAULTS))}")
         self.ttu = TileTensorUnit(formats=formats, rows=rows, cols=cols, lanes=lanes,
                                   slots=slots, panel_blocks=panel_blocks,
-                                  fp4_double_rate=fp4_double_rate, engine_faults=engine_faults)
+                                  fp4_double_rate=fp4_double_rate, queue_depth=queue_depth,
+                                  engine_faults=engine_faults)
         if not isinstance(tsram_bytes, int) or tsram_bytes < 1 or tsram_bytes & (tsram_bytes - 1):
             raise ValueError(f"tsram_bytes must be a power of two, not {tsram_bytes!r}")
         if tsram_bytes > 2 ** (ADDR_BITS - 1):
@@ -103,13 +105,14 @@ class TileTensorEngine(wiring.Component):
         self._formats = self.ttu.formats
         self._rows, self._cols, self._slots = rows, cols, slots
         self._panel_blocks = panel_blocks
+        self._queue_depth = queue_depth
         self._tsram_bytes = tsram_bytes
         self._pair = self.ttu.double_rate
         self.result_bytes = max(bank_bytes, 4 * cols)     # = Config.ttu_result_words words
         fetch = dict(lanes=lanes, formats=self._formats, fp4_double_rate=self._pair,
                      word_bytes=port_bytes, scale_bytes=bank_bytes,
                      addr_width=max(1, _log2(tsram_bytes // port_bytes)),
-                     panel_blocks=panel_blocks, faults=fetch_faults)
+                     panel_blocks=panel_blocks, job_depth=queue_depth, faults=fetch_faults)
         self.fetch_a = OperandFetcher(count=rows, tiles=1, **fetch)
         self.fetch_b = OperandFetcher(count=cols, tiles=2, **fetch)
         self.writer = ResultWriter(cols=cols, word_bytes=self.result_bytes,
@@ -132,7 +135,8 @@ class TileTensorEngine(wiring.Component):
                    lanes=config.lanes, slots=config.acc_depth,
                    panel_blocks=config.ttu_panel_blocks, tsram_bytes=config.tsram_bytes,
                    port_bytes=config.ttu_port_words * config.tsram_bank_bytes,
-                   bank_bytes=config.tsram_bank_bytes, **kwargs)
+                   bank_bytes=config.tsram_bank_bytes, queue_depth=config.ttu_queue_depth,
+                   **kwargs)
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
@@ -217,31 +221,35 @@ class TileTensorEngine(wiring.Component):
             m.submodules.check_mul = mul = SerialMultiplier(a_width=DIM_BITS, b_width=T + 1)
             step = Signal(range(len(planes)))
             base_sel, row_bytes_sel = Signal(T + 1), Signal(DIM_BITS + 6)
-            with m.Switch(step):
-                for n, (base, stride, nrows, row_bytes) in enumerate(planes):
-                    with m.Case(n):
-                        m.d.comb += [mul.a.eq(rows_less_one(nrows)), mul.b.eq(sat(stride)),
-                                     base_sel.eq(sat(base)), row_bytes_sel.eq(row_bytes)]
+
+            def at_step(values):
+                value = values[-1]
+                for n in reversed(range(len(values) - 1)):
+                    value = Mux(step == n, values[n], value)
+                return value
+            m.d.comb += [
+                mul.a.eq(at_step([rows_less_one(nrows) for _, _, nrows, _ in planes])),
+                mul.b.eq(at_step([sat(stride) for _, stride, _, _ in planes])),
+                base_sel.eq(at_step([sat(base) for base, _, _, _ in planes])),
+                row_bytes_sel.eq(at_step([row_bytes for _, _, _, row_bytes in planes])),
+            ]
             verdict = Signal()
             m.d.comb += verdict.eq(past_end(base_sel, row_bytes_sel, mul.product))
             ab_out, c_out = Signal(), Signal()
-            with m.FSM(name="range_check"):
-                with m.State("Idle"):
-                    m.d.comb += checked.eq(1)
-                    with m.If(accept):
-                        m.d.sync += [step.eq(0), ab_out.eq(0), c_out.eq(0)]
-                        m.next = "Start"
-                with m.State("Start"):
-                    m.d.comb += mul.start.eq(1)
-                    m.next = "Multiply"
-                with m.State("Multiply"):
-                    with m.If(~mul.busy):
-                        with m.If(step == len(planes) - 1):
-                            m.d.sync += c_out.eq(verdict)
-                            m.next = "Idle"
-                        with m.Else():
-                            m.d.sync += [ab_out.eq(ab_out | verdict), step.eq(step + 1)]
-                            m.next = "Start"
+            start_next = Signal()     # the multiplier takes the current step's operands now
+            multiplying = Signal()    # the current step's product is being formed
+            m.d.comb += [mul.start.eq(start_next), checked.eq(~start_next & ~multiplying)]
+            with m.If(accept):
+                m.d.sync += [step.eq(0), ab_out.eq(0), c_out.eq(0), start_next.eq(1)]
+            with m.Elif(start_next):
+                m.d.sync += [start_next.eq(0), multiplying.eq(1)]
+            with m.Elif(multiplying & ~mul.busy):
+                m.d.sync += multiplying.eq(0)
+                with m.If(step == len(planes) - 1):
+                    m.d.sync += c_out.eq(verdict)
+                with m.Else():
+                    m.d.sync += [ab_out.eq(ab_out | verdict), step.eq(step + 1),
+                                 start_next.eq(1)]
             range_bad, c_out_of_range = ab_out, c_out
         else:
             verdicts = [past_end(base, row_bytes, rows_less_one(nrows) * sat(stride))
@@ -280,10 +288,12 @@ class TileTensorEngine(wiring.Component):
         GEN = data.StructLayout({"place": place_t, "m": DIM_BITS, "n": DIM_BITS,
                                  "k": DIM_BITS, "fmt": 3, "pair": 1})
         ORDER = data.StructLayout({"tag": TAG_BITS, "status": 8, "keep": 1})
-        m.submodules.a_q = a_q = SyncFIFOBuffered(width=GEN.size, depth=4)
-        m.submodules.b_q = b_q = SyncFIFOBuffered(width=GEN.size, depth=4)
-        m.submodules.c_q = c_q = SyncFIFOBuffered(width=ResultAddress.as_shape().size, depth=4)
-        m.submodules.order_q = order_q = SyncFIFOBuffered(width=ORDER.size, depth=8)
+        m.submodules.a_q = a_q = queue(width=GEN.size, depth=self._queue_depth)
+        m.submodules.b_q = b_q = queue(width=GEN.size, depth=self._queue_depth)
+        m.submodules.c_q = c_q = queue(width=ResultAddress.as_shape().size,
+                                       depth=self._queue_depth)
+        m.submodules.order_q = order_q = SyncFIFOBuffered(width=ORDER.size,
+                                                         depth=2 * self._queue_depth)
         room = Signal()
         m.d.comb += room.eq(order_q.w_rdy & (~good | (ttu.cmd.ready & a_q.w_rdy & b_q.w_rdy
                                                       & (op.keep | c_q.w_rdy))))

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 
 from ..numerics.dot import FP32_NEG_ZERO, mx_matmul
 from ..numerics.formats import BLOCK_SIZE, Format
 from ..numerics.mx import MXTensor
 
-__all__ = ["TtuCommand", "OperandBeat", "CRow", "TtuEvent", "TtuOp", "TileCoord",
+__all__ = ["queue", "TtuCommand", "OperandBeat", "CRow", "TtuEvent", "TtuOp", "TileCoord",
            "beats_per_block", "schedule", "a_beats", "b_beats", "expected_rows",
            "tensor_unit_op", "DIM_BITS", "TAG_BITS"]
 
@@ -27,6 +28,14 @@ __all__ = ["TtuCommand", "OperandBeat", "CRow", "TtuEvent", "TtuOp", "TileCoord"
 DIM_BITS = 16
 #: Bits of a command's tag (returned in its event and its C rows).
 TAG_BITS = 8
+
+
+def queue(*, width: int, depth: int):
+    """A first-word-fall-through FIFO of ``depth`` entries for the TTU's op and job queues:
+    ``SyncFIFOBuffered`` (registered output), or for ``depth`` 2 a ``SyncFIFO`` (a buffered one
+    of 2 has a 1-entry memory whose zero-width address wires fail the lint)."""
+    return SyncFIFO(width=width, depth=depth) if depth < 3 else \
+        SyncFIFOBuffered(width=width, depth=depth)
 
 
 class TtuCommand(data.Struct):

@@ -120,6 +120,15 @@ def test_range_checks_at_the_sram_edges(config, serial, seed):
     print(f"{config} serial={serial}: {len(wl.ops)} ops in {dut_cycles} cycles")
 
 
+def test_random_ops_ice40(seed):
+    """The `ice40` engine (serial checks, queues of 2): random ops, resident chains and every
+    illegal kind, with gaps, backpressure and memory stalls."""
+    cfg = get_config("ice40")
+    assert cfg.ttu_queue_depth == 2 and cfg.serial_checks
+    wl = _workload(cfg, seed).random(6, chains=1)
+    run_engine(cfg, wl, seed=seed, gap=0.2, stall=0.3, mem_stall=0.3)
+
+
 def test_range_check_fault_is_caught(seed):
     """The broken twin: leaving the check stage before the serial verdicts are in."""
     cfg = get_config("ice40")
