@@ -230,8 +230,10 @@ SERIAL_SMALL = PRESETS["small"].replace(serial_checks=True)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("testcase", ["contiguous", "strided", "protection", "random_mix",
-                                      "errors"])
+@pytest.mark.parametrize("testcase", [
+    "protection", "errors",                      # default tier: window verdicts, error events
+    *(pytest.param(t, marks=pytest.mark.slow) for t in ("contiguous", "strided", "random_mix")),
+])
 def test_serial_dma_bench(testcase):
     from test_dma_cocotb import SHORT_LENGTHS, SHORT_OFFSETS, run
     run(testcase, config=SERIAL_SMALL, lengths=SHORT_LENGTHS[::2], offsets=SHORT_OFFSETS[:3],
