@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from ..bus.memory_port import EccStatus, MemoryPortSignature
 from ..errors import ErrorCode
 from ..numerics.formats import BLOCK_SIZE, Format
-from .tile_op import ADDR_BITS, CODE_ALIGN
+from .tile_op import ADDR_BITS
 from .ttu_stream import DIM_BITS, OperandBeat, queue
 
 __all__ = ["FetchJob", "FetchCounters", "OperandFetcher", "FAULTS"]

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out, connect
 from ..compute.serial_multiplier import SerialMultiplier
 from ..errors import ErrorCode
 from ..numerics.formats import Format
-from .operand_fetch import FetchCounters, FetchJob, OperandFetcher, _times_block_bytes
+from .operand_fetch import FetchCounters, OperandFetcher, _times_block_bytes
 from .result_writer import ResultWriter, WriterCounters
 from .tile_op import ADDR_BITS, C_ALIGN, CODE_ALIGN, ResultAddress, TileOpCommand
 from .ttu import TileTensorUnit, TtuCounters, tiles_exceed
