@@ -5,8 +5,10 @@
 code 255 and all codes 0 for a block holding an Inf or NaN, each element rounded once to nearest
 even and saturated to +-max. The contract is docs/tvp.md.
 
-Every element has one encoder whose parameters (mantissa bits, smallest step, largest code) are
-chosen per block by the format selector, so the 32 encoders serve all built-in formats. With
+A block is buffered whole (its scale needs its amax), then read back a beat a cycle through
+``lanes`` encoders, while the next block fills the other half of the buffer. The encoders'
+parameters (mantissa bits, smallest step, largest code) are chosen per block by the format
+selector, so they serve all built-in formats. With
 ``M`` the element's FP32 significand (the hidden bit included) and ``E_s`` the exponent of its
 last place after division by the scale, the encoder shifts ``M`` right by
 ``sh = max(bitlen(M) - 1 - m, lsb - E_s)`` bits (INT8: ``lsb - E_s``), rounds to nearest even
@@ -18,6 +20,7 @@ the next binade included.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ERROR_CODE_BITS, ErrorCode
@@ -141,8 +144,12 @@ class MxQuantizer(wiring.Component):
     def faults(self) -> frozenset:
         return self._faults
 
-    #: Cycles from accepting a block's last beat to its result being valid (no stalls).
-    latency = 3
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting a block's last beat to its result being valid (no stalls):
+        the block's :attr:`beats` pass the encoders one a cycle behind a buffer read, then two
+        pipeline stages."""
+        return self.beats + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -152,11 +159,11 @@ class MxQuantizer(wiring.Component):
                      accept.eq(self.i.valid & en)]
         beat_in = self.i.payload
 
-        # Assembly: earlier beats of the block, their amax and special flag, the format.
+        # Assembly: the block's beats go into one half of a two-block buffer while the encoders
+        # read the other half; the running amax, special flag and format travel beside.
         beat = Signal(range(max(beats, 2)))   # 1 bit at least: Verilog has no empty vector
         first, last = Signal(), Signal()
         m.d.comb += [first.eq(beat == 0), last.eq(beat == beats - 1)]
-        held = [Signal(32, name=f"held{n}") for n in range(BLOCK_SIZE - lanes)]
         amax_q, special_q, fmt_q = Signal(31), Signal(), Signal(3)
         beat_amax_w = self._max_tree(m, [beat_in.values[n][:31] for n in range(lanes)])
         beat_special = Cat(beat_in.values[n][23:31].all() for n in range(lanes)).any()
@@ -168,48 +175,69 @@ class MxQuantizer(wiring.Component):
         fmt_now = Mux(first, beat_in.fmt, fmt_q)
         block_amax = Signal(31, name="block_amax")
         m.d.comb += block_amax.eq(run_amax)
+        fill = Signal()                       # the buffer half the arriving block fills
         with m.If(accept):
             m.d.sync += [beat.eq(Mux(last, 0, beat + 1)), amax_q.eq(run_amax),
                          special_q.eq(run_special), fmt_q.eq(fmt_now)]
-            for j in range(beats - 1):
-                with m.If(beat == j):
-                    m.d.sync += [held[j * lanes + n].eq(beat_in.values[n]) for n in range(lanes)]
+            with m.If(last):
+                m.d.sync += fill.eq(~fill)
 
-        # Stage 1: the whole block.
-        s1 = Signal(data.StructLayout({"valid": 1, "amax": 31, "special": 1, "fmt": 3,
-                                       "values": data.ArrayLayout(32, BLOCK_SIZE)}))
+        m.submodules.buffer = buffer = Memory(shape=data.ArrayLayout(32, lanes),
+                                              depth=2 * beats, init=[])
+        wr, rd = buffer.write_port(), buffer.read_port()
+
+        def address(half, index):
+            return half if beats == 1 else Cat(index, half)
+
+        m.d.comb += [wr.addr.eq(address(fill, beat)), wr.data.eq(beat_in.values),
+                     wr.en.eq(accept)]
+
+        # Encode sequencer: a block's beats, one a cycle from the cycle after its last beat.
+        # The next block's last beat comes `beats` accepted cycles later at the earliest, when
+        # the sequencer issues this block's last read, so one block is encoded at a time.
+        block = Signal(data.StructLayout({"amax": 31, "special": 1, "fmt": 3}))
+        reading, read_half = Signal(), Signal()
+        index = Signal(range(max(beats, 2)))
+        read_last = Signal()
+        m.d.comb += [read_last.eq(index == beats - 1), rd.addr.eq(address(read_half, index)),
+                     rd.en.eq(en)]
         with m.If(en):
-            m.d.sync += s1.valid.eq(accept & last)
+            with m.If(reading):
+                m.d.sync += index.eq(Mux(read_last, 0, index + 1))
+                with m.If(read_last):
+                    m.d.sync += reading.eq(0)
             with m.If(accept & last):
-                m.d.sync += [s1.amax.eq(block_amax), s1.special.eq(run_special),
-                             s1.fmt.eq(fmt_now)]
-                m.d.sync += [s1.values[k].eq(held[k]) for k in range(BLOCK_SIZE - lanes)]
-                m.d.sync += [s1.values[BLOCK_SIZE - lanes + n].eq(beat_in.values[n])
-                             for n in range(lanes)]
+                m.d.sync += [reading.eq(1), index.eq(0), read_half.eq(fill),
+                             block.amax.eq(block_amax), block.special.eq(run_special),
+                             block.fmt.eq(fmt_now)]
 
-        # Stage 1 -> 2: scale, format parameters, each element's shift.
-        params = self._format_params(m, s1.fmt)
-        e_amax = s1.amax[23:31]
+        # Block parameters (scale, format), carried beside the beats through the pipeline.
+        params = self._format_params(m, block.fmt)
+        e_amax = block.amax[23:31]
         scale_raw = Signal(signed(10), name="scale_raw")
         m.d.comb += scale_raw.eq(e_amax - params["emax"])
-        scale = Signal(8, name="scale")
-        m.d.comb += scale.eq(Mux(scale_raw[-1], 0, scale_raw[:8]))
-        nan_block = Signal(name="nan_block")
-        m.d.comb += nan_block.eq(s1.special | params["illegal"])
-
-        elem = data.StructLayout({"sig": 24, "sign": 1, "sh": 5, "qe": signed(11)})
-        s2 = Signal(data.StructLayout({
-            "valid": 1, "scale": 8, "nan": 1, "illegal": 1, "mbits": 3, "is_int": 1,
-            "max_mag": 8, "sign_pos": 3, "elems": data.ArrayLayout(elem, BLOCK_SIZE)}))
+        block_layout = data.StructLayout({
+            "valid": 1, "last": 1, "scale": 8, "nan": 1, "illegal": 1, "mbits": 3, "is_int": 1,
+            "lsb": signed(6), "max_mag": 8, "sign_pos": 3})
+        s1 = Signal(block_layout)
         with m.If(en):
             m.d.sync += [
-                s2.valid.eq(s1.valid), s2.scale.eq(Mux(nan_block, E8M0_NAN, scale)),
-                s2.nan.eq(nan_block), s2.illegal.eq(params["illegal"]),
-                s2.mbits.eq(params["mbits"]), s2.is_int.eq(params["is_int"]),
-                s2.max_mag.eq(params["max_mag"]), s2.sign_pos.eq(params["sign_pos"]),
+                s1.valid.eq(reading), s1.last.eq(read_last),
+                s1.scale.eq(Mux(scale_raw[-1], 0, scale_raw[:8])),
+                s1.nan.eq(block.special | params["illegal"]), s1.illegal.eq(params["illegal"]),
+                s1.mbits.eq(params["mbits"]), s1.is_int.eq(params["is_int"]),
+                s1.lsb.eq(params["lsb"]), s1.max_mag.eq(params["max_mag"]),
+                s1.sign_pos.eq(params["sign_pos"]),
             ]
-        for k in range(BLOCK_SIZE):
-            x = s1.values[k]
+
+        # Stage 1 -> 2: each element's shift and exponent, from the beat read out of the buffer.
+        elem = data.StructLayout({"sig": 24, "sign": 1, "sh": 5, "qe": signed(11)})
+        s2 = Signal(data.StructLayout({"block": block_layout,
+                                       "elems": data.ArrayLayout(elem, lanes)}))
+        with m.If(en):
+            m.d.sync += s2.block.eq(s1)
+        for k in range(lanes):
+            x = rd.data[k]
             exp = x[23:31]
             normal = exp.any()
             hidden = Const(1) if "subnormal_as_normal" in faults else normal
@@ -217,26 +245,24 @@ class MxQuantizer(wiring.Component):
             length = Mux(normal, 24, _bit_length(m, x[:23], f"len{k}"))
             # E_s = max(E, 1) - 150 - (scale - 127): the exponent of sig's last place.
             e_s = Signal(signed(11), name=f"e_s{k}")
-            m.d.comb += e_s.eq(Cat(exp[0] | ~normal, exp[1:]) - 23 - scale)
+            m.d.comb += e_s.eq(Cat(exp[0] | ~normal, exp[1:]) - 23 - s1.scale)
             by_len = Signal(signed(11), name=f"by_len{k}")
             by_lsb = Signal(signed(11), name=f"by_lsb{k}")
-            m.d.comb += [by_len.eq(length - 1 - params["mbits"]),
-                         by_lsb.eq(params["lsb"] - e_s)]
+            m.d.comb += [by_len.eq(length - 1 - s1.mbits), by_lsb.eq(s1.lsb - e_s)]
             sh = Signal(signed(11), name=f"sh{k}")
-            m.d.comb += sh.eq(Mux(params["is_int"] | (by_lsb > by_len), by_lsb, by_len))
+            m.d.comb += sh.eq(Mux(s1.is_int | (by_lsb > by_len), by_lsb, by_len))
             sh_c = Mux(sh[-1], 0, Mux(sh > 31, 31, sh[:5]))
             with m.If(en):
                 m.d.sync += [s2.elems[k].sig.eq(sig), s2.elems[k].sign.eq(x[31]),
                              s2.elems[k].sh.eq(sh_c),
-                             s2.elems[k].qe.eq(e_s + sh_c - params["lsb"])]
+                             s2.elems[k].qe.eq(e_s + sh_c - s1.lsb)]
 
-        # Stage 2 -> output: shift, round, assemble, saturate.
-        out = Signal(self.output_layout())
-        out_valid = Signal()
-        with m.If(en):
-            m.d.sync += [out_valid.eq(s2.valid), out.scale.eq(s2.scale),
-                         out.status.eq(Mux(s2.illegal, ErrorCode.FORMAT_NOT_BUILT, ErrorCode.OK))]
-        for k in range(BLOCK_SIZE):
+        # Stage 2 -> output: shift, round, assemble, saturate; a beat's codes shift in at the
+        # top of the output register, so after the block's last beat code k sits at place k.
+        b2 = s2.block
+        codes = Signal(8 * BLOCK_SIZE)
+        step = []
+        for k in range(lanes):
             e = s2.elems[k]
             wide = Cat(Const(0, 2), e.sig)                    # two bits below for guard / sticky
             shifted = Signal(26, name=f"shifted{k}")
@@ -254,20 +280,30 @@ class MxQuantizer(wiring.Component):
             m.d.comb += n.eq(n_trunc[:9] + up)
             mag = Signal(12, name=f"mag{k}")
             expo = Mux(e.qe[-1], 0, e.qe[:8])
-            m.d.comb += mag.eq(Mux(s2.is_int, n, (expo << s2.mbits) + n))
+            m.d.comb += mag.eq(Mux(b2.is_int, n, (expo << b2.mbits) + n))
             if "no_saturate" in faults:
                 sat = mag[:8]
             else:
-                sat = Mux(mag > s2.max_mag, s2.max_mag, mag[:8])
+                sat = Mux(mag > b2.max_mag, b2.max_mag, mag[:8])
             sat_w = Signal(8, name=f"sat{k}")
             m.d.comb += sat_w.eq(sat)
             signed_code = Signal(8, name=f"code{k}")
             m.d.comb += signed_code.eq(
-                Mux(s2.is_int, Mux(e.sign, -sat_w, sat_w),
-                    sat_w | (e.sign << s2.sign_pos)[:8]))
-            with m.If(en):
-                m.d.sync += out.codes[k].eq(Mux(s2.nan, 0, signed_code))
-        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
+                Mux(b2.is_int, Mux(e.sign, -sat_w, sat_w),
+                    sat_w | (e.sign << b2.sign_pos)[:8]))
+            step.append(Mux(b2.nan, 0, signed_code))
+        out_valid = Signal()
+        scale_out, status_out = Signal(8), Signal(ERROR_CODE_BITS)
+        with m.If(en):
+            m.d.sync += out_valid.eq(b2.valid & b2.last)
+            with m.If(b2.valid):
+                m.d.sync += codes.eq(Cat(codes[8 * lanes:], *step))
+            with m.If(b2.valid & b2.last):
+                m.d.sync += [scale_out.eq(Mux(b2.nan, E8M0_NAN, b2.scale)),
+                             status_out.eq(Mux(b2.illegal, ErrorCode.FORMAT_NOT_BUILT,
+                                               ErrorCode.OK))]
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.scale.eq(scale_out),
+                     self.o.payload.codes.eq(codes), self.o.payload.status.eq(status_out)]
 
         # Counters.
         cnt = self.counters
