@@ -3,7 +3,7 @@
 :func:`build` elaborates a :class:`~openmaia.fpga.board.BoardTop` with its amaranth-boards
 platform, writes the platform's build plan to ``build/fpga/<board>-<config>/`` and runs its
 three steps (``synth``: Yosys; ``pnr``: nextpnr with ``--report report.json
---timing-allow-fail``; ``pack``: icepack / ecppack) one by one, each in a subprocess whose
+--timing-allow-fail``, ECP5 also ``--router router2``; ``pack``: icepack / ecppack) one by one, each in a subprocess whose
 environment names the YoWASP tools (:data:`TOOL_ENV`); this process's environment is never
 changed, so later Verilog conversions keep Amaranth's builtin Yosys. Each step's output goes
 to ``<step>.log`` in the build directory as it runs.
@@ -314,6 +314,10 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
     start = time.monotonic()
     synth_opts = "-dsp -spram" if board.family == "ice40" else ""
     nextpnr_opts = "--report report.json --timing-allow-fail"
+    if board.family == "ecp5":
+        # router1 stalls on congested ECP5 tiles (260 k arcs left after 15 minutes at 74 % of
+        # the logic cells); router2 converges (docs/fpga.md, "ULX3S: the first bitstream").
+        nextpnr_opts += " --router router2"
     if seed is not None:
         nextpnr_opts += f" --seed {int(seed)}"
     plan = board.platform().prepare(top, name="top", synth_opts=synth_opts,

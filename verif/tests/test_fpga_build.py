@@ -460,6 +460,7 @@ def test_cli_build_json_with_recorded_tools(board, tmp_path, monkeypatch, capsys
     assert "--report report.json --timing-allow-fail" in (build_dir / "pnr.log").read_text()
     if board == "icebreaker":
         assert "-dsp -spram" in (build_dir / "top.ys").read_text()
+    assert ("--router router2" in (build_dir / "pnr.log").read_text()) == (board == "ulx3s")
     saved = json.loads((build_dir / "result.json").read_text())
     assert saved == data
 
