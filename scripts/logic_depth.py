@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The deepest register-to-register paths of a board build, in weighted logic levels, by block.
 
-Reads the flat ECP5 netlist ``top.json`` that Yosys wrote in an ``openmaia fpga build``
+Reads the flat ECP5 or iCE40 netlist ``top.json`` that Yosys wrote in an ``openmaia fpga build``
 directory (no tool run; about a minute for a 90 MB netlist) and walks every combinational cone
 back from each flip-flop or block-RAM input. A path's depth is the sum of its cells' weights
 (:data:`WEIGHTS`: a LUT4 is one level, the slice muxes that widen LUTs and a carry cell a
@@ -24,16 +24,24 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-#: Levels a cell of each type adds to a path (other combinational types: 1).
+#: Levels a cell of each type adds to a path (other combinational types: 1). ECP5 and iCE40.
 WEIGHTS = {"LUT4": 1.0, "PFUMX": 0.3, "L6MUX21": 0.3, "CCU2C": 0.25, "MULT18X18D": 6.0,
-           "ALU54B": 6.0, "TRELLIS_DPR16X4": 1.5}
+           "ALU54B": 6.0, "TRELLIS_DPR16X4": 1.5,
+           "SB_LUT4": 1.0, "SB_CARRY": 0.25, "SB_MAC16": 6.0}
 #: Cell types whose outputs start a path and whose inputs end one.
-SEQUENTIAL = frozenset({"TRELLIS_FF", "DP16KD", "EHXPLLL", "TRELLIS_IO", "DCCA"})
+SEQUENTIAL = frozenset({"TRELLIS_FF", "DP16KD", "EHXPLLL", "TRELLIS_IO", "DCCA",
+                        "SB_RAM40_4K", "SB_SPRAM256KA", "SB_IO", "SB_GB", "SB_PLL40_CORE",
+                        "SB_PLL40_PAD"})
+_SEQUENTIAL_PREFIXES = ("SB_DFF",)
 #: Inputs of sequential cells that end a path (all inputs but the clock).
-_CLOCK_PORTS = frozenset({"CLK", "CLKA", "CLKB"})
+_CLOCK_PORTS = frozenset({"CLK", "CLKA", "CLKB", "C", "RCLK", "WCLK", "CLOCK"})
 #: LUT-RAM inputs that are written on the clock edge, not read through.
 _RAM_WRITE_PORTS = ("DI", "WAD", "WRE", "WCK")
-_CELL_SUFFIX = re.compile(r"(_(TRELLIS_|LUT4|CCU2C|PFUMX|L6MUX21|MULT18X18D|DP16KD)|\$).*")
+_CELL_SUFFIX = re.compile(r"(_(TRELLIS_|LUT4|CCU2C|PFUMX|L6MUX21|MULT18X18D|DP16KD|SB_)|\$).*")
+
+
+def _sequential(kind: str) -> bool:
+    return kind in SEQUENTIAL or kind.startswith(_SEQUENTIAL_PREFIXES)
 
 
 def block_of(cell_name: str, depth: int = 2) -> str:
@@ -77,7 +85,7 @@ def longest_paths(netlist: dict, *, top: str = "top") -> list:
         while stack:
             name = stack[-1]
             sources = [src for bit in inputs[name] if (src := driver.get(bit)) is not None
-                       and cells[src]["type"] not in SEQUENTIAL]
+                       and not _sequential(cells[src]["type"])]
             pending = [src for src in sources if src not in depth and src not in open_]
             if pending:
                 open_.update(pending)
@@ -93,14 +101,14 @@ def longest_paths(netlist: dict, *, top: str = "top") -> list:
 
     ends = []
     for name, cell in cells.items():
-        if cell["type"] not in SEQUENTIAL:
+        if not _sequential(cell["type"]):
             continue
         for port, bits in cell["connections"].items():
             if cell["port_directions"].get(port) != "input" or port in _CLOCK_PORTS:
                 continue
             for bit in bits:
                 src = driver.get(bit) if isinstance(bit, int) else None
-                if src is None or cells[src]["type"] in SEQUENTIAL:
+                if src is None or _sequential(cells[src]["type"]):
                     continue
                 if src not in depth:
                     visit(src)
@@ -148,7 +156,7 @@ def report(netlist: dict, *, top_n: int = 10, depth: int = 2) -> list:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("netlist", nargs="?", help="a Yosys JSON netlist (ECP5, flat)")
+    parser.add_argument("netlist", nargs="?", help="a flat Yosys JSON netlist (ECP5 or iCE40)")
     parser.add_argument("--from-build", metavar="DIR", help="an openmaia fpga build directory")
     parser.add_argument("--top", type=int, default=10, help="paths to show (distinct chains)")
     parser.add_argument("--depth", type=int, default=2, help="hierarchy levels a block name keeps")

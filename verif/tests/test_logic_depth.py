@@ -103,3 +103,21 @@ def test_cli(depth, tmp_path, capsys):
     assert depth.main([str(tmp_path / "top.json"), "--top", "1", "--cells"]) == 0
     out = capsys.readouterr().out
     assert "7.0 levels into tvp.round" in out and "MULT18X18D" in out
+
+
+def test_ice40_cells(depth):
+    # SB_DFFE -> SB_LUT4 -> SB_CARRY -> SB_LUT4 -> SB_DFFE: 2.25 levels; the enable input ends a
+    # path as well as D
+    cells = {
+        "tile.tile.dma.a_SB_DFFE_Q": ("SB_DFFE", {"C": ("input", [1]), "E": ("input", [7]),
+                                                  "D": ("input", [2]), "Q": ("output", [3])}),
+        "tile.tile.dma.x_SB_LUT4_O": ("SB_LUT4", {"I0": ("input", [3]), "O": ("output", [4])}),
+        "tile.tile.dma.c_SB_CARRY_CO": ("SB_CARRY", {"CI": ("input", [4]),
+                                                     "CO": ("output", [5])}),
+        "tile.tile.tcp.y_SB_LUT4_O": ("SB_LUT4", {"I0": ("input", [5]), "O": ("output", [6])}),
+        "tile.tile.tcp.b_SB_DFFE_Q": ("SB_DFFE", {"C": ("input", [1]), "E": ("input", [3]),
+                                                  "D": ("input", [6]), "Q": ("output", [8])}),
+    }
+    rows = depth.report(_netlist(cells), top_n=5)
+    assert rows[0]["levels"] == 2.25 and rows[0]["end_block"] == "tcp.b"
+    assert rows[0]["blocks"] == [["dma.x", 1.0], ["dma.c", 0.25], ["tcp.y", 1.0]]
