@@ -136,17 +136,19 @@ def test_dropped_wait_is_caught(seed):
     waits = sum(1 for c in compiled.program.commands if isinstance(c, WaitCmd))
     want = mx_matmul(qa, qb).view(np.uint32)
     wrong = []
+    programs = [compile_gemm(config, m=m, n=n, k=k, fmt_a="e4m3", fmt_b="e4m3",
+                             faults={"drop_wait": i}) for i in range(min(waits, 6))]
+    for i, broken in enumerate(programs):
+        assert check_protocol(broken.program, dma_queues=config.dma_queues,
+                              raise_on_error=False), f"WAIT {i} dropped, protocol clean"
     with RtlBackend(config, seed=seed) as tile:
-        for i in range(min(waits, 6)):
-            broken = compile_gemm(config, m=m, n=n, k=k, fmt_a="e4m3", fmt_b="e4m3",
-                                  faults={"drop_wait": i})
-            assert check_protocol(broken.program, dma_queues=config.dma_queues,
-                                  raise_on_error=False), f"WAIT {i} dropped, protocol clean"
+        for i, broken in enumerate(programs):         # until one is caught (CI budget)
             tile.load(0, bytes(broken.hbm_bytes))             # stale outputs would hide it
             result, out = run_compiled(tile, broken, {"A": qa, "B": qb})
             if not (result.ok and np.array_equal(out["C"].view(np.uint32), want)):
                 wrong.append(i)
-    assert wrong, f"no dropped WAIT (of {min(waits, 6)}) changed the result"
+                break
+    assert wrong, f"no dropped WAIT (of {len(programs)}) changed the result"
 
 
 def test_hbm_init_reaches_every_byte_through_the_interleaver():
