@@ -121,3 +121,36 @@ def test_ice40_cells(depth):
     rows = depth.report(_netlist(cells), top_n=5)
     assert rows[0]["levels"] == 2.25 and rows[0]["end_block"] == "tcp.b"
     assert rows[0]["blocks"] == [["dma.x", 1.0], ["dma.c", 0.25], ["tcp.y", 1.0]]
+
+
+def test_rtl_mode_names_source_lines(depth, tmp_path):
+    """``--rtl``: a real Amaranth design through Yosys ``proc; flatten``; the deepest path is
+    the two adders of one line, charged to that line."""
+    from amaranth.back import rtlil
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import Out
+
+    class Chain(wiring.Component):
+        c: Out(16)
+
+        def elaborate(self, platform):
+            m = Module()
+            a, b = Signal(16), Signal(16)
+            m.d.sync += a.eq(a + 1)
+            m.d.sync += b.eq(a + a + a)                    # the deepest: two adders
+            m.d.sync += self.c.eq(b ^ 1)
+            return m
+
+    (tmp_path / "top.il").write_text(rtlil.convert(Chain(), name="top"))
+    netlist = depth.rtl_netlist(tmp_path / "top.il")
+    rows = depth.report(netlist, top_n=3, rtl=True)
+    lines = Path(__file__).read_text().splitlines()
+    adders = next(n for n, text in enumerate(lines, 1) if "the deepest: two adders" in text)
+    register = next(n for n, text in enumerate(lines, 1) if "a, b = Signal(16)" in text)
+    here = Path(__file__)
+    # two adders of 2 levels and the reset mux of the synchronous domain, into b's register
+    assert rows[0]["levels"] == 5.0 and rows[0]["end_block"] == f"{here}:{register}"
+    assert rows[0]["cells"] == [["$add", f"{here}:{adders}"], ["$add", f"{here}:{adders}"],
+                                ["$mux", "?"]]
+    assert rows[0]["blocks"] == [[str(here), 5.0]]
