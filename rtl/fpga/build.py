@@ -315,8 +315,9 @@ def build(board: "str | Board", config: "str | Config | None" = None, *,
     synth_opts = "-dsp -spram" if board.family == "ice40" else ""
     nextpnr_opts = "--report report.json --timing-allow-fail"
     if board.family == "ecp5":
-        # router1 stalls on congested ECP5 tiles (260 k arcs left after 15 minutes at 74 % of
-        # the logic cells); router2 converges (docs/fpga.md, "ULX3S: the first bitstream").
+        # router1 stalls on congested ECP5 tiles (243 k of 260 k arcs left, no progress, at 74 %
+        # of the logic cells); router2 got down to about 1,000 overused wires on the same tile
+        # (docs/fpga.md, "ULX3S: the quantiser change and the first routes").
         nextpnr_opts += " --router router2"
     if seed is not None:
         nextpnr_opts += f" --seed {int(seed)}"
