@@ -232,7 +232,8 @@ def main(argv=None) -> int:
         return 0
     for row in rows:
         chain = " > ".join(f"{b} {w:g}" for b, w in row["blocks"])
-        print(f"{row['levels']:6.1f} levels into {row['end_block']} ({row['end']}.{row['end_port']})")
+        end = f"{row['end']}.{row['end_port']}"
+        print(f"{row['levels']:6.1f} levels into {row['end_block']} ({end})")
         print(f"       {chain}")
         if args.cells:
             for kind, name in row["cells"]:

@@ -3,8 +3,8 @@
 :func:`build` elaborates a :class:`~openmaia.fpga.board.BoardTop` with its amaranth-boards
 platform, writes the platform's build plan to ``build/fpga/<board>-<config>/`` and runs its
 three steps (``synth``: Yosys; ``pnr``: nextpnr with ``--report report.json
---timing-allow-fail``, ECP5 also ``--router router2``; ``pack``: icepack / ecppack) one by one, each in a subprocess whose
-environment names the YoWASP tools (:data:`TOOL_ENV`); this process's environment is never
+--timing-allow-fail``, ECP5 also ``--router router2``; ``pack``: icepack / ecppack) one by
+one, each in a subprocess whose environment names the YoWASP tools (:data:`TOOL_ENV`); this process's environment is never
 changed, so later Verilog conversions keep Amaranth's builtin Yosys. Each step's output goes
 to ``<step>.log`` in the build directory as it runs.
 
