@@ -4,9 +4,9 @@
 platform, writes the platform's build plan to ``build/fpga/<board>-<config>/`` and runs its
 three steps (``synth``: Yosys; ``pnr``: nextpnr with ``--report report.json
 --timing-allow-fail``, ECP5 also ``--router router2``; ``pack``: icepack / ecppack) one by
-one, each in a subprocess whose environment names the YoWASP tools (:data:`TOOL_ENV`); this process's environment is never
-changed, so later Verilog conversions keep Amaranth's builtin Yosys. Each step's output goes
-to ``<step>.log`` in the build directory as it runs.
+one, each in a subprocess whose environment names the YoWASP tools (:data:`TOOL_ENV`); this
+process's environment is never changed, so later Verilog conversions keep Amaranth's builtin
+Yosys. Each step's output goes to ``<step>.log`` in the build directory as it runs.
 
 :class:`BuildResult` holds what the report table shows: nextpnr's utilisation (used /
 available per resource), Fmax per clock against its constraint, the Yosys counts of
