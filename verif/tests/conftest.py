@@ -6,9 +6,11 @@ tests through the ``seed`` fixture). They reach the harness as environment varia
 reach pytest-xdist workers.
 """
 
+import importlib.util
 import os
 import random
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,15 @@ def fst():
     if reason:
         pytest.skip(reason)
     return "fst"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("name")``: the module of ``scripts/name.py`` (scripts are not a package)."""
+    def load(name):
+        path = Path(__file__).parents[2] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

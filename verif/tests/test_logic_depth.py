@@ -1,7 +1,6 @@
 """scripts/logic_depth.py: the deepest register-to-register path of a netlist and the blocks it
 crosses, on small hand-built ECP5 netlists whose answers are known."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,12 +8,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def depth():
-    path = Path(__file__).parents[2] / "scripts" / "logic_depth.py"
-    spec = importlib.util.spec_from_file_location("logic_depth", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def depth(load_script):
+    return load_script("logic_depth")
 
 
 def _netlist(cells):

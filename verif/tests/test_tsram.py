@@ -305,7 +305,7 @@ def _streams(banks, widths, staggered, length):
     (8, {"dma": 1, "ttu_a": 2, "ttu_b": 2, "ttu_c": 1}),
     (16, {"dma": 1, "ttu_a": 4, "ttu_b": 4, "ttu_c": 1})])
 @pytest.mark.parametrize("staggered", [True, False])
-def test_mixed_width_streams_full_rate(banks, widths, staggered):
+def test_mixed_width_streams_full_rate(banks, widths, staggered, load_script):
     """Sequential operand reads (wide) next to DMA and result writes (1 word) with demand below
     the banks: after at most a few cycles of settling every port is served every cycle (the
     narrow writes pass the wide reads by deferral)."""
@@ -318,21 +318,11 @@ def test_mixed_width_streams_full_rate(banks, widths, staggered):
         assert len(cycles) == n and cycles[-1] <= n + 3, (name, cycles[-1])
     assert sum(t.counters["conflict"]) <= 2 * len(widths) and sum(t.counters["deferred"]) > 0
     # scripts/tsram_arb_model.py (the arbitration model used for exploring) agrees per port.
-    model = _arb_model()
+    model = load_script("tsram_arb_model")
     ops = {name: "write" if w == 1 else "read" for name, w in widths.items()}
     acc, *_ = model.simulate(banks, 16, {n: (w, ops[n]) for n, w in widths.items()},
                              "stream" if staggered else "in_phase", cycles=n)
     assert acc == {name: sum(c < n for c, _ in t.accepts[name]) for name in widths}
-
-
-def _arb_model():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).parents[2] / "scripts" / "tsram_arb_model.py"
-    spec = importlib.util.spec_from_file_location("tsram_arb_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_fixed_priority_fault_caught():
