@@ -179,7 +179,9 @@ class EngineWorkload:
             if which == 0:
                 a = OperandPlace(self.tsram_bytes - 8, a.codes_stride, a.scales, a.scales_stride)
             elif which == 1:
-                b = OperandPlace(b.codes, b.codes_stride, self.tsram_bytes - 1, b.scales_stride)
+                # one byte past the end even for one row of one block (k scale bytes)
+                b = OperandPlace(b.codes, b.codes_stride, self.tsram_bytes - op.k + 1,
+                                 b.scales_stride)
             else:
                 c = ResultPlace(self.tsram_bytes - 4 * op.n + 4, c.stride)
         t = self.add(places=(a, b, c), kind=kind, **fields)
