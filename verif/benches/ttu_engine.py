@@ -100,9 +100,13 @@ class EngineWorkload:
         place.layout(rows=nrows, k_blocks=k, fmt=fmt).write(self.memory, codes, scales)
         return place
 
-    def _result(self, m, n):
+    def _result(self, m, n, phase=None):
         stride = 4 * n + 4 * self.rng.choice([0, 0, 1, 5])
-        return ResultPlace(self._take((m - 1) * stride + 4 * n, 4), stride)
+        size = (m - 1) * stride + 4 * n
+        if phase is None:
+            return ResultPlace(self._take(size, 4), stride)
+        modulus, residue = phase
+        return ResultPlace(self._take(size + residue, modulus) + residue, stride)
 
     def fits(self, m, n, k):
         worst = 2 * (m + n) * (k * 32 + k + 16) + m * (4 * n + 24) + 256
@@ -110,12 +114,16 @@ class EngineWorkload:
 
     # -- ops ------------------------------------------------------------------------------
     def add(self, *, m, n, k, fmt_a, fmt_b, accumulate=False, keep=False, kind="random",
-            places=None):
+            places=None, c_phase=None):
+        """Append one op; random operand and result places unless ``places`` gives them.
+
+        ``c_phase=(modulus, residue)`` puts the result's base at ``residue`` modulo ``modulus``.
+        """
         op = TtuOp(m=m, n=n, k=k, fmt_a=fmt_a, fmt_b=fmt_b, accumulate=accumulate, keep=keep,
                    tag=len(self.ops) & 0xFF)
         if places is None:
             places = (self._operand(op.fmt_a, m, k), self._operand(op.fmt_b, n, k),
-                      self._result(m, n))
+                      self._result(m, n, c_phase))
         t = TileOp(op, *places)
         self.ops.append(t)
         self.kinds.append(kind)

@@ -152,10 +152,13 @@ def test_faults_are_caught(fault, seed):
     """Each deliberate fetcher / writer bug fails the memory-and-event scoreboard."""
     cfg = get_config("small")
     wl = _workload(cfg, seed)
-    # C rows of 4 x (4 x cols + 1) bytes, more than a port word: every row crosses a word
-    # boundary wherever it starts, so drop_high_word cannot miss
+    # C starts 4 bytes before a port-word boundary, so the first row's first tile piece
+    # (4 x cols bytes) straddles two words wherever the random stride puts the other rows:
+    # drop_high_word cannot miss
+    port_bytes = cfg.ttu_port_words * cfg.tsram_bank_bytes
     for _ in range(2):
-        wl.add(m=cfg.array_rows, n=4 * cfg.array_cols + 1, k=3, fmt_a="e3m2", fmt_b="e2m3")
+        wl.add(m=cfg.array_rows, n=2 * cfg.array_cols, k=3, fmt_a="e3m2", fmt_b="e2m3",
+               c_phase=(port_bytes, port_bytes - 4))
     kind = "fetch_faults" if fault in ("no_room_check", "fp6_msb_first") else "writer_faults"
     with pytest.raises(AssertionError):
         run_engine(cfg, wl, seed=seed, latency=(2, 6), budget=20_000, **{kind: {fault}})
