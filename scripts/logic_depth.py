@@ -79,10 +79,25 @@ def block_of(cell_name: str, depth: int = 2) -> str:
     return ".".join(parts) or "(top)"
 
 
-def longest_paths(netlist: dict, *, top: str = "top") -> list:
+def top_module(netlist: dict) -> str:
+    """The netlist's top module: ``top`` (a board build's), else the one Yosys marked top (an
+    :mod:`openmaia.synth` run's ``-json``), else the only module."""
+    modules = netlist["modules"]
+    if "top" in modules:
+        return "top"
+    marked = [name for name, mod in modules.items()
+              if int(str(mod.get("attributes", {}).get("top", "0")), 2)]
+    if len(marked) == 1:
+        return marked[0]
+    if len(modules) == 1:
+        return next(iter(modules))
+    raise ValueError(f"no single top module among {sorted(modules)}")
+
+
+def longest_paths(netlist: dict, *, top: "str | None" = None) -> list:
     """``[(levels, end_cell, end_port, [cells from start to end])]`` for every path end,
     deepest first."""
-    module = netlist["modules"][top]
+    module = netlist["modules"][top or top_module(netlist)]
     cells = module["cells"]
     driver, inputs = {}, defaultdict(list)
     for name, cell in cells.items():
@@ -172,7 +187,7 @@ def by_block(cells: dict, chain: list, depth: int = 2, rtl: bool = False) -> lis
 
 def report(netlist: dict, *, top_n: int = 10, depth: int = 2, rtl: bool = False) -> list:
     """The ``top_n`` deepest paths whose block chains differ, as plain data."""
-    cells = netlist["modules"]["top"]["cells"]
+    cells = netlist["modules"][top_module(netlist)]["cells"]
     rows, seen = [], set()
     for levels, end, port, chain in longest_paths(netlist):
         blocks = by_block(cells, chain, depth, rtl)

@@ -12,9 +12,10 @@ counters, costs) is docs/tsram.md; in short:
 * Each port takes at most one request a cycle. A bank serves one access a cycle; a request is
   granted only with all its banks. Priority order: the head, then the requests that cannot be
   deferred (reads, read-modify-writes; wider ports first), then the full writes, in circular
-  port order from the head. A full write whose banks are taken by reads (or still busy from the previous
-  cycle) is *deferred*: accepted now, written the next cycle, when its banks are held for it;
-  so narrow write streams pass wide read streams without losing a cycle. After a cycle with a
+  port order from the head (computed by :class:`~.tsram_arbiter.TsramArbiter`). A full write
+  whose banks are taken by reads (or still busy from the previous cycle) is *deferred*: accepted
+  now, written the next cycle, when its banks are held for it; so narrow write streams pass
+  wide read streams without losing a cycle. After a cycle with a
   loser, the first loser from the head (circularly) becomes the head; a waiting head reserves
   its banks against next-cycle claims. A request waits at most ``2 * len(ports) - 1``
   conflict cycles.
@@ -44,6 +45,7 @@ from amaranth.lib.wiring import In, Out
 from ..bus.memory_port import EccStatus, MemoryPortSignature
 from ..errors import ERROR_CODE_BITS, ErrorCode
 from .secded import DECODER_FAULTS, SecdedCode, SecdedDecoder, SecdedEncoder
+from .tsram_arbiter import TsramArbiter
 
 __all__ = ["TileSram", "PortSpec", "FAULTS", "LATENCY", "RESERVED_NAMES", "TILE_PORT_NAMES",
            "tile_ports"]
@@ -342,60 +344,26 @@ class TileSram(wiring.Component):
         m.d.comb += pretaken.eq(busy_s1 | inj_mask)
 
         # --- Arbitration (docs/tsram.md, "Timing, conflicts, fairness") -----------------------
-        # Per head, a chain in priority order: the head, then the other ports that cannot defer
-        # (reads, read-modify-writes; wider ports first) and then the deferrable writes, in
-        # circular order from the head (among equal widths). Along the chain: `taken` (banks in use now), `wtaken` (written now) and
-        # `nbusy` (claimed for the next cycle: deferred writes, read-modify-writes, injections
-        # and the waiting head's reservation).
-        grant = Signal(nports)
-        lose = Signal(nports)
-        defer = Signal(nports)
+        m.submodules.arbiter = arb = TsramArbiter(widths=widths, banks=banks)
         ptr = Signal(range(max(2, nports)))
-        per_head = []
-        for head in range(nports):
-            circ = [(head + step) % nports for step in range(nports)]
-            wide_first = sorted(circ[1:], key=lambda p: -widths[p])   # stable: circular
-            order = ([(circ[0], None)] + [(p, False) for p in wide_first]
-                     + [(p, True) for p in circ[1:]])
-            taken, wtaken, nbusy = pretaken, Const(0, banks), inj_mask
-            g_terms, l_terms, d_terms = ([[] for _ in range(nports)] for _ in range(3))
-            for step, (p, deferrable) in enumerate(order):
-                active = (Const(1) if deferrable is None
-                          else dfrable[p] if deferrable else ~dfrable[p])
-                want = elig[p] & ~oor[p]
-                stem = f"arb_h{head}_s{step}"
-                clash, normal, dfr, lost = (Signal(name=f"{stem}_{n}")
-                                            for n in ("clash", "normal", "defer", "lost"))
-                m.d.comb += [clash.eq((mask[p] & taken).any()),
-                             normal.eq(~clash & ~(rmw[p] & (mask[p] & nbusy).any())),
-                             dfr.eq(dfrable[p] & clash & ~(mask[p] & (wtaken | nbusy)).any()),
-                             lost.eq(want & ~normal & ~dfr)]
-                g_terms[p].append(active & elig[p] & (oor[p] | normal | dfr))
-                l_terms[p].append(active & lost)
-                d_terms[p].append(active & want & dfr)
-                use = active & want & (normal | dfr)
-                claim = active & want & ((normal & rmw[p]) | dfr)
-                if step == 0:
-                    claim = claim | lost   # the waiting head reserves its banks
-                nxt = [Signal(banks, name=f"{stem}_{n}") for n in ("taken", "wtaken", "nbusy")]
-                m.d.comb += [nxt[0].eq(taken | Mux(use, mask[p], 0)),
-                             nxt[1].eq(wtaken | Mux(use & ~is_read[p], mask[p], 0)),
-                             nxt[2].eq(nbusy | Mux(claim, mask[p], 0))]
-                taken, wtaken, nbusy = nxt
-            per_head.append([Cat(*(Cat(*t).any() for t in terms))
-                             for terms in (g_terms, l_terms, d_terms)])
-        with m.Switch(ptr):
-            for head in range(nports):
-                with (m.Case(head) if head < nports - 1 else m.Default()):
-                    g, l, d = per_head[head]
-                    m.d.comb += [grant.eq(g), lose.eq(l), defer.eq(d)]
-                    if "fixed_priority" not in faults and nports > 1:
+        m.d.comb += [arb.eligible.eq(Cat(*elig)), arb.out_of_range.eq(Cat(*oor)),
+                     arb.rmw.eq(Cat(*rmw)), arb.deferrable.eq(Cat(*dfrable)),
+                     arb.read.eq(Cat(*is_read)), arb.pretaken.eq(pretaken),
+                     arb.claimed.eq(inj_mask), arb.head.eq(ptr)]
+        for p in range(nports):
+            m.d.comb += arb.banks[p].eq(mask[p])
+        grant, lose, defer = arb.grant, arb.lose, arb.defer
+        if "fixed_priority" in faults:
+            m.d.comb += ptr.eq(0)  # the head never moves (ptr is then a constant)
+        elif nports > 1:
+            # the head moves to the first loser in circular order from the head
+            with m.Switch(ptr):
+                for head in range(nports):
+                    with (m.Case(head) if head < nports - 1 else m.Default()):
                         for step in reversed(range(nports)):
                             p = (head + step) % nports
                             with m.If(lose[p]):
                                 m.d.sync += ptr.eq(p)
-        if "fixed_priority" in faults:
-            m.d.comb += ptr.eq(0)  # the head never moves (ptr is then a constant)
 
         accept = Signal(nports)
         accept_read = Signal(nports)

@@ -71,6 +71,19 @@ def test_deepest_paths_and_their_blocks(depth):
                                                       "tile.tile.tvp.round_LUT4_Z"]
 
 
+def test_top_module_of_a_synthesis_netlist(depth):
+    # an openmaia.synth netlist: the top is the module Yosys marked, among its submodules
+    netlist = _chain_netlist()
+    marked = {"attributes": {"top": f"{1:032b}"}}
+    top = netlist["modules"].pop("top") | marked
+    netlist["modules"].update(tsram_new=top, helper={"cells": {}, "attributes": {}})
+    assert depth.top_module(netlist) == "tsram_new"
+    assert [r["levels"] for r in depth.report(netlist)] == [7.0, 5.0, 1.0]
+    del netlist["modules"]["tsram_new"]["attributes"]
+    with pytest.raises(ValueError, match="no single top module"):
+        depth.top_module(netlist)
+
+
 def test_carry_chains_are_walked_without_recursion(depth):
     # 5,000 LUTs in a row: deeper than Python's recursion limit
     cells = {"tile.tile.a.src_TRELLIS_FF_Q": _ff(2, 3)}
