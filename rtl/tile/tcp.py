@@ -341,7 +341,9 @@ class TileControlProcessor(wiring.Component):
         issue = [Signal(name=f"issue{k}") for k in range(targets)]
         full = [Signal(name=f"full{k}") for k in range(targets)]
         for k in range(targets):
-            m.d.comb += [room[k].eq((~full[k] | outs[k].ready) & pend[k].w_rdy),
+            # an empty slot only (not one emptying now): the engine's `ready`, which can come
+            # from deep command checks, does not reach the issue logic (docs/tcp.md, "Latencies")
+            m.d.comb += [room[k].eq(~full[k] & pend[k].w_rdy),
                          outs[k].valid.eq(full[k]),
                          pend[k].w_en.eq(issue[k]),
                          pend[k].w_data.eq(Cat(cur.header.signal, cur.header.sem[:sbits]))]
@@ -420,27 +422,34 @@ class TileControlProcessor(wiring.Component):
         sources = [(self.dma_event, range(nq)), (self.ttu_event, [TTU])]
         if self.vector_unit:
             sources.append((self.tvp_event, [TVP]))
-        for ev, _ in sources:
+        # Events are registered on the way in (docs/tcp.md, "Latencies"): an engine's event logic
+        # and the semaphore / status update behind it are then two paths, not one.
+        events = []
+        for e, (ev, ks) in enumerate(sources):
+            valid = Signal(name=f"ev{e}_valid")
+            payload = Signal(ev.payload.shape(), name=f"ev{e}_payload")
             m.d.comb += ev.ready.eq(1)
-        ev_q = self.dma_event.payload.queue
+            m.d.sync += [valid.eq(ev.valid), payload.eq(ev.payload)]
+            events.append((valid, payload, ks))
+        ev_q = events[0][1].queue
         hits, signals, fails, codes = [], [], [], []
         unexpected = []
-        for e, (ev, ks) in enumerate(sources):
+        for e, (valid, payload, ks) in enumerate(events):
             present = Signal(name=f"ev{e}_present")
             head = Signal(sem_entry, name=f"ev{e}_head")
             for k in ks:
                 with m.If((ev_q == k) if e == 0 else Const(1, 1)):
                     m.d.comb += [present.eq(pend[k].r_rdy), head.eq(pend[k].r_data),
-                                 pend[k].r_en.eq(ev.valid)]
+                                 pend[k].r_en.eq(valid)]
             hit, sig, fail = (Signal(name=f"ev{e}_{n}") for n in ("hit", "signal", "fail"))
-            m.d.comb += [hit.eq(ev.valid & present),
+            m.d.comb += [hit.eq(valid & present),
                          sig.eq(hit & head.signal & ~draining),
-                         fail.eq(hit & (ev.payload.status != 0) & ~draining)]
+                         fail.eq(hit & (payload.status != 0) & ~draining)]
             hits.append(hit)
             signals.append((sig, head.sem))
             fails.append(fail)
-            codes.append(ev.payload.status)
-            unexpected.append(ev.valid & ~present)
+            codes.append(payload.status)
+            unexpected.append(valid & ~present)
 
         # ---- semaphores ------------------------------------------------------------------------
         add_sig = Signal()
