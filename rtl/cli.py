@@ -394,7 +394,8 @@ def main(argv=None) -> int:
                                           "Fmax, MAC lanes and peak GFLOPS")
     g.add_argument("--board", required=True, choices=("icebreaker", "ulx3s"))
     g.add_argument("--config", default=None, choices=preset_names(),
-                   help="configuration preset (default: ice40 on icebreaker, ulx3s on ulx3s)")
+                   help="configuration preset (default: ice40 on icebreaker, ulx3s-fit on ulx3s; "
+                        "ulx3s is the target-size tile, which does not fit)")
     g.add_argument("--hbm-bytes", type=int, default=None,
                    help="the tile's on-chip memory in bytes (default: the board's)")
     g.add_argument("--baud", type=int, default=115_200, help="UART rate (default 115200)")

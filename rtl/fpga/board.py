@@ -190,7 +190,7 @@ BOARDS = {
                         capacity={"luts": 5280, "ffs": 5280, "dsps": 8, "brams": 30,
                                   "sprams": 4}),
     "ulx3s": Board(name="ulx3s", family="ecp5", device="LFE5U-85F-6BG381C",
-                   osc_mhz=25.0, default_config="ulx3s", default_hbm_bytes=64 * 1024,
+                   osc_mhz=25.0, default_config="ulx3s-fit", default_hbm_bytes=64 * 1024,
                    capacity={"luts": 83640, "ffs": 83640, "dsps": 156, "brams": 208}),
 }
 

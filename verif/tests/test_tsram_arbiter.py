@@ -114,7 +114,7 @@ def _geometries():
         key = (tuple(tile_ports(config).values()), config.tsram_banks)
         if key not in seen:
             seen.add(key)
-            out.append((name, *key))
+            out.append((name.replace("-", "_"), *key))
     out += [("mixed8", (1, 2, 2, 1), 8), ("one_port", (2,), 4)]
     return out
 
