@@ -24,7 +24,7 @@ from amaranth.hdl import (
     Signal,
     signed,
 )
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In
 from openmaia.tile.isa import SEM_BITS, SEM_MAX, Command, Opcode, TvpEvent
 from openmaia.tile.tcp import CommandCheck, TcpState, TileControlProcessor
@@ -81,7 +81,8 @@ class SemaphoreProof(wiring.Component):
 
     The wrapper keeps the command the TCP took (``cmd.valid & cmd.ready``), the TCP's ``cur``;
     a cycle retires it when ``counters.retired`` has grown by the next cycle. With ``E`` the
-    number of completion events in a cycle and, for semaphore ``i``, ``c`` the ``count`` of a
+    number of completion events the TCP acts on in a cycle (its registered copies of the event
+    inputs, one cycle late: docs/tcp.md, "Latencies") and, for semaphore ``i``, ``c`` the ``count`` of a
     WAIT (or SIGNAL) on ``i`` retiring in it, the next cycle's value must be:
 
     * ``check="no_wrap"``: 0 after a restart; else at least ``sem - c`` for a retiring WAIT and
@@ -152,8 +153,14 @@ class SemaphoreProof(wiring.Component):
         m.d.comb += [check.command.eq(held),
                      Assert(~cur_valid | ((held.as_value() == cur)
                                           & (cur_fault == check.status)))]
+        # The TCP registers its event inputs (docs/tcp.md, "Latencies"): the rules are stated on
+        # the registered events, which are as free as the inputs they copy.
+        names = [f"ev{e}_valid" for e in range(len(event_streams))]
+        ev_valid = registers(fragment, *names)
+        dma_event = data.View(dut.dma_event.payload.shape(),
+                              *registers(fragment, "ev0_payload"))
         events = Signal(2)
-        m.d.comb += events.eq(sum(ev.valid for ev in event_streams))
+        m.d.comb += events.eq(sum(ev_valid))
 
         started = Signal()
         p_held = Signal(Command)
@@ -173,12 +180,12 @@ class SemaphoreProof(wiring.Component):
             p_draining = Signal()
             m.d.sync += p_draining.eq(dut.status.state == TcpState.DRAINING)
             queue = p_held.body.dma.queue
-            pops = [dut.dma_event.valid & (dut.dma_event.payload.queue == q)
-                    for q in range(dut.dma_queues)] + [dut.ttu_event.valid]
+            pops = [ev_valid[0] & (dma_event.queue == q)
+                    for q in range(dut.dma_queues)] + [ev_valid[1]]
             pushes = [retired & (op == Opcode.DMA) & (queue == q)
                       for q in range(dut.dma_queues)] + [retired & (op == Opcode.TILE_OP)]
             if dut.vector_unit:
-                pops.append(dut.tvp_event.valid)
+                pops.append(ev_valid[2])
                 pushes.append(retired & (op == Opcode.TVP))
             for k, (pop, push) in enumerate(zip(pops, pushes)):
                 fifo = submodule(fragment, f"pending{k}")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from openmaia.cli import main
-from openmaia.config import get_config
+from openmaia.config import PRESETS, get_config
 from openmaia.sdk.report import (
     ENGINES,
     balance,
@@ -46,9 +46,10 @@ def test_peak_hbm_bandwidth_and_balance():
     assert balance("default", "e2m1", "e2m1") == 2048 / 32
     assert balance("small", "e4m3", "e2m1") == 1.0
     table = balance_table()
-    assert table.count("\n") == 1 + 4
+    assert table.count("\n") == 1 + len(PRESETS)
     assert "| default | 1600 | 32 | 1,024, 32 | 1,024, 32 | 2,048, 64 |" in table
     assert "| ulx3s | 75 | 8 | 256, 32 | 256, 32 | 512, 64 |" in table
+    assert "| ulx3s-fit | 20 | 4 | 8, 2 | 8, 2 | 16, 4 |" in table
 
 
 def test_utilization_arithmetic_exact():
