@@ -139,12 +139,14 @@ def test_memory_answering_the_next_cycle(side, seed):
 def test_stalled_request_keeps_its_address(side, seed):
     """A request the memory stalls keeps its address until taken, though room freed meanwhile
     makes other words eligible (the stream rule; the memory model checks it). The fault
-    ``regrant_while_stalled`` re-arbitrates; it needs a stall just as room frees, so the
-    mutant runs on up to four workloads and must be caught on one."""
+    ``regrant_while_stalled`` re-arbitrates; it needs a stall just as room frees, which a random
+    workload of side b has in about 60 % of cases (4 workloads missed all for seed 322389672),
+    so the mutant runs on up to ten workloads (stopping at the first catch) and must be caught
+    on one."""
     cfg = get_config("small")
     caught = False
-    for sub in range(4):
-        case = seed * 4 + sub
+    for sub in range(10):
+        case = seed * 10 + sub
         mem, ops = _memory_case(case, cfg, 6)
         _, status, _, _, _ = run_fetch(cfg, side, ops, mem.copy(), seed=case, stall=0.5,
                                        mem_stall=0.7, latency=(1, 2))
