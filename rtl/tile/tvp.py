@@ -35,6 +35,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..bus.memory_port import EccStatus, MemoryPortSignature
+from ..bus.stream_register import StreamRegister
 from ..compute.mx_quantizer import LANES as QUANT_LANES
 from ..compute.mx_quantizer import MxQuantizer
 from ..compute.vector_lane import VectorAlu
@@ -356,6 +357,11 @@ class TileVectorProcessor(wiring.Component):
         faults = self._faults
         formats = sorted(self._formats, key=lambda f: f.spec.hw_code)
         m.submodules.alu = alu = VectorAlu(lanes=L)
+        # Register slices on the ALU's results and on the write requests: the SRAM's grant, the
+        # packers' merge and the ALU's pipeline enable (which reaches every ALU register) would
+        # otherwise form one combinational chain from the SRAM arbiter to the operand FIFOs.
+        m.submodules.alu_out = alu_out = StreamRegister(alu.o.payload.shape())
+        wiring.connect(m, alu.o, alu_out.i)
         m.submodules.quant = quant = MxQuantizer(formats=self._formats, lanes=L)
         m.submodules.main_pk = main_pk = _BytePacker(word_bytes=P, addr_bits=AB, faults=faults)
         m.submodules.scale_pk = scale_pk = _BytePacker(word_bytes=P, addr_bits=AB)
@@ -636,7 +642,7 @@ class TileVectorProcessor(wiring.Component):
                              w_elems.eq(cmd.cols), w_blocks.eq(kb)]
 
         # element-wise results
-        val = alu.o.payload.value
+        val = alu_out.o.payload.value
         fp32_data = Cat(*(val[n] for n in range(L)))
         bf16_data = Cat(*(val[n][:16] for n in range(L)))
         elem_mask = Cat(*(w_elems > n for n in range(L)))
@@ -710,15 +716,17 @@ class TileVectorProcessor(wiring.Component):
             m.d.comb += [
                 mp.addr.eq(w_addr), mp.data.eq(Mux(bf16, bf16_data, fp32_data)),
                 mp.mask.eq(Mux(bf16, bf16_mask, fp32_mask)),
-                main_pk.i.valid.eq(alu.o.valid), alu.o.ready.eq(main_pk.i.ready),
+                main_pk.i.valid.eq(alu_out.o.valid), alu_out.o.ready.eq(main_pk.i.ready),
             ]
-            with m.If(alu.o.valid & alu.o.ready):
+            with m.If(alu_out.o.valid & alu_out.o.ready):
                 m.d.sync += [w_addr.eq(w_addr + Mux(bf16, 2 * L, 4 * L)),
                              w_elems.eq(w_elems - L)]
                 with m.If(w_elems <= L):
                     next_row()
 
-        wr = self.mem_wr.req
+        m.submodules.wr_out = wr_out = StreamRegister(self.mem_wr.req.payload.shape())
+        wiring.connect(m, wr_out.o, wiring.flipped(self.mem_wr.req))
+        wr = wr_out.i
         m.d.comb += self.mem_wr.rsp.ready.eq(1)
         with m.If(main_pk.o.valid):
             m.d.comb += [wr.payload.addr.eq(main_pk.o.payload.addr),
@@ -732,7 +740,11 @@ class TileVectorProcessor(wiring.Component):
                          scale_pk.o.ready.eq(wr.ready)]
         m.d.comb += [wr.valid.eq(main_pk.o.valid | scale_pk.o.valid), wr.payload.write.eq(1)]
         finished = Signal()
-        m.d.comb += finished.eq(running & w_done_main & w_done_scale)
+        # Every write taken by the SRAM, and (always true of the real units, whose last result
+        # needs the last beat; stated so that no unit can end a command with reads in flight)
+        # every source beat taken.
+        m.d.comb += finished.eq(running & w_done_main & w_done_scale & wr_out.empty
+                                & ~sa.active & ~sb.active)
 
         # ---- command FSM and the event -------------------------------------------------
         elements = Signal(32)
@@ -762,7 +774,8 @@ class TileVectorProcessor(wiring.Component):
         sink_ready = Mux(quant_op, quant.i.ready, alu.i.ready)
         with m.If(running & sa.active & sink_ready & ~sources_ok):
             m.d.sync += cnt.stall_input.eq(cnt.stall_input + 1)
-        with m.If((wr.valid & ~wr.ready) | (self.event.valid & ~self.event.ready)):
+        port_wr = self.mem_wr.req
+        with m.If((port_wr.valid & ~port_wr.ready) | (self.event.valid & ~self.event.ready)):
             m.d.sync += cnt.stall_output.eq(cnt.stall_output + 1)
         with m.If(finished):
             m.d.sync += [cnt.ops.eq(cnt.ops + 1), cnt.elements.eq(cnt.elements + elements)]
@@ -770,7 +783,7 @@ class TileVectorProcessor(wiring.Component):
             m.d.sync += cnt.rejected.eq(cnt.rejected + 1)
         with m.If(req.valid & req.ready):
             m.d.sync += cnt.reads.eq(cnt.reads + 1)
-        with m.If(wr.valid & wr.ready):
+        with m.If(port_wr.valid & port_wr.ready):
             m.d.sync += cnt.writes.eq(cnt.writes + 1)
         with m.If(self.counters_clear):
             m.d.sync += cnt.eq(0)
