@@ -298,11 +298,12 @@ PRESETS: dict[str, Config] = {
                     tsram_banks=8, tsram_bank_bytes=16, tsram_bank_depth=1024,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=64,
                     axi_addr_bits=28, clock_mhz=75.0),
-    # The ULX3S tile that fits and routes (docs/fpga.md, "ULX3S: the first bitstream"): one
-    # 8-lane engine (8 FP8 / 16 FP4 MACs a cycle), a 1-lane TVP, 128 KiB of TSRAM in 4 banks of
-    # 4-byte words with ECC, 32-bit AXI, serial range checks, 16-bit counters (as `ice40`);
-    # 55 % of the LFE5U-85F's logic cells. Clocked below the Fmax place and route reached.
-    "ulx3s-fit": Config(name="ulx3s-fit", array_rows=1, array_cols=1, lanes=8, acc_depth=4,
+    # The ULX3S tile that fits and routes (docs/fpga.md, "ULX3S: the first bitstream" and "16
+    # lanes"): one 16-lane engine (16 FP8 / 32 FP4 MACs a cycle), a 1-lane TVP, 128 KiB of TSRAM
+    # in 4 banks of 4-byte words with ECC, 32-bit AXI, serial range checks, 16-bit counters (as
+    # `ice40`); 61 % of the LFE5U-85F's logic cells. Clocked below the Fmax place and route
+    # reached.
+    "ulx3s-fit": Config(name="ulx3s-fit", array_rows=1, array_cols=1, lanes=16, acc_depth=4,
                         ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=1,
                         formats=frozenset({Format.E4M3, Format.E2M1}),
                         tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=8192,
