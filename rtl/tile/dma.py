@@ -36,6 +36,7 @@ from ..bus.axi import (
     AxiResp,
 )
 from ..bus.memory_port import EccStatus, MemoryPortSignature
+from ..bus.stream_register import StreamRegister
 from ..compute.serial_multiplier import SerialMultiplier
 from ..errors import ERROR_CODE_BITS, ErrorCode
 from .dma_descriptor import (
@@ -785,10 +786,16 @@ class TileDma(wiring.Component):
         for k in range(ratio):
             with m.If(side_sel == k):
                 m.d.comb += piece.eq(ts.rsp.payload.data[8 * wb * k:8 * wb * (k + 1)])
-        ts_word = Signal(len(ts.req.payload.addr))
+        # TSRAM requests leave through a register slice: without it the TSRAM's grant reached the
+        # byte queue and the walkers' address adders in the cycle it was computed (the ULX3S
+        # tile's critical path, docs/fpga.md). `treq` is the slice's input.
+        m.submodules.ts_req = ts_req = StreamRegister(ts.req.payload.shape())
+        wiring.connect(m, ts_req.o, wiring.flipped(ts.req))
+        treq = ts_req.i
+        ts_word = Signal(len(treq.payload.addr))
         ts_sel = Signal(max(rb, 1))
         m.d.comb += [ts_word.eq(tbp.word[rb:]), ts_sel.eq(tbp.word[:rb] if rb else 0)]
-        m.d.comb += ts.req.payload.addr.eq(ts_word)
+        m.d.comb += treq.payload.addr.eq(ts_word)
 
         with m.If(~to_hbm):
             m.d.comb += [
@@ -798,20 +805,20 @@ class TileDma(wiring.Component):
                 r_fire.eq(axi.rvalid & axi.rready),
                 hb.beats.ready.eq(r_fire),
                 bf.o_lo.eq(tbp.lo), bf.o_n.eq(tbp.n),
-                bf.o_valid.eq(tb.beats.valid & ts.req.ready),
-                ts.req.valid.eq(tb.beats.valid & bf.o_ready),
-                ts.req.payload.write.eq(1),
-                ts.req.payload.data.eq(bf.o_data.replicate(ratio)),
-                req_fire.eq(ts.req.valid & ts.req.ready),
+                bf.o_valid.eq(tb.beats.valid & treq.ready),
+                treq.valid.eq(tb.beats.valid & bf.o_ready),
+                treq.payload.write.eq(1),
+                treq.payload.data.eq(bf.o_data.replicate(ratio)),
+                req_fire.eq(treq.valid & treq.ready),
                 tb.beats.ready.eq(req_fire),
             ]
             strb = Const(-1, wb) if full_strobes else bf.o_strb
-            m.d.comb += ts.req.payload.strb.eq(strb << (ts_sel << lb) if rb else strb)
+            m.d.comb += treq.payload.strb.eq(strb << (ts_sel << lb) if rb else strb)
         with m.Else():
             m.d.comb += [
-                ts.req.valid.eq(tb.beats.valid & side.w_rdy),
-                ts.req.payload.write.eq(0),
-                req_fire.eq(ts.req.valid & ts.req.ready),
+                treq.valid.eq(tb.beats.valid & side.w_rdy),
+                treq.payload.write.eq(0),
+                req_fire.eq(treq.valid & treq.ready),
                 tb.beats.ready.eq(req_fire),
                 side.w_en.eq(req_fire),
                 side.w_data.eq(Cat(tbp.lo, tbp.n, ts_sel)),
@@ -894,10 +901,11 @@ class TileDma(wiring.Component):
             m.d.sync += [r_done[0].eq(r_done[1]), r_done_n.eq(r_done_n - 1)]
 
         # Control.
-        # Done: the last TSRAM write is being accepted, or the last write response arrives.
+        # Done: the last TSRAM write has been taken by the TSRAM (the slice is empty), or the
+        # last write response arrives.
         dst_done = Signal()
         with m.If(~to_hbm):
-            m.d.comb += dst_done.eq(~tw.busy & (~tb.busy | (req_fire & tbp.final)))
+            m.d.comb += dst_done.eq(~tw.busy & ~tb.busy & ts_req.empty)
         with m.Else():
             m.d.comb += dst_done.eq(~hw.busy & ~hfifo.r_rdy & ~hb.busy
                                     & ((pending == 0) | ((pending == 1) & b_fire)))
