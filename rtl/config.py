@@ -79,6 +79,12 @@ class Config:
     (:class:`~openmaia.compute.serial_multiplier.SerialMultiplier`, a few dozen cycles a
     command or descriptor) instead of combinational multipliers (same cycle): the same
     verdicts, a fraction of the logic, no DSP blocks.
+
+    Clock: ``dma_request_slice`` puts a register slice on the DMA's TSRAM requests, so the
+    TSRAM's grant does not reach the DMA's byte queue and address walkers in the same cycle
+    (an FPGA clock; docs/fpga.md). It costs a cycle a descriptor (two for HBM -> TSRAM, whose
+    event waits for the slice to drain): off on the ASIC-shaped presets, whose DMA figures
+    (docs/dma.md) are cycle counts with the target at one cycle's margin.
     """
     name: str
     array_rows: int
@@ -111,6 +117,7 @@ class Config:
     tvp_lanes: int = 4
     counter_bits: int | None = None
     serial_checks: bool = False
+    dma_request_slice: bool = False
     clock_mhz: float
 
     def __post_init__(self):
@@ -170,8 +177,9 @@ class Config:
                              f"not {self.counter_bits!r}")
         if self.ttu_queue_depth < 2:
             raise ValueError(f"ttu_queue_depth must be at least 2, not {self.ttu_queue_depth}")
-        if not isinstance(self.serial_checks, bool):
-            raise TypeError(f"serial_checks must be a bool, not {self.serial_checks!r}")
+        for name in ("serial_checks", "dma_request_slice"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, not {getattr(self, name)!r}")
         for name in ("tsram_ecc", "tsram_single_port"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
@@ -290,14 +298,14 @@ PRESETS: dict[str, Config] = {
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                     axi_addr_bits=24, dma_queue_depth=2, dma_outstanding_reads=2,
                     tcp_outstanding=2, command_fetch_depth=1, counter_bits=16,
-                    serial_checks=True, clock_mhz=24.0),
+                    serial_checks=True, dma_request_slice=True, clock_mhz=24.0),
     # ULX3S (ECP5-85F): 4 x 4 engines of 16 lanes, E4M3 and E2M1 (256 FP8 / 512 FP4 lanes).
     "ulx3s": Config(name="ulx3s", array_rows=4, array_cols=4, lanes=16, acc_depth=4,
                     ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=8,
                     formats=frozenset({Format.E4M3, Format.E2M1}),
                     tsram_banks=8, tsram_bank_bytes=16, tsram_bank_depth=1024,
                     hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=64,
-                    axi_addr_bits=28, clock_mhz=75.0),
+                    axi_addr_bits=28, dma_request_slice=True, clock_mhz=75.0),
     # The ULX3S tile that fits and routes (docs/fpga.md, "ULX3S: the first bitstream" and "16
     # lanes"): one 16-lane engine (16 FP8 / 32 FP4 MACs a cycle), a 1-lane TVP, 128 KiB of TSRAM
     # in 4 banks of 4-byte words with ECC, 32-bit AXI, serial range checks, 16-bit counters (as
@@ -309,7 +317,7 @@ PRESETS: dict[str, Config] = {
                         tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=8192,
                         hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                         axi_addr_bits=28, counter_bits=16, serial_checks=True,
-                        clock_mhz=20.0),
+                        dma_request_slice=True, clock_mhz=20.0),
 }
 
 

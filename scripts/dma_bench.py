@@ -83,8 +83,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="small")
     parser.add_argument("--json", type=Path, help="write the raw results here")
+    parser.add_argument("--request-slice", choices=("preset", "on", "off"), default="preset",
+                        help="Config.dma_request_slice (default: the preset's)")
     args = parser.parse_args(argv)
     config = get_config(args.config)
+    if args.request_slice != "preset":
+        config = config.replace(dma_request_slice=args.request_slice == "on")
     # Enough TSRAM for a 64 KiB copy, whatever the preset holds.
     if config.tsram_bytes < 1 << 17:
         config = config.replace(tsram_bank_depth=(1 << 17) // (config.tsram_banks

@@ -545,6 +545,11 @@ class TileDma(wiring.Component):
         same verdicts from one shift-and-add multiplier instead of four combinational ones;
         the head descriptor waits :attr:`DmaCheck.SERIAL_CYCLES` cycles for its check, which
         overlaps the transfer before it.
+    request_slice : bool
+        TSRAM requests leave through a :class:`~..bus.stream_register.StreamRegister`
+        (``Config.dma_request_slice``): no path from the TSRAM's ``req.ready`` to anything but
+        the slice, for a cycle more a descriptor (two for HBM -> TSRAM, whose event then waits
+        until the slice is empty instead of coming with the last write).
     faults : collection of str
         Deliberate bugs from :data:`FAULTS`; empty for the real design.
 
@@ -556,7 +561,7 @@ class TileDma(wiring.Component):
 
     def __init__(self, *, axi_addr_bits, axi_data_bits, axi_id_bits, tsram_bank_bytes,
                  tsram_bytes, queues, queue_depth, outstanding_reads, tsram_reads=4,
-                 serial_checks=False, faults=frozenset()):
+                 serial_checks=False, request_slice=False, faults=frozenset()):
         for name, value in (("axi_addr_bits", axi_addr_bits), ("axi_id_bits", axi_id_bits),
                             ("queues", queues), ("queue_depth", queue_depth),
                             ("outstanding_reads", outstanding_reads),
@@ -582,6 +587,9 @@ class TileDma(wiring.Component):
                              f"known: {', '.join(FAULTS)}")
         if not isinstance(serial_checks, bool):
             raise TypeError(f"serial_checks must be a bool, not {serial_checks!r}")
+        if not isinstance(request_slice, bool):
+            raise TypeError(f"request_slice must be a bool, not {request_slice!r}")
+        self._request_slice = request_slice
         if "serial_check_skip" in faults and not serial_checks:
             raise ValueError("fault serial_check_skip needs serial_checks=True")
         self._serial_checks = serial_checks
@@ -618,6 +626,7 @@ class TileDma(wiring.Component):
     @classmethod
     def from_config(cls, config, **kwargs):
         kwargs.setdefault("serial_checks", config.serial_checks)
+        kwargs.setdefault("request_slice", config.dma_request_slice)
         return cls(axi_addr_bits=config.axi_addr_bits, axi_data_bits=config.axi_data_bits,
                    axi_id_bits=config.axi_id_bits, tsram_bank_bytes=config.tsram_bank_bytes,
                    tsram_bytes=config.tsram_bytes, queues=config.dma_queues,
@@ -786,12 +795,15 @@ class TileDma(wiring.Component):
         for k in range(ratio):
             with m.If(side_sel == k):
                 m.d.comb += piece.eq(ts.rsp.payload.data[8 * wb * k:8 * wb * (k + 1)])
-        # TSRAM requests leave through a register slice: without it the TSRAM's grant reached the
-        # byte queue and the walkers' address adders in the cycle it was computed (the ULX3S
-        # tile's critical path, docs/fpga.md). `treq` is the slice's input.
-        m.submodules.ts_req = ts_req = StreamRegister(ts.req.payload.shape())
-        wiring.connect(m, ts_req.o, wiring.flipped(ts.req))
-        treq = ts_req.i
+        # `treq`: where TSRAM requests go; with `request_slice` a register slice in front of the
+        # port (without it the TSRAM's grant reaches the byte queue and the walkers' address
+        # adders in the cycle it is computed: the ULX3S tile's critical path, docs/fpga.md).
+        if self._request_slice:
+            m.submodules.ts_req = ts_req = StreamRegister(ts.req.payload.shape())
+            wiring.connect(m, ts_req.o, wiring.flipped(ts.req))
+            treq = ts_req.i
+        else:
+            treq = ts.req
         ts_word = Signal(len(treq.payload.addr))
         ts_sel = Signal(max(rb, 1))
         m.d.comb += [ts_word.eq(tbp.word[rb:]), ts_sel.eq(tbp.word[:rb] if rb else 0)]
@@ -901,11 +913,14 @@ class TileDma(wiring.Component):
             m.d.sync += [r_done[0].eq(r_done[1]), r_done_n.eq(r_done_n - 1)]
 
         # Control.
-        # Done: the last TSRAM write has been taken by the TSRAM (the slice is empty), or the
-        # last write response arrives.
+        # Done: the last TSRAM write is being accepted (with the slice: has left it), or the last
+        # write response arrives.
         dst_done = Signal()
         with m.If(~to_hbm):
-            m.d.comb += dst_done.eq(~tw.busy & ~tb.busy & ts_req.empty)
+            if self._request_slice:
+                m.d.comb += dst_done.eq(~tw.busy & ~tb.busy & ts_req.empty)
+            else:
+                m.d.comb += dst_done.eq(~tw.busy & (~tb.busy | (req_fire & tbp.final)))
         with m.Else():
             m.d.comb += dst_done.eq(~hw.busy & ~hfifo.r_rdy & ~hb.busy
                                     & ((pending == 0) | ((pending == 1) & b_fire)))

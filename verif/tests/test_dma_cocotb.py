@@ -6,6 +6,8 @@ HBM offset class, both directions; 2D / 3D patterns with the 64 x 64 tile of a 4
 matrix; every rejection code with no bus traffic and the next descriptor still running; random
 valid and invalid descriptors on both queues; SLVERR (poisoned AxiRam words), DECERR (unmapped
 AxiRam ranges) and uncorrectable ECC reported in the event, the next descriptors unaffected.
+The same bench (contiguous, errors, random mix, roundtrip) with the TSRAM request slice
+(``Config.dma_request_slice``).
 
 Slow tier: the sweep up to 64 KiB and offsets 0..63 (a TSRAM large enough); the ulx3s-shaped
 engine (64-bit AXI, 128-bit TSRAM words: two bus words a TSRAM word) and the ice40-shaped one
@@ -102,6 +104,16 @@ def test_errors():
 
 def test_roundtrip():
     run("roundtrip")
+
+
+@pytest.mark.parametrize("testcase", ["contiguous", "errors", "random_mix", "roundtrip"])
+def test_request_slice(testcase):
+    """``Config.dma_request_slice`` (the FPGA presets): the same bench through the TSRAM request
+    slice."""
+    config = SMALL.replace(name="small-slice", dma_request_slice=True)
+    extra = {"lengths": SHORT_LENGTHS, "offsets": SHORT_OFFSETS} if testcase == "contiguous" \
+        else {"count": 80} if testcase == "random_mix" else {}
+    run(testcase, config=config, **extra)
 
 
 def test_overlap():

@@ -150,6 +150,11 @@ BLOCKS = {
                                       faults=faults),
             ("TileDma, 10-bit AXI addresses, 16-bit bus, 1 queue of depth 1, 1 outstanding "
              "read, 1 TSRAM read, 32-byte TSRAM of 2-byte banks")),
+    "dma_slice": (lambda faults=(): TileDma(axi_addr_bits=10, axi_data_bits=16, axi_id_bits=1,
+                                            tsram_bank_bytes=2, tsram_bytes=32, queues=1,
+                                            queue_depth=1, outstanding_reads=1, tsram_reads=1,
+                                            request_slice=True, faults=faults),
+                  ("TileDma as above with its TSRAM request slice (Config.dma_request_slice)")),
     "tcp": (lambda faults=(): TileControlProcessor(semaphores=2, dma_queues=1, hbm_addr_bits=8,
                                                    outstanding=1, vector_unit=True,
                                                    faults=faults),
@@ -479,6 +484,9 @@ PROOFS = [
                 note="; AXI4 channels too (AR / AW / W asserted, R / B assumed), windows free; "
                      "TSRAM port: a response only for an outstanding read; events never "
                      "outnumber descriptors (capacity not documented)"),
+    rules_proof("dma_slice", mode="bmc", depth=8, solver="yices", flat_channels=True,
+                timeout=900, conserve=[Conserve(("desc", 0), ("event",), capacity=None)],
+                note="; as streams_dma"),
     rules_proof("dma", suffix="_unstable_wdata", faults={"unstable_wdata"}, expect=False,
                 mode="bmc", depth=6, solver="yices", flat_channels=True, timeout=900,
                 note="; W / TSRAM write payload stability must fail"),
@@ -488,6 +496,7 @@ PROOFS = [
     reach_proof("ttu_engine_16", 18, script=CUT_TTE_DATAPATH),
     reach_proof("tvp", 33, script=CUT_TVP_DATAPATH),
     reach_proof("dma", 2, flat_channels=True),
+    reach_proof("dma_slice", 4, flat_channels=True),
     reach_proof("tsram_ecc", 2, what="a read response", target=lambda dut: dut.a.rsp.valid,
                 ties=_tie("counters_clear", "err_clear")),
     reach_proof("onchip", 2, what="an R beat", flat_channels=True,
@@ -518,6 +527,8 @@ PROOFS = [
     # so the ready of `tsram.req` is tested against every valid but the event's.
     miter_proof("dma", flat_channels=True, solver="yices", timeout=3600,
                 under_test=["m_axi__aw", "m_axi__w", "m_axi__ar", "event"]),
+    # With the request slice no valid follows any ready: one miter over every ready.
+    miter_proof("dma_slice", flat_channels=True, solver="yices", timeout=3600),
     miter_proof("dma", suffix="_tsram_req", flat_channels=True, solver="yices",
                 under_test=["tsram__req"], valids=["m_axi__aw", "m_axi__w", "m_axi__ar",
                                                    "tsram__req"]),
