@@ -309,15 +309,15 @@ PRESETS: dict[str, Config] = {
     # The ULX3S tile that fits and routes (docs/fpga.md, "ULX3S: the first bitstream" and "16
     # lanes"): one 16-lane engine (16 FP8 / 32 FP4 MACs a cycle), a 1-lane TVP, 128 KiB of TSRAM
     # in 4 banks of 4-byte words with ECC, 32-bit AXI, serial range checks, 16-bit counters (as
-    # `ice40`); 61 % of the LFE5U-85F's logic cells. Clocked below the Fmax place and route
-    # reached.
+    # `ice40`); 59-61 % of the LFE5U-85F's logic cells. 25 MHz: the oscillator's own clock,
+    # met by place and route at 25.10 MHz (docs/fpga.md).
     "ulx3s-fit": Config(name="ulx3s-fit", array_rows=1, array_cols=1, lanes=16, acc_depth=4,
                         ttu_panel_blocks=16, ttu_port_words=4, tvp_lanes=1,
                         formats=frozenset({Format.E4M3, Format.E2M1}),
                         tsram_banks=4, tsram_bank_bytes=4, tsram_bank_depth=8192,
                         hbm_preset="ONCHIP", hbm_pseudo_channels=1, axi_data_bits=32,
                         axi_addr_bits=28, counter_bits=16, serial_checks=True,
-                        dma_request_slice=True, clock_mhz=20.0),
+                        dma_request_slice=True, clock_mhz=25.0),
 }
 
 

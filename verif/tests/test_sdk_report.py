@@ -49,7 +49,7 @@ def test_peak_hbm_bandwidth_and_balance():
     assert table.count("\n") == 1 + len(PRESETS)
     assert "| default | 1600 | 32 | 1,024, 32 | 1,024, 32 | 2,048, 64 |" in table
     assert "| ulx3s | 75 | 8 | 256, 32 | 256, 32 | 512, 64 |" in table
-    assert "| ulx3s-fit | 20 | 4 | 16, 4 | 16, 4 | 32, 8 |" in table
+    assert "| ulx3s-fit | 25 | 4 | 16, 4 | 16, 4 | 32, 8 |" in table
 
 
 def test_utilization_arithmetic_exact():
