@@ -6,7 +6,9 @@ from a register, and so does ``i.ready``, so neither side's logic reaches the ot
 cycle. It keeps the full rate (one transfer a cycle when the consumer never stalls) and the
 order, drops nothing and duplicates nothing; a transfer leaves one cycle after it entered at
 the earliest. It holds at most two transfers: the output register and a skid register that
-catches the transfer already offered when the consumer stalls.
+catches the transfer already offered when the consumer stalls. (Amaranth's
+``SyncFIFOBuffered`` registers both sides too, but a transfer takes two cycles through it, and
+the depth that gives it full rate puts a memory inside.)
 """
 
 from amaranth.hdl import Module, Signal
