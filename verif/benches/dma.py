@@ -20,6 +20,8 @@ Checkers:
   :func:`~openmaia.tile.dma_descriptor.dma_reference`; after each batch the whole HBM and the
   whole TSRAM equal the reference memories, to which the same descriptors were applied in the
   engine's order (so every byte landed where the descriptor says, and nothing else was written).
+* :meth:`Bench.check_visibility` (on the TSRAM model): an OK HBM -> TSRAM event is offered only
+  once the descriptor's rows are in the TSRAM.
 
 Tests: ``contiguous`` (a sweep of lengths x offsets, both directions), ``strided`` (2D / 3D
 patterns, the 64 x 64 tile of a 4096-wide matrix), ``protection`` (every rejection, each
@@ -318,9 +320,41 @@ class Bench:
         await FallingEdge(dut.clk)
         dut.rst.value = 0
         for task in ([self.sink.run(), self.monitor.run()] + [s.run() for s in self.sources]
-                     + ([self.tsram.run()] if self.tsram else [])):
+                     + ([self.tsram.run(), self.check_visibility()] if self.tsram else [])):
             cocotb.start_soon(task)
         self.fill(self.rng)
+
+    async def check_visibility(self):
+        """An HBM -> TSRAM descriptor's event means its data is in the TSRAM (docs/dma.md: every
+        later TSRAM read sees it): in the cycle after the one in which an OK event is first
+        offered, the TSRAM model must hold the descriptor's rows (the next descriptor's TSRAM
+        writes come a cycle later at the earliest)."""
+        dut = self.dut
+        offered_before = taken_before = False
+        await FallingEdge(dut.clk)
+        while True:
+            await ReadOnly()
+            valid, ready = int(dut.event__valid.value), int(dut.event__ready.value)
+            new = valid and (not offered_before or taken_before)
+            offered_before, taken_before = bool(valid), bool(valid and ready)
+            bits = dut.event__payload.value.to_unsigned() if new else 0
+            await FallingEdge(dut.clk)
+            if not new:
+                continue
+            ev = unpack(self.event_layout, bits)
+            entry = self.submitted.get((ev["queue"], ev["tag"]))
+            if entry is None or ev["status"] != ErrorCode.OK or entry[0].direction != H2T:
+                continue
+            desc = entry[0]
+            n = desc.row_bytes
+            want = {}
+            for h, t in zip(desc.rows("hbm"), desc.rows("tsram")):
+                for k, byte in enumerate(self.ram.mem[h:h + n]):
+                    want[t + k] = byte
+            bad = [a for a, byte in want.items() if self.tsram.mem[a] != byte]
+            if bad:
+                raise AssertionError(f"event of {desc} offered before its TSRAM writes: "
+                                     f"{len(bad)} bytes not written yet, first at {bad[0]}")
 
     def set_pauses(self, probability):
         self.pause = probability
